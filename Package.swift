@@ -1,0 +1,57 @@
+// swift-tools-version:6.0
+// Lockstep: data-parallel GPT training over MPI, on CPUs with OpenBLAS.
+import PackageDescription
+
+let package = Package(
+    name: "Lockstep",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "lockstep", targets: ["lockstep"]),
+        .library(name: "LockstepTraining", targets: ["LockstepTraining"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
+    ],
+    targets: [
+        // MARK: - C libraries
+        .systemLibrary(
+            name: "COpenBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(
+            name: "CMPI", pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+
+        // MARK: - Libraries, bottom up
+        .target(
+            name: "LockstepKernels",
+            dependencies: ["COpenBLAS", .product(name: "RealModule", package: "swift-numerics")]),
+        .target(name: "LockstepFormats"),
+        .target(name: "LockstepModel", dependencies: ["LockstepKernels", "LockstepFormats"]),
+        .target(name: "LockstepTokenizer"),
+        .target(name: "LockstepData", dependencies: ["LockstepTokenizer"]),
+        .target(name: "LockstepDistributed", dependencies: ["CMPI"]),
+        .target(
+            name: "LockstepTraining",
+            dependencies: [
+                "LockstepModel", "LockstepData", "LockstepDistributed", "LockstepTokenizer",
+                .product(name: "Yams", package: "Yams"),
+            ]),
+
+        // MARK: - Executables (thin: parse arguments, call the libraries)
+        .executableTarget(
+            name: "lockstep",
+            dependencies: [
+                "LockstepTraining",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(name: "mpi-allreduce-check", dependencies: ["LockstepDistributed"]),
+
+        // MARK: - Tests
+        .testTarget(
+            name: "LockstepKernelsTests",
+            dependencies: ["LockstepKernels", .product(name: "RealModule", package: "swift-numerics")]),
+        .testTarget(name: "LockstepDistributedTests", dependencies: ["LockstepDistributed"]),
+    ]
+)

@@ -1,0 +1,1 @@
+// Safetensors and other file formats.

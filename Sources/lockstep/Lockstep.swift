@@ -1,0 +1,9 @@
+import ArgumentParser
+
+/// `lockstep`: the command-line entry point. Each subcommand lives in its own file.
+@main
+struct Lockstep: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Data-parallel GPT training over MPI on CPUs.",
+        subcommands: [])
+}
