@@ -49,9 +49,18 @@ let package = Package(
         .executableTarget(name: "mpi-allreduce-check", dependencies: ["LockstepDistributed"]),
 
         // MARK: - Tests
+        .target(
+            name: "LockstepTestSupport", dependencies: ["LockstepDistributed"], path: "Tests/LockstepTestSupport"),
         .testTarget(
             name: "LockstepKernelsTests",
-            dependencies: ["LockstepKernels", .product(name: "RealModule", package: "swift-numerics")]),
-        .testTarget(name: "LockstepDistributedTests", dependencies: ["LockstepDistributed"]),
+            dependencies: [
+                "LockstepKernels", "LockstepTestSupport", .product(name: "RealModule", package: "swift-numerics"),
+            ]),
+        .testTarget(name: "LockstepFormatsTests", dependencies: ["LockstepFormats", "LockstepTestSupport"]),
+        .testTarget(name: "LockstepModelTests", dependencies: ["LockstepModel", "LockstepTestSupport"]),
+        .testTarget(name: "LockstepTokenizerTests", dependencies: ["LockstepTokenizer", "LockstepTestSupport"]),
+        .testTarget(name: "LockstepDataTests", dependencies: ["LockstepData", "LockstepTestSupport"]),
+        .testTarget(name: "LockstepDistributedTests", dependencies: ["LockstepDistributed", "LockstepTestSupport"]),
+        .testTarget(name: "LockstepTrainingTests", dependencies: ["LockstepTraining", "LockstepTestSupport"]),
     ]
 )
