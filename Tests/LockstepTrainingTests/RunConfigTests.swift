@@ -1,0 +1,67 @@
+import Testing
+@testable import LockstepTraining
+
+@Suite("Run configuration")
+struct RunConfigTests {
+    let minimal = """
+        model:
+          context_length: 32
+          layers: 2
+          heads: 4
+          channels: 48
+        data:
+          train: data/train_*.bin
+        training:
+          micro_batch_size: 4
+          global_batch_tokens: 256
+        """
+
+    @Test func defaultsAndValues() throws {
+        let config = try RunConfig(yaml: minimal, file: "run.yaml")
+        #expect(config.model.layers == 2)
+        #expect(config.training.sequenceLength == 32)
+        #expect(config.schedule.kind == "cosine")
+        #expect(config.schedule.minLearningRate == config.schedule.learningRate / 10)
+        #expect(try config.accumulationSteps(workers: 1) == 2)
+        #expect(try config.accumulationSteps(workers: 2) == 1)
+        #expect(config.globalBatchWindows == 8)
+    }
+
+    @Test func unknownKeyNamesFileLineAndKey() throws {
+        let text = minimal + "\noptimizer:\n  beta1: 0.9\n  betta2: 0.95\n"
+        let error = #expect(throws: ConfigError.self) { try RunConfig(yaml: text, file: "run.yaml") }
+        #expect(error?.key == "optimizer.betta2")
+        #expect(error?.line == 13)
+        #expect(error?.description.hasPrefix("run.yaml:13: optimizer.betta2: unknown key") == true)
+    }
+
+    @Test func wrongTypeNamesTheKey() throws {
+        let text = minimal.replacingOccurrences(of: "layers: 2", with: "layers: two")
+        let error = #expect(throws: ConfigError.self) { try RunConfig(yaml: text, file: "run.yaml") }
+        #expect(error?.key == "model.layers")
+        #expect(error?.line == 3)
+        #expect(error?.message.contains("expected an integer, found 'two'") == true)
+    }
+
+    @Test func overridesApplyOnTop() throws {
+        let config = try RunConfig(
+            yaml: minimal, file: "run.yaml",
+            overrides: ["training.max_steps=7", "schedule.kind=linear", "distributed.workers=2"])
+        #expect(config.training.maxSteps == 7)
+        #expect(config.schedule.kind == "linear")
+        #expect(config.distributed.workers == 2)
+        #expect(throws: ConfigError.self) { try RunConfig(yaml: minimal, overrides: ["model.nope=1"]) }
+        #expect(throws: ConfigError.self) { try RunConfig(yaml: minimal, overrides: ["novalue"]) }
+    }
+
+    @Test func inconsistentValuesAreRefused() throws {
+        #expect(throws: ConfigError.self) {
+            try RunConfig(yaml: minimal, overrides: ["training.global_batch_tokens=100"])
+        }
+        #expect(throws: ConfigError.self) { try RunConfig(yaml: minimal, overrides: ["model.channels=50"]) }
+        #expect(throws: ConfigError.self) { try RunConfig(yaml: minimal, overrides: ["training.sequence_length=64"]) }
+        let missingTrain = minimal.replacingOccurrences(of: "  train: data/train_*.bin", with: "  shuffle: false")
+        let error = #expect(throws: ConfigError.self) { try RunConfig(yaml: missingTrain) }
+        #expect(error?.key == "data.train")
+    }
+}
