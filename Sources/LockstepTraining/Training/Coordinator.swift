@@ -1,0 +1,178 @@
+import Foundation
+import LockstepModel
+
+/// Why a run ended.
+public enum StopReason: String, Codable, Sendable {
+    case stepBudget = "step budget"
+    case timeBudget = "time budget"
+    case signal = "signal"
+}
+
+/// The end of a run, as the CLI reports it.
+public struct RunSummary: Sendable {
+    public var steps: Int
+    public var stopReason: StopReason
+    public var lastLoss: Double
+    public var lastValidationLoss: Double?
+    public var skippedSteps: Int
+    public var seconds: Double
+    public var modelDirectory: URL
+}
+
+/// Errors that end a run on the coordinator's decision.
+public struct TrainingStopped: Error, CustomStringConvertible {
+    public var description: String
+}
+
+/// The coordinator role: owns the learning-rate schedule, evaluation cadence, logging, the decision to stop,
+/// and the saved model. It never touches data or gradients; it orders steps from a `ReplicaLink`.
+public final class Coordinator {
+    let config: RunConfig
+    let link: ReplicaLink
+    let modelConfig: GPTConfig
+    let layout: ParameterLayout
+    let schedule: LearningRateSchedule
+    let outputDirectory: URL
+    let console: ProgressReporter
+    let stopFlag: StopFlag
+
+    public init(
+        config: RunConfig, link: ReplicaLink, modelConfig: GPTConfig, stopFlag: StopFlag = StopFlag(),
+        console: ProgressReporter = ProgressReporter()
+    ) throws {
+        self.config = config
+        self.link = link
+        self.modelConfig = modelConfig
+        self.layout = ParameterLayout(config: modelConfig)
+        self.schedule = try LearningRateSchedule(settings: config.schedule, totalSteps: config.training.maxSteps)
+        self.outputDirectory = URL(fileURLWithPath: config.output.directory)
+        self.console = console
+        self.stopFlag = stopFlag
+    }
+
+    public func run() throws -> RunSummary {
+        try FileManager.default.createDirectory(at: outputDirectory, withIntermediateDirectories: true)
+        let metricsLog = try MetricsLog(url: outputDirectory.appendingPathComponent("metrics.jsonl"), append: false)
+        let tensorBoard = config.output.tensorboard
+            ? try TensorBoardWriter(logDirectory: outputDirectory.appendingPathComponent("tensorboard")) : nil
+        let parameters = UnsafeMutableBufferPointer<Float>.allocate(capacity: layout.count)
+        defer { parameters.deallocate() }
+
+        let started = Date()
+        let maxSteps = config.training.maxSteps
+        let hasValidation = config.data.validation != nil
+        var skippedInARow = 0
+        var skippedTotal = 0
+        var lastLoss = Double.nan
+        var lastValidation: Double? = nil
+        var stopReason = StopReason.stepBudget
+        var step = 0
+        var tokensSinceLog = 0.0
+        var timeOfLastLog = started
+
+        while step < maxSteps {
+            let elapsed = Date().timeIntervalSince(started)
+            if stopFlag.isSet {
+                stopReason = .signal
+            } else if let budget = config.training.timeBudgetMinutes, elapsed >= budget * 60 {
+                stopReason = .timeBudget
+            }
+            let isLast = step == maxSteps - 1 || stopReason != .stepBudget
+            let every = config.evaluation.every
+            let evaluate = hasValidation && (isLast || (every > 0 && (step + 1) % every == 0))
+            let order = StepOrder(
+                step: step, learningRate: schedule.learningRate(atStep: step), evaluate: evaluate,
+                sendParameters: isLast, stop: isLast)
+            let outcome = try link.execute(order, parameters: parameters)
+
+            let replicas = Double(link.replicaCount)
+            let metrics = outcome.metrics
+            lastLoss = metrics.loss / replicas
+            let gradientNorm = metrics.gradientNorm / replicas
+            if metrics.skipped > 0 {
+                skippedInARow += 1
+                skippedTotal += 1
+            } else {
+                skippedInARow = 0
+            }
+            tokensSinceLog += metrics.tokens
+            step += 1
+
+            if step % config.output.logEvery == 0 || isLast || metrics.skipped > 0 {
+                let now = Date()
+                let tokensPerSecond = tokensSinceLog / max(now.timeIntervalSince(timeOfLastLog), 1e-9)
+                tokensSinceLog = 0
+                timeOfLastLog = now
+                try metricsLog.write([
+                    "kind": .string("train"), "step": .int(step), "loss": .double(lastLoss),
+                    "lr": .double(order.learningRate), "grad_norm": .double(gradientNorm),
+                    "tokens_per_second": .double(tokensPerSecond), "skipped": .int(Int(metrics.skipped)),
+                    "time": .double(now.timeIntervalSince(started)),
+                ])
+                tensorBoard?.addScalar(tag: "train/loss", value: lastLoss, step: step, wallTime: nil)
+                tensorBoard?.addScalar(tag: "train/lr", value: order.learningRate, step: step, wallTime: nil)
+                tensorBoard?.addScalar(tag: "train/grad_norm", value: gradientNorm, step: step, wallTime: nil)
+                console.report(
+                    step: step, totalSteps: maxSteps, loss: lastLoss, learningRate: order.learningRate,
+                    gradNorm: gradientNorm, tokensPerSecond: tokensPerSecond, elapsed: now.timeIntervalSince(started))
+            }
+            if let evaluation = outcome.evaluation {
+                let loss = evaluation.meanLoss
+                lastValidation = loss
+                try metricsLog.write([
+                    "kind": .string("eval"), "step": .int(step), "val_loss": .double(loss),
+                    "val_perplexity": .double(exp(loss)), "windows": .int(Int(evaluation.windows)),
+                    "time": .double(Date().timeIntervalSince(started)),
+                ])
+                tensorBoard?.addScalar(tag: "val/loss", value: loss, step: step, wallTime: nil)
+                console.note(String(format: "step %d: validation loss %.4f (perplexity %.2f)", step, loss, exp(loss)))
+            }
+            try metricsLog.flush()
+            try tensorBoard?.flush()
+            if skippedInARow >= config.training.maxNonFiniteSteps && !isLast {
+                throw TrainingStopped(
+                    description: """
+                        \(skippedInARow) steps in a row had a non-finite loss or gradient norm (last at step \(step)); \
+                        stopping (training.max_nonfinite_steps = \(config.training.maxNonFiniteSteps)). \
+                        Try a lower schedule.learning_rate.
+                        """)
+            }
+            if isLast { break }
+        }
+
+        let modelDirectory = outputDirectory.appendingPathComponent("model")
+        if step > 0 {
+            let model = GPT(config: modelConfig, batchSize: 1, sequenceLength: 1)
+            _ = model.parameters.update(fromContentsOf: parameters)
+            try HuggingFaceGPT2.save(model: model, directory: modelDirectory, extraConfig: nil)
+        }
+        return RunSummary(
+            steps: step, stopReason: stopReason, lastLoss: lastLoss, lastValidationLoss: lastValidation,
+            skippedSteps: skippedTotal, seconds: Date().timeIntervalSince(started), modelDirectory: modelDirectory)
+    }
+}
+
+/// Set from a signal handler (SIGINT, SIGTERM) and read by the coordinator between steps: the current step
+/// finishes, the model is saved, and the run ends cleanly.
+public final class StopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    private var sources: [DispatchSourceSignal] = []
+
+    public init() {}
+
+    public var isSet: Bool { lock.withLock { value } }
+
+    public func set() { lock.withLock { value = true } }
+
+    /// Routes SIGINT and SIGTERM to this flag instead of killing the process.
+    public func installSignalHandlers() {
+        for signalNumber in [SIGINT, SIGTERM] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler { [weak self] in self?.set() }
+            source.resume()
+            sources.append(source)
+        }
+    }
+}

@@ -1,0 +1,25 @@
+/// How a replica combines its gradients and decisions with the other replicas. One implementation is a
+/// lone replica (single-process training); the MPI one averages over the workers' communicator.
+public protocol ReplicaGroup: AnyObject {
+    var replicaCount: Int { get }
+    var replicaIndex: Int { get }
+    /// Called just before the last micro-step's backward; `gradients` is the model's whole gradient buffer.
+    func beginGradientAveraging(gradients: UnsafeMutableBufferPointer<Float>)
+    /// Block `block`'s gradients are final: their averaging may start while backward continues.
+    func blockGradientsReady(_ block: Int)
+    /// Returns once `gradients` holds the mean over all replicas.
+    func finishGradientAveraging() throws
+    /// True only when `flag` is true on every replica.
+    func allAgree(_ flag: Bool) throws -> Bool
+}
+
+/// The only replica: averaging is a no-op.
+public final class LoneReplica: ReplicaGroup {
+    public init() {}
+    public var replicaCount: Int { 1 }
+    public var replicaIndex: Int { 0 }
+    public func beginGradientAveraging(gradients: UnsafeMutableBufferPointer<Float>) {}
+    public func blockGradientsReady(_ block: Int) {}
+    public func finishGradientAveraging() throws {}
+    public func allAgree(_ flag: Bool) throws -> Bool { flag }
+}
