@@ -13,6 +13,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
     ],
     targets: [
         // MARK: - C libraries
@@ -37,6 +38,7 @@ let package = Package(
             dependencies: [
                 "LockstepModel", "LockstepData", "LockstepDistributed", "LockstepTokenizer",
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]),
 
         // MARK: - Executables (thin: parse arguments, call the libraries)

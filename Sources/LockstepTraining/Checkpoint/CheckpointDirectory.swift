@@ -1,0 +1,171 @@
+import Crypto
+import Foundation
+
+/// A checkpoint problem, naming the directory or file and what was wrong.
+public struct CheckpointError: Error, CustomStringConvertible, Equatable {
+    public var description: String
+}
+
+/// The crash-safe mechanics of a folder of checkpoints, independent of what the files hold:
+///
+/// ```
+/// runs/x/checkpoints/
+///   step-0000500/   model.safetensors, optimizer.safetensors, state.json, checksums.json
+///   step-0001000/
+///   latest          "step-0001000"
+/// ```
+///
+/// A save writes into `.tmp-step-…`, fsyncs every file and the folder, renames it into place, and only then
+/// moves `latest` (write a temporary file, fsync, rename). A crash at any moment leaves either the old or the
+/// new checkpoint visible, never a half-written one. `checksums.json` holds the SHA-256 of every other file,
+/// so truncation or bit flips are found on load and the checkpoint is passed over for an older valid one.
+public struct CheckpointDirectory {
+    public let root: URL
+
+    public init(root: URL) {
+        self.root = root
+    }
+
+    public static func name(step: Int) -> String { String(format: "step-%07d", step) }
+
+    static func step(ofName name: String) -> Int? {
+        guard name.hasPrefix("step-") else { return nil }
+        return Int(name.dropFirst(5))
+    }
+
+    /// Writes one checkpoint. `files` maps file names to functions that write that file at the given URL.
+    /// Returns the final directory. Throws (leaving earlier checkpoints untouched) on any I/O failure.
+    @discardableResult
+    public func save(step: Int, files: [(name: String, write: (URL) throws -> Void)]) throws -> URL {
+        let fileManager = FileManager.default
+        do {
+            try fileManager.createDirectory(at: root, withIntermediateDirectories: true)
+        } catch {
+            throw CheckpointError(description: "\(root.path): cannot create the checkpoint directory (\(error.localizedDescription))")
+        }
+        let name = Self.name(step: step)
+        let final = root.appendingPathComponent(name)
+        let temporary = root.appendingPathComponent(".tmp-\(name)-\(getpid())")
+        try? fileManager.removeItem(at: temporary)
+        do {
+            try fileManager.createDirectory(at: temporary, withIntermediateDirectories: false)
+            var checksums: [String: String] = [:]
+            for file in files {
+                let url = temporary.appendingPathComponent(file.name)
+                try file.write(url)
+                try Self.fsync(url)
+                checksums[file.name] = try Self.sha256(of: url)
+            }
+            let checksumURL = temporary.appendingPathComponent("checksums.json")
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(checksums).write(to: checksumURL)
+            try Self.fsync(checksumURL)
+            try Self.fsync(temporary)
+            if fileManager.fileExists(atPath: final.path) { try fileManager.removeItem(at: final) }
+            try fileManager.moveItem(at: temporary, to: final)
+            try Self.fsync(root)
+            try setLatest(name)
+        } catch {
+            try? fileManager.removeItem(at: temporary)
+            throw CheckpointError(
+                description: "\(final.path): saving the checkpoint failed (\(error.localizedDescription)); earlier checkpoints are intact")
+        }
+        return final
+    }
+
+    /// Points `latest` at `name` atomically.
+    func setLatest(_ name: String) throws {
+        let latest = root.appendingPathComponent("latest")
+        let temporary = root.appendingPathComponent(".latest-\(getpid())")
+        try Data((name + "\n").utf8).write(to: temporary)
+        try Self.fsync(temporary)
+        if rename(temporary.path, latest.path) != 0 {
+            throw CheckpointError(description: "\(latest.path): cannot update (\(String(cString: strerror(errno))))")
+        }
+        try Self.fsync(root)
+    }
+
+    /// Checkpoint directories by step, newest first.
+    public func checkpoints() -> [(step: Int, url: URL)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
+        return names.compactMap { name in Self.step(ofName: name).map { ($0, root.appendingPathComponent(name)) } }
+            .sorted { $0.step > $1.step }
+    }
+
+    /// Checks every file listed in `checksums.json` against its SHA-256. Throws naming the first bad file.
+    public static func verify(_ directory: URL) throws {
+        let checksumURL = directory.appendingPathComponent("checksums.json")
+        guard let data = try? Data(contentsOf: checksumURL),
+            let checksums = try? JSONDecoder().decode([String: String].self, from: data)
+        else {
+            throw CheckpointError(description: "\(checksumURL.path): missing or unreadable")
+        }
+        for (name, expected) in checksums.sorted(by: { $0.key < $1.key }) {
+            let url = directory.appendingPathComponent(name)
+            guard FileManager.default.fileExists(atPath: url.path) else {
+                throw CheckpointError(description: "\(url.path): missing")
+            }
+            let actual = try sha256(of: url)
+            if actual != expected {
+                throw CheckpointError(description: "\(url.path): checksum mismatch (expected sha256 \(expected), found \(actual))")
+            }
+        }
+    }
+
+    /// The newest checkpoint whose checksums hold, trying `latest` first and then every step downwards.
+    /// `rejected` receives a message for each checkpoint passed over.
+    public func newestValid(rejected: (String) -> Void = { _ in }) -> URL? {
+        var candidates = checkpoints().map(\.url)
+        if let name = try? String(contentsOf: root.appendingPathComponent("latest"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines), !name.isEmpty
+        {
+            let pointed = root.appendingPathComponent(name)
+            candidates.removeAll { $0.lastPathComponent == name }
+            candidates.insert(pointed, at: 0)
+        }
+        for candidate in candidates {
+            do {
+                try Self.verify(candidate)
+                return candidate
+            } catch {
+                rejected("passing over \(candidate.path): \(error)")
+            }
+        }
+        return nil
+    }
+
+    /// Deletes checkpoints beyond the newest `keepLast`, except multiples of `keepEvery`; never the newest
+    /// valid checkpoint nor the one `latest` names.
+    public func applyRetention(keepLast: Int, keepEvery: Int) {
+        let all = checkpoints()
+        let protected = newestValid()?.lastPathComponent
+        for (index, checkpoint) in all.enumerated() where index >= keepLast {
+            if keepEvery > 0 && checkpoint.step % keepEvery == 0 { continue }
+            if checkpoint.url.lastPathComponent == protected { continue }
+            try? FileManager.default.removeItem(at: checkpoint.url)
+        }
+    }
+
+    public static func sha256(of url: URL) throws -> String {
+        let handle = try FileHandle(forReadingFrom: url)
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        while let block = try handle.read(upToCount: 1 << 20), !block.isEmpty {
+            hasher.update(data: block)
+        }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Flushes a file or directory to stable storage.
+    static func fsync(_ url: URL) throws {
+        let descriptor = open(url.path, O_RDONLY)
+        guard descriptor >= 0 else {
+            throw CheckpointError(description: "\(url.path): cannot open to sync (\(String(cString: strerror(errno))))")
+        }
+        defer { close(descriptor) }
+        if Glibc.fsync(descriptor) != 0 {
+            throw CheckpointError(description: "\(url.path): fsync failed (\(String(cString: strerror(errno))))")
+        }
+    }
+}
