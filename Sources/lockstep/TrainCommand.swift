@@ -18,6 +18,9 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Data-parallel workers (overrides distributed.workers).")
     var workers: Int?
 
+    @Option(help: "Resume: 'auto' (the newest valid checkpoint of the run, if any) or a checkpoint directory.")
+    var resume: String?
+
     func run() throws {
         var overrides = overrides
         if let workers { overrides.append("distributed.workers=\(workers)") }
@@ -29,10 +32,22 @@ struct TrainCommand: ParsableCommand {
         let tokenizer = try RunSetup.tokenizer(runConfig)
         let modelConfig = try RunSetup.modelConfig(runConfig, tokenizer: tokenizer)
         let replica = try RunSetup.replica(runConfig, modelConfig: modelConfig, group: LoneReplica())
+        var resumed: CheckpointState? = nil
+        if let resume,
+            let checkpoint = try RunSetup.checkpointToResume(runConfig, resume: resume, rejected: { warn($0) })
+        {
+            let snapshot = TrainingSnapshot(count: replica.model.layout.count)
+            resumed = try RunSetup.loadCheckpoint(
+                checkpoint, config: runConfig, modelConfig: modelConfig,
+                tokenizerVocabularySize: tokenizer.vocabularySize, into: snapshot)
+            snapshot.restore(into: replica)
+            warn("resuming from \(checkpoint.path) at step \(resumed!.step)")
+        }
         let stopFlag = StopFlag()
         stopFlag.installSignalHandlers()
         let coordinator = try Coordinator(
-            config: runConfig, link: LocalReplicaLink(replica: replica), modelConfig: modelConfig, stopFlag: stopFlag)
+            config: runConfig, link: LocalReplicaLink(replica: replica), modelConfig: modelConfig,
+            tokenizerVocabularySize: tokenizer.vocabularySize, resumed: resumed, stopFlag: stopFlag)
         let summary = try coordinator.run()
         printSummary(summary)
     }
@@ -45,4 +60,9 @@ func printSummary(_ summary: RunSummary) {
     if summary.skippedSteps > 0 { line += ", \(summary.skippedSteps) skipped non-finite steps" }
     print(line)
     print("model saved to \(summary.modelDirectory.path)")
+}
+
+/// A line on standard error, for notes that are not results.
+func warn(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
 }

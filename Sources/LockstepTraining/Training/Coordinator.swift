@@ -24,8 +24,9 @@ public struct TrainingStopped: Error, CustomStringConvertible {
     public var description: String
 }
 
-/// The coordinator role: owns the learning-rate schedule, evaluation cadence, logging, the decision to stop,
-/// and the saved model. It never touches data or gradients; it orders steps from a `ReplicaLink`.
+/// The coordinator role: owns the learning-rate schedule, evaluation and checkpoint cadence, logging, the
+/// decision to stop, and the saved files. It never touches data or gradients; it orders steps from a
+/// `ReplicaLink` and writes checkpoints in the background while the replicas go on.
 public final class Coordinator {
     let config: RunConfig
     let link: ReplicaLink
@@ -33,12 +34,20 @@ public final class Coordinator {
     let layout: ParameterLayout
     let schedule: LearningRateSchedule
     let outputDirectory: URL
+    let checkpoints: CheckpointDirectory
     let console: ProgressReporter
     let stopFlag: StopFlag
+    let tokenizerVocabularySize: Int
+    /// The checkpoint this run continues from, if any.
+    let resumed: CheckpointState?
+    let snapshot: TrainingSnapshot
+    let saveQueue = DispatchQueue(label: "lockstep.checkpoint-writer")
+    private var saveError: Error?
 
+    /// `resumed`: the state of the checkpoint whose contents the replicas were started from.
     public init(
-        config: RunConfig, link: ReplicaLink, modelConfig: GPTConfig, stopFlag: StopFlag = StopFlag(),
-        console: ProgressReporter = ProgressReporter()
+        config: RunConfig, link: ReplicaLink, modelConfig: GPTConfig, tokenizerVocabularySize: Int,
+        resumed: CheckpointState? = nil, stopFlag: StopFlag = StopFlag(), console: ProgressReporter = ProgressReporter()
     ) throws {
         self.config = config
         self.link = link
@@ -46,27 +55,31 @@ public final class Coordinator {
         self.layout = ParameterLayout(config: modelConfig)
         self.schedule = try LearningRateSchedule(settings: config.schedule, totalSteps: config.training.maxSteps)
         self.outputDirectory = URL(fileURLWithPath: config.output.directory)
+        self.checkpoints = CheckpointDirectory(root: outputDirectory.appendingPathComponent("checkpoints"))
         self.console = console
         self.stopFlag = stopFlag
+        self.tokenizerVocabularySize = tokenizerVocabularySize
+        self.resumed = resumed
+        self.snapshot = TrainingSnapshot(count: layout.count)
     }
 
     public func run() throws -> RunSummary {
         try FileManager.default.createDirectory(at: outputDirectory, withIntermediateDirectories: true)
-        let metricsLog = try MetricsLog(url: outputDirectory.appendingPathComponent("metrics.jsonl"), append: false)
+        let metricsLog = try MetricsLog(
+            url: outputDirectory.appendingPathComponent("metrics.jsonl"), append: resumed != nil)
         let tensorBoard = config.output.tensorboard
             ? try TensorBoardWriter(logDirectory: outputDirectory.appendingPathComponent("tensorboard")) : nil
-        let parameters = UnsafeMutableBufferPointer<Float>.allocate(capacity: layout.count)
-        defer { parameters.deallocate() }
 
         let started = Date()
+        let elapsedBefore = resumed?.elapsedSeconds ?? 0
         let maxSteps = config.training.maxSteps
         let hasValidation = config.data.validation != nil
         var skippedInARow = 0
-        var skippedTotal = 0
-        var lastLoss = Double.nan
-        var lastValidation: Double? = nil
+        var skippedTotal = resumed?.skippedSteps ?? 0
+        var lastLoss = resumed?.lastLoss ?? .nan
+        var lastValidation = resumed?.lastValidationLoss
         var stopReason = StopReason.stepBudget
-        var step = 0
+        var step = resumed?.step ?? 0
         var tokensSinceLog = 0.0
         var timeOfLastLog = started
 
@@ -74,16 +87,19 @@ public final class Coordinator {
             let elapsed = Date().timeIntervalSince(started)
             if stopFlag.isSet {
                 stopReason = .signal
-            } else if let budget = config.training.timeBudgetMinutes, elapsed >= budget * 60 {
+            } else if let budget = config.training.timeBudgetMinutes, elapsed + elapsedBefore >= budget * 60 {
                 stopReason = .timeBudget
             }
             let isLast = step == maxSteps - 1 || stopReason != .stepBudget
-            let every = config.evaluation.every
-            let evaluate = hasValidation && (isLast || (every > 0 && (step + 1) % every == 0))
+            let evaluateEvery = config.evaluation.every
+            let checkpointEvery = config.checkpoint.every
+            let evaluate = hasValidation && (isLast || (evaluateEvery > 0 && (step + 1) % evaluateEvery == 0))
+            let checkpoint = isLast || (checkpointEvery > 0 && (step + 1) % checkpointEvery == 0)
+            if checkpoint { try waitForSave() }
             let order = StepOrder(
                 step: step, learningRate: schedule.learningRate(atStep: step), evaluate: evaluate,
-                sendParameters: isLast, stop: isLast)
-            let outcome = try link.execute(order, parameters: parameters)
+                sendState: checkpoint, stop: isLast)
+            let outcome = try link.execute(order, snapshot: snapshot)
 
             let replicas = Double(link.replicaCount)
             let metrics = outcome.metrics
@@ -107,14 +123,18 @@ public final class Coordinator {
                     "kind": .string("train"), "step": .int(step), "loss": .double(lastLoss),
                     "lr": .double(order.learningRate), "grad_norm": .double(gradientNorm),
                     "tokens_per_second": .double(tokensPerSecond), "skipped": .int(Int(metrics.skipped)),
-                    "time": .double(now.timeIntervalSince(started)),
+                    "time": .double(elapsedBefore + now.timeIntervalSince(started)),
                 ])
                 tensorBoard?.addScalar(tag: "train/loss", value: lastLoss, step: step, wallTime: nil)
                 tensorBoard?.addScalar(tag: "train/lr", value: order.learningRate, step: step, wallTime: nil)
                 tensorBoard?.addScalar(tag: "train/grad_norm", value: gradientNorm, step: step, wallTime: nil)
+                tensorBoard?.addScalar(tag: "train/tokens_per_second", value: tokensPerSecond, step: step, wallTime: nil)
                 console.report(
                     step: step, totalSteps: maxSteps, loss: lastLoss, learningRate: order.learningRate,
                     gradNorm: gradientNorm, tokensPerSecond: tokensPerSecond, elapsed: now.timeIntervalSince(started))
+            }
+            if metrics.skipped > 0 {
+                console.note("step \(step): non-finite loss or gradient norm on some worker; update skipped on all")
             }
             if let evaluation = outcome.evaluation {
                 let loss = evaluation.meanLoss
@@ -122,14 +142,24 @@ public final class Coordinator {
                 try metricsLog.write([
                     "kind": .string("eval"), "step": .int(step), "val_loss": .double(loss),
                     "val_perplexity": .double(exp(loss)), "windows": .int(Int(evaluation.windows)),
-                    "time": .double(Date().timeIntervalSince(started)),
+                    "time": .double(elapsedBefore + Date().timeIntervalSince(started)),
                 ])
                 tensorBoard?.addScalar(tag: "val/loss", value: loss, step: step, wallTime: nil)
                 console.note(String(format: "step %d: validation loss %.4f (perplexity %.2f)", step, loss, exp(loss)))
             }
             try metricsLog.flush()
             try tensorBoard?.flush()
+            if checkpoint {
+                let state = CheckpointState(
+                    formatVersion: CheckpointState.currentFormatVersion, step: step,
+                    optimizerStep: snapshot.optimizerStep, cursor: snapshot.cursor, config: config, model: modelConfig,
+                    tokenizerVocabularySize: tokenizerVocabularySize, worldSize: link.replicaCount, labelNames: nil,
+                    skippedSteps: skippedTotal, lastLoss: lastLoss, lastValidationLoss: lastValidation,
+                    elapsedSeconds: elapsedBefore + Date().timeIntervalSince(started))
+                saveInBackground(state)
+            }
             if skippedInARow >= config.training.maxNonFiniteSteps && !isLast {
+                try waitForSave()
                 throw TrainingStopped(
                     description: """
                         \(skippedInARow) steps in a row had a non-finite loss or gradient norm (last at step \(step)); \
@@ -139,16 +169,39 @@ public final class Coordinator {
             }
             if isLast { break }
         }
+        try waitForSave()
 
         let modelDirectory = outputDirectory.appendingPathComponent("model")
-        if step > 0 {
+        if step > (resumed?.step ?? 0) {
             let model = GPT(config: modelConfig, batchSize: 1, sequenceLength: 1)
-            _ = model.parameters.update(fromContentsOf: parameters)
+            _ = model.parameters.update(fromContentsOf: snapshot.parameters)
             try HuggingFaceGPT2.save(model: model, directory: modelDirectory, extraConfig: nil)
         }
         return RunSummary(
             steps: step, stopReason: stopReason, lastLoss: lastLoss, lastValidationLoss: lastValidation,
             skippedSteps: skippedTotal, seconds: Date().timeIntervalSince(started), modelDirectory: modelDirectory)
+    }
+
+    /// Writes the snapshot on the save queue; training continues meanwhile. The snapshot is not touched
+    /// again until `waitForSave()` has returned.
+    private func saveInBackground(_ state: CheckpointState) {
+        saveQueue.async { [self] in
+            do {
+                _ = try TrainingCheckpoint.save(snapshot: snapshot, state: state, layout: layout, to: checkpoints)
+                checkpoints.applyRetention(keepLast: config.checkpoint.keepLast, keepEvery: config.checkpoint.keepEvery)
+            } catch {
+                saveError = error
+            }
+        }
+    }
+
+    /// Waits for the save in flight, and rethrows its failure.
+    private func waitForSave() throws {
+        saveQueue.sync {}
+        if let error = saveError {
+            saveError = nil
+            throw error
+        }
     }
 }
 

@@ -6,8 +6,8 @@ public struct StepOrder: Codable, Equatable, Sendable {
     public var learningRate: Double
     /// Run the validation set after the update.
     public var evaluate: Bool
-    /// Send the parameters to the coordinator after the update (for a save).
-    public var sendParameters: Bool
+    /// Send parameters, optimizer moments and data cursor to the coordinator after the update (for a save).
+    public var sendState: Bool
     /// The last order of the run: replicas exit after answering it.
     public var stop: Bool
 }
@@ -21,9 +21,9 @@ public struct StepOutcome: Sendable {
 /// The coordinator's view of the replicas, however they are connected: in this process, or over MPI.
 public protocol ReplicaLink: AnyObject {
     var replicaCount: Int { get }
-    /// Runs one step on every replica. With `sendParameters`, `parameters` (the whole parameter buffer in
-    /// the model's layout) holds replica 0's parameters after the update when this returns.
-    func execute(_ order: StepOrder, parameters: UnsafeMutableBufferPointer<Float>) throws -> StepOutcome
+    /// Runs one step on every replica. With `sendState`, `snapshot` holds replica 0's state after the update
+    /// when this returns.
+    func execute(_ order: StepOrder, snapshot: TrainingSnapshot) throws -> StepOutcome
 }
 
 /// Replicas in this process: `lockstep train` with one worker runs both roles in one process.
@@ -36,12 +36,10 @@ public final class LocalReplicaLink: ReplicaLink {
 
     public var replicaCount: Int { 1 }
 
-    public func execute(_ order: StepOrder, parameters: UnsafeMutableBufferPointer<Float>) throws -> StepOutcome {
+    public func execute(_ order: StepOrder, snapshot: TrainingSnapshot) throws -> StepOutcome {
         let metrics = try replica.trainStep(learningRate: order.learningRate)
         let evaluation = order.evaluate ? replica.evaluate() : nil
-        if order.sendParameters, parameters.baseAddress != replica.model.parameters.baseAddress {
-            _ = parameters.update(fromContentsOf: replica.model.parameters)
-        }
+        if order.sendState { snapshot.capture(from: replica) }
         return StepOutcome(metrics: metrics, evaluation: evaluation)
     }
 }

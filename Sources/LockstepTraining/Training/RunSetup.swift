@@ -77,3 +77,48 @@ public enum RunSetup {
         return try WorkerReplica(config: config, model: model, stream: stream, validation: validation, group: group)
     }
 }
+
+extension RunSetup {
+    /// The checkpoint to resume from: `auto` means the newest valid one under the run's output directory
+    /// (nil when there is none: a fresh start), anything else is a checkpoint directory that must be valid.
+    public static func checkpointToResume(
+        _ config: RunConfig, resume: String, rejected: (String) -> Void
+    ) throws -> URL? {
+        if resume == "auto" {
+            let directory = CheckpointDirectory(
+                root: URL(fileURLWithPath: config.output.directory).appendingPathComponent("checkpoints"))
+            return directory.newestValid(rejected: rejected)
+        }
+        let url = URL(fileURLWithPath: resume)
+        try CheckpointDirectory.verify(url)
+        return url
+    }
+
+    /// Loads `checkpoint` into `snapshot` after checking it fits this run: same model shape, same tokenizer
+    /// vocabulary size, same global batch (so that the data cursor means the same windows).
+    public static func loadCheckpoint(
+        _ checkpoint: URL, config: RunConfig, modelConfig: GPTConfig, tokenizerVocabularySize: Int,
+        into snapshot: TrainingSnapshot
+    ) throws -> CheckpointState {
+        let state = try TrainingCheckpoint.load(checkpoint, expectedModel: modelConfig, into: snapshot)
+        if state.tokenizerVocabularySize != tokenizerVocabularySize {
+            throw CheckpointError(
+                description: """
+                    \(checkpoint.path): trained with a tokenizer of \(state.tokenizerVocabularySize) entries; \
+                    data.tokenizer has \(tokenizerVocabularySize)
+                    """)
+        }
+        if state.config.globalBatchWindows != config.globalBatchWindows
+            || state.config.training.sequenceLength != config.training.sequenceLength
+        {
+            throw CheckpointError(
+                description: """
+                    \(checkpoint.path): trained with \(state.config.globalBatchWindows) windows of \
+                    \(state.config.training.sequenceLength) tokens per step; the config asks for \
+                    \(config.globalBatchWindows) of \(config.training.sequenceLength) (training.global_batch_tokens, \
+                    training.sequence_length must stay the same to continue the data stream)
+                    """)
+        }
+        return state
+    }
+}

@@ -1,0 +1,170 @@
+import Foundation
+import LockstepData
+import LockstepFormats
+import LockstepModel
+
+/// The replicas' state at a step boundary: everything an exact resume needs besides the config.
+/// Buffers are in the model's parameter layout.
+public final class TrainingSnapshot {
+    public let parameters: UnsafeMutableBufferPointer<Float>
+    public let firstMoments: UnsafeMutableBufferPointer<Float>
+    public let secondMoments: UnsafeMutableBufferPointer<Float>
+    public var optimizerStep = 0
+    public var cursor = DataCursor(epoch: 0, position: 0)
+
+    public init(count: Int) {
+        parameters = .allocate(capacity: count)
+        firstMoments = .allocate(capacity: count)
+        secondMoments = .allocate(capacity: count)
+        parameters.initialize(repeating: 0)
+        firstMoments.initialize(repeating: 0)
+        secondMoments.initialize(repeating: 0)
+    }
+
+    deinit {
+        parameters.deallocate()
+        firstMoments.deallocate()
+        secondMoments.deallocate()
+    }
+
+    /// Copies a replica's state in.
+    public func capture(from replica: WorkerReplica) {
+        _ = parameters.update(fromContentsOf: replica.model.parameters)
+        _ = firstMoments.update(fromContentsOf: replica.optimizer.m)
+        _ = secondMoments.update(fromContentsOf: replica.optimizer.v)
+        optimizerStep = replica.optimizer.stepCount
+        cursor = replica.stream.cursor
+    }
+
+    /// Puts this state into a replica (all replicas of a run get the same).
+    public func restore(into replica: WorkerReplica) {
+        _ = replica.model.parameters.update(fromContentsOf: parameters)
+        _ = replica.optimizer.m.update(fromContentsOf: firstMoments)
+        _ = replica.optimizer.v.update(fromContentsOf: secondMoments)
+        replica.optimizer.stepCount = optimizerStep
+        replica.stream.cursor = cursor
+    }
+}
+
+/// `state.json` of a checkpoint.
+public struct CheckpointState: Codable, Equatable, Sendable {
+    /// Bumped when the layout of a checkpoint changes; a newer checkpoint is refused, not misread.
+    public static let currentFormatVersion = 1
+
+    public var formatVersion: Int
+    /// Optimizer steps completed.
+    public var step: Int
+    public var optimizerStep: Int
+    public var cursor: DataCursor
+    public var config: RunConfig
+    public var model: GPTConfig
+    public var tokenizerVocabularySize: Int
+    public var worldSize: Int
+    public var labelNames: [String]?
+    public var skippedSteps: Int
+    public var lastLoss: Double?
+    public var lastValidationLoss: Double?
+    public var elapsedSeconds: Double
+}
+
+/// Reads and writes Lockstep checkpoints: `model.safetensors` (Hugging Face GPT-2 names),
+/// `optimizer.safetensors` (`m.<name>`, `v.<name>`), `state.json`, all under `checksums.json`.
+public enum TrainingCheckpoint {
+    public static func save(
+        snapshot: TrainingSnapshot, state: CheckpointState, layout: ParameterLayout, to directory: CheckpointDirectory
+    ) throws -> URL {
+        try directory.save(step: state.step, files: [
+            ("model.safetensors", { url in
+                try writeTensors(layout: layout, buffers: [("", snapshot.parameters)], to: url)
+            }),
+            ("optimizer.safetensors", { url in
+                try writeTensors(
+                    layout: layout, buffers: [("m.", snapshot.firstMoments), ("v.", snapshot.secondMoments)], to: url)
+            }),
+            ("state.json", { url in
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                encoder.keyEncodingStrategy = .convertToSnakeCase
+                try encoder.encode(state).write(to: url)
+            }),
+        ])
+    }
+
+    static func writeTensors(
+        layout: ParameterLayout, buffers: [(prefix: String, values: UnsafeMutableBufferPointer<Float>)], to url: URL
+    ) throws {
+        var writer = SafeTensorsWriter()
+        for (prefix, values) in buffers {
+            for tensor in layout.tensors {
+                let range = tensor.offset..<(tensor.offset + tensor.shape.reduce(1, *))
+                writer.add(name: prefix + tensor.name, shape: tensor.shape, floats: Array(values[range]))
+            }
+        }
+        try writer.write(to: url)
+    }
+
+    public static func readState(_ directory: URL) throws -> CheckpointState {
+        let url = directory.appendingPathComponent("state.json")
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        do {
+            let state = try decoder.decode(CheckpointState.self, from: Data(contentsOf: url))
+            if state.formatVersion > CheckpointState.currentFormatVersion {
+                throw CheckpointError(
+                    description: """
+                        \(url.path): written by a newer Lockstep (format version \(state.formatVersion); this one reads \
+                        up to \(CheckpointState.currentFormatVersion))
+                        """)
+            }
+            return state
+        } catch let error as CheckpointError {
+            throw error
+        } catch {
+            throw CheckpointError(description: "\(url.path): not a valid checkpoint state (\(error))")
+        }
+    }
+
+    /// Verifies checksums, refuses a checkpoint whose model shape differs from `expectedModel`, and fills
+    /// `snapshot`.
+    public static func load(_ directory: URL, expectedModel: GPTConfig, into snapshot: TrainingSnapshot) throws
+        -> CheckpointState
+    {
+        try CheckpointDirectory.verify(directory)
+        let state = try readState(directory)
+        if state.model != expectedModel {
+            throw CheckpointError(
+                description: """
+                    \(directory.path): the checkpoint's model (\(describe(state.model))) differs from the config's \
+                    (\(describe(expectedModel)))
+                    """)
+        }
+        let layout = ParameterLayout(config: expectedModel)
+        try readTensors(layout: layout, prefix: "", into: snapshot.parameters, from: directory.appendingPathComponent("model.safetensors"))
+        let optimizer = directory.appendingPathComponent("optimizer.safetensors")
+        try readTensors(layout: layout, prefix: "m.", into: snapshot.firstMoments, from: optimizer)
+        try readTensors(layout: layout, prefix: "v.", into: snapshot.secondMoments, from: optimizer)
+        snapshot.optimizerStep = state.optimizerStep
+        snapshot.cursor = state.cursor
+        return state
+    }
+
+    static func readTensors(
+        layout: ParameterLayout, prefix: String, into buffer: UnsafeMutableBufferPointer<Float>, from url: URL
+    ) throws {
+        let file = try SafeTensorsFile.read(url)
+        for tensor in layout.tensors {
+            let values = try file.floats(named: prefix + tensor.name)
+            guard values.count == tensor.shape.reduce(1, *) else {
+                throw CheckpointError(description: "\(url.path): \(prefix + tensor.name) has \(values.count) values, expected shape \(tensor.shape)")
+            }
+            _ = UnsafeMutableBufferPointer(rebasing: buffer[tensor.offset..<(tensor.offset + values.count)])
+                .update(fromContentsOf: values)
+        }
+    }
+
+    static func describe(_ config: GPTConfig) -> String {
+        "vocab \(config.vocabularySize), context \(config.contextLength), \(config.layerCount) layers, "
+            + "\(config.headCount) heads, \(config.channels) channels"
+            + (config.labelCount.map { ", \($0) labels" } ?? "")
+    }
+}
