@@ -1,0 +1,126 @@
+import Foundation
+import LockstepKernels
+
+/// Runs a GPT one token at a time over a key/value cache, so that each new token costs O(T) attention
+/// work instead of a forward pass over the whole sequence. Reads the weights of a `GPT` in place.
+///
+/// Shapes: the cache holds keys and values `(L, T, C)` for one sequence; every other buffer is one position.
+public final class IncrementalDecoder {
+    public let model: GPT
+    let config: GPTConfig
+    /// Positions filled so far; the next token goes at this position.
+    public private(set) var length = 0
+    let keys: UnsafeMutableBufferPointer<Float>
+    let values: UnsafeMutableBufferPointer<Float>
+    /// One position's activations: residual `x (C)`, normalized `h (C)`, `qkv (3C)`, attention output `(C)`,
+    /// MLP hidden `(4C)` and its GELU, attention probabilities `(T)`, statistics, and logits `(V)`.
+    let x, h, qkv, attended, projected, hidden, activated, scores, mean, rstd: UnsafeMutableBufferPointer<Float>
+    public let logits: UnsafeMutableBufferPointer<Float>
+
+    public init(model: GPT) {
+        self.model = model
+        config = model.config
+        let c = config.channels, t = config.contextLength, l = config.layerCount
+        keys = .allocate(capacity: l * t * c)
+        values = .allocate(capacity: l * t * c)
+        x = .allocate(capacity: c)
+        h = .allocate(capacity: c)
+        qkv = .allocate(capacity: 3 * c)
+        attended = .allocate(capacity: c)
+        projected = .allocate(capacity: c)
+        hidden = .allocate(capacity: 4 * c)
+        activated = .allocate(capacity: 4 * c)
+        scores = .allocate(capacity: t)
+        mean = .allocate(capacity: 1)
+        rstd = .allocate(capacity: 1)
+        logits = .allocate(capacity: config.vocabularySize)
+    }
+
+    deinit {
+        for buffer in [keys, values, x, h, qkv, attended, projected, hidden, activated, scores, mean, rstd, logits] {
+            buffer.deallocate()
+        }
+    }
+
+    /// Forgets the sequence.
+    public func reset() { length = 0 }
+
+    public var isFull: Bool { length == config.contextLength }
+
+    private func weights(_ name: String) -> UnsafePointer<Float> {
+        UnsafePointer(model.parameters.baseAddress! + model.layout.range(of: name).lowerBound)
+    }
+
+    /// Appends `token` at the next position and leaves the next-token logits `(V)` in `logits`.
+    public func append(_ token: Int32) {
+        precondition(!isFull, "the context of \(config.contextLength) positions is full")
+        let c = config.channels, heads = config.headCount, headSize = c / heads, t = config.contextLength
+        let position = length
+        let wte = weights("transformer.wte.weight"), wpe = weights("transformer.wpe.weight")
+        for i in 0..<c {
+            x[i] = wte[Int(token) * c + i] + wpe[position * c + i]
+        }
+        let scale = 1 / Float(headSize).squareRoot()
+        for layer in 0..<config.layerCount {
+            let prefix = "transformer.h.\(layer)."
+            LayerNorm.forward(
+                out: h.baseAddress!, mean: mean.baseAddress!, rstd: rstd.baseAddress!, input: x.baseAddress!,
+                weight: weights(prefix + "ln_1.weight"), bias: weights(prefix + "ln_1.bias"), rows: 1, channels: c,
+                eps: config.layerNormEpsilon)
+            Matmul.forward(
+                out: qkv.baseAddress!, input: h.baseAddress!, weight: weights(prefix + "attn.c_attn.weight"),
+                bias: weights(prefix + "attn.c_attn.bias"), rows: 1, inChannels: c, outChannels: 3 * c,
+                layout: .inputMajor)
+            let cache = layer * t * c
+            for i in 0..<c {
+                keys[cache + position * c + i] = qkv[c + i]
+                values[cache + position * c + i] = qkv[2 * c + i]
+            }
+            for head in 0..<heads {
+                let offset = head * headSize
+                var maximum = -Float.infinity
+                for j in 0...position {
+                    var dot: Float = 0
+                    for i in 0..<headSize { dot += qkv[offset + i] * keys[cache + j * c + offset + i] }
+                    scores[j] = dot * scale
+                    maximum = max(maximum, scores[j])
+                }
+                var sum: Float = 0
+                for j in 0...position {
+                    scores[j] = expf(scores[j] - maximum)
+                    sum += scores[j]
+                }
+                for i in 0..<headSize { attended[offset + i] = 0 }
+                for j in 0...position {
+                    let weight = scores[j] / sum
+                    for i in 0..<headSize { attended[offset + i] += weight * values[cache + j * c + offset + i] }
+                }
+            }
+            Matmul.forward(
+                out: projected.baseAddress!, input: attended.baseAddress!, weight: weights(prefix + "attn.c_proj.weight"),
+                bias: weights(prefix + "attn.c_proj.bias"), rows: 1, inChannels: c, outChannels: c, layout: .inputMajor)
+            for i in 0..<c { x[i] += projected[i] }
+            LayerNorm.forward(
+                out: h.baseAddress!, mean: mean.baseAddress!, rstd: rstd.baseAddress!, input: x.baseAddress!,
+                weight: weights(prefix + "ln_2.weight"), bias: weights(prefix + "ln_2.bias"), rows: 1, channels: c,
+                eps: config.layerNormEpsilon)
+            Matmul.forward(
+                out: hidden.baseAddress!, input: h.baseAddress!, weight: weights(prefix + "mlp.c_fc.weight"),
+                bias: weights(prefix + "mlp.c_fc.bias"), rows: 1, inChannels: c, outChannels: 4 * c, layout: .inputMajor)
+            GELU.forward(out: activated.baseAddress!, input: hidden.baseAddress!, count: 4 * c)
+            Matmul.forward(
+                out: projected.baseAddress!, input: activated.baseAddress!, weight: weights(prefix + "mlp.c_proj.weight"),
+                bias: weights(prefix + "mlp.c_proj.bias"), rows: 1, inChannels: 4 * c, outChannels: c,
+                layout: .inputMajor)
+            for i in 0..<c { x[i] += projected[i] }
+        }
+        LayerNorm.forward(
+            out: h.baseAddress!, mean: mean.baseAddress!, rstd: rstd.baseAddress!, input: x.baseAddress!,
+            weight: weights("transformer.ln_f.weight"), bias: weights("transformer.ln_f.bias"), rows: 1, channels: c,
+            eps: config.layerNormEpsilon)
+        Matmul.forward(
+            out: logits.baseAddress!, input: h.baseAddress!, weight: wte, bias: nil, rows: 1, inChannels: c,
+            outChannels: config.vocabularySize, layout: .outputMajor)
+        length += 1
+    }
+}
