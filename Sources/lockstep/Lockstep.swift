@@ -5,5 +5,5 @@ import ArgumentParser
 struct Lockstep: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Data-parallel GPT training over MPI on CPUs.",
-        subcommands: [PrepareCommand.self, TrainCommand.self, EvaluateCommand.self, GenerateCommand.self])
+        subcommands: [PrepareCommand.self, TrainCommand.self, EvaluateCommand.self, GenerateCommand.self, InspectCommand.self])
 }
