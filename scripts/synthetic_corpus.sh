@@ -14,7 +14,7 @@ awk 'BEGIN {
         printf "SCENE %d.\n\n", scene
         for (line = 0; line < 12; line++) {
             s = speakers[int(rand() * 5) + 1]
-            printf "%s:\nWho %s %s %s? I %s %s.\n\n", s, verbs[int(rand() * 8) + 1], things[int(rand() * 10) + 1],
+            printf "%s:\nWho %s %s %s? She %s %s.\n\n", s, verbs[int(rand() * 8) + 1], things[int(rand() * 10) + 1],
                 ways[int(rand() * 6) + 1], verbs[int(rand() * 8) + 1], things[int(rand() * 10) + 1]
         }
     }
