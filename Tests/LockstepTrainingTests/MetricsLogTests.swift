@@ -30,7 +30,7 @@ func makeTemporaryDirectory(_ name: String = #function) throws -> URL {
 
     @Test func parsesWhatItWritesBitForBit() throws {
         let doubles: [Double] = [
-            0, -0.0, 1, 0.1, 1.0 / 3.0, 6e-4, 2.2250738585072014e-308, 1.7976931348623157e308, -123.456, 5e-324,
+            0, -0.0, 1, 0.1, 1.0 / 3.0, 6e-4, 2.2250738585072014e-308, 1.7976931348623157e308, -123.456, .leastNonzeroMagnitude,
         ]
         for value in doubles {
             let parsed = try MetricsLog.parse(line: MetricsLog.encode(["v": .double(value)]))
