@@ -1,0 +1,377 @@
+import Foundation
+
+/// One value in a metrics record: what a flat JSON object can hold.
+///
+/// Doubles are written in Swift's shortest form that reads back to the same bits (`0.1`, `1e-05`, `3.0`), Ints
+/// as integers. JSON has no NaN or infinity, so a non-finite Double is written as `null` (a skipped update's
+/// loss, say); the record should carry another field that says why.
+public enum MetricValue: Equatable, Sendable {
+    case int(Int)
+    case double(Double)
+    case string(String)
+    case bool(Bool)
+    case null
+
+    /// The JSON text of this value.
+    public var jsonText: String {
+        switch self {
+        case .int(let value): return String(value)
+        case .double(let value): return value.isFinite ? value.description : "null"
+        case .string(let value): return MetricValue.quoted(value)
+        case .bool(let value): return value ? "true" : "false"
+        case .null: return "null"
+        }
+    }
+
+    /// The value as a Double when it is a number (ints widened), else nil.
+    public var doubleValue: Double? {
+        switch self {
+        case .int(let value): return Double(value)
+        case .double(let value): return value
+        case .string, .bool, .null: return nil
+        }
+    }
+
+    /// `text` as a JSON string literal: quotes, backslashes and control characters escaped.
+    static func quoted(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}
+
+extension MetricValue: ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral, ExpressibleByStringLiteral,
+    ExpressibleByBooleanLiteral
+{
+    public init(integerLiteral value: Int) { self = .int(value) }
+    public init(floatLiteral value: Double) { self = .double(value) }
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+}
+
+/// A problem opening, writing or reading a metrics log, naming the file (and line for reads).
+public struct MetricsLogError: Error, Equatable, CustomStringConvertible {
+    public var path: String
+    /// 1-based line number for a malformed line, nil otherwise.
+    public var line: Int?
+    public var message: String
+
+    public var description: String {
+        if let line { return "\(path):\(line): \(message)" }
+        return "\(path): \(message)"
+    }
+}
+
+/// The JSONL metrics file: one flat JSON object per line, keys sorted, written by the coordinator.
+///
+/// The trainer's records follow this shape (other keys may be added; readers should ignore unknown ones):
+/// - `{"kind":"train","step":S,"loss":..,"lr":..,"grad_norm":..,"tokens_per_second":..,"time":..}` once per
+///   step, `time` being seconds since the run started;
+/// - `{"kind":"eval","step":S,"loss":..,"perplexity":..,"time":..}` once per evaluation, plus `accuracy` for
+///   classification fine-tuning.
+/// `scripts/plot_metrics.py` draws these.
+///
+/// Each record goes to the file in one `write` as soon as it is written, so a crash loses at most the record
+/// being written and can leave at most one partial last line. Opening with `append: true` removes such a
+/// partial line (truncating the file after its last newline) before writing: the fragment is an incomplete
+/// record no reader could parse, and appending to it would glue it onto the next record.
+/// `droppedTailBytes` says how many bytes went, so the caller can report it.
+///
+/// Not thread-safe: one owner (the coordinator) writes.
+public final class MetricsLog {
+    public let url: URL
+    /// Bytes of a partial last line removed when opening for append (0 if the file ended cleanly).
+    public private(set) var droppedTailBytes: Int = 0
+    private var handle: FileHandle?
+
+    /// Opens `url` for writing, creating it (and its directory) if needed.
+    /// - Parameter append: true to keep existing records (resuming a run), false to start an empty file.
+    /// - Throws: `MetricsLogError` naming the file when it cannot be created or opened.
+    public init(url: URL, append: Bool) throws {
+        self.url = url
+        let fileManager = FileManager.default
+        do {
+            try fileManager.createDirectory(
+                at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        } catch {
+            throw MetricsLogError(path: url.path, line: nil, message: "cannot create its directory: \(error)")
+        }
+        if !append || !fileManager.fileExists(atPath: url.path) {
+            guard fileManager.createFile(atPath: url.path, contents: nil) else {
+                throw MetricsLogError(path: url.path, line: nil, message: "cannot create the file")
+            }
+        }
+        do {
+            let handle = try FileHandle(forUpdating: url)
+            self.handle = handle
+            droppedTailBytes = try Self.dropPartialLastLine(handle)
+            try handle.seekToEnd()
+        } catch let error as MetricsLogError {
+            throw error
+        } catch {
+            throw MetricsLogError(path: url.path, line: nil, message: "cannot open for writing: \(error)")
+        }
+    }
+
+    deinit {
+        try? handle?.close()
+    }
+
+    /// Appends `record` as one line.
+    /// - Throws: `MetricsLogError` if the write fails (disk full) or the log was closed.
+    public func write(_ record: [String: MetricValue]) throws {
+        guard let handle else {
+            throw MetricsLogError(path: url.path, line: nil, message: "write after close")
+        }
+        let line = Self.encode(record) + "\n"
+        do {
+            try handle.write(contentsOf: Data(line.utf8))
+        } catch {
+            throw MetricsLogError(path: url.path, line: nil, message: "write failed: \(error)")
+        }
+    }
+
+    /// Forces written records to disk (fsync); records are already visible to readers without it.
+    public func flush() throws {
+        do {
+            try handle?.synchronize()
+        } catch {
+            throw MetricsLogError(path: url.path, line: nil, message: "fsync failed: \(error)")
+        }
+    }
+
+    /// Flushes and closes the file; later writes throw.
+    public func close() throws {
+        guard let handle else { return }
+        try flush()
+        self.handle = nil
+        try handle.close()
+    }
+
+    // MARK: - Text form
+
+    /// One record as a JSON object with keys in sorted order, without the newline.
+    public static func encode(_ record: [String: MetricValue]) -> String {
+        let fields = record.sorted { $0.key < $1.key }.map { MetricValue.quoted($0.key) + ":" + $0.value.jsonText }
+        return "{" + fields.joined(separator: ",") + "}"
+    }
+
+    /// Reads every record of a metrics file. A last line without its newline that does not parse (a crash's
+    /// partial write) is skipped; any other malformed line throws.
+    /// - Throws: `MetricsLogError` naming the file and 1-based line.
+    public static func read(url: URL) throws -> [[String: MetricValue]] {
+        let data: Data
+        do {
+            data = try Data(contentsOf: url)
+        } catch {
+            throw MetricsLogError(path: url.path, line: nil, message: "cannot read: \(error)")
+        }
+        let text = String(decoding: data, as: UTF8.self)
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        let endsCleanly = text.isEmpty || text.hasSuffix("\n")
+        if lines.last == "" { lines.removeLast() }
+        var records: [[String: MetricValue]] = []
+        for (index, line) in lines.enumerated() where !line.allSatisfy(\.isWhitespace) {
+            do {
+                records.append(try parse(line: line))
+            } catch let problem as MetricsLogError {
+                if index == lines.count - 1 && !endsCleanly { break }
+                throw MetricsLogError(path: url.path, line: index + 1, message: problem.message)
+            }
+        }
+        return records
+    }
+
+    /// Parses one line holding a flat JSON object (string keys; string, number, bool or null values).
+    /// Numbers with a fraction or exponent become `.double`, others `.int` (or `.double` past Int's range).
+    /// - Throws: `MetricsLogError` (without path) saying what was expected at which column.
+    public static func parse<S: StringProtocol>(line: S) throws -> [String: MetricValue] {
+        var parser = FlatJSONParser(bytes: Array(line.utf8))
+        return try parser.parseObject()
+    }
+
+    // MARK: - Crash recovery
+
+    /// Truncates the file after its last newline if it does not end with one; returns the bytes removed.
+    private static func dropPartialLastLine(_ handle: FileHandle) throws -> Int {
+        let size = Int(try handle.seekToEnd())
+        if size == 0 { return 0 }
+        try handle.seek(toOffset: UInt64(size - 1))
+        if handle.readData(ofLength: 1).first == UInt8(ascii: "\n") { return 0 }
+        // Search backwards for the last newline, a chunk at a time.
+        let chunk = 1 << 16
+        var end = size
+        var keep = 0
+        search: while end > 0 {
+            let start = max(0, end - chunk)
+            try handle.seek(toOffset: UInt64(start))
+            let bytes = [UInt8](handle.readData(ofLength: end - start))
+            if let newline = bytes.lastIndex(of: UInt8(ascii: "\n")) {
+                keep = start + newline + 1
+                break search
+            }
+            end = start
+        }
+        try handle.truncate(atOffset: UInt64(keep))
+        return size - keep
+    }
+}
+
+/// A small parser for the one-level JSON objects that `MetricsLog` writes.
+private struct FlatJSONParser {
+    let bytes: [UInt8]
+    var index = 0
+
+    init(bytes: [UInt8]) { self.bytes = bytes }
+
+    func fail(_ expected: String) -> MetricsLogError {
+        let found = index < bytes.count ? "'\(Character(Unicode.Scalar(bytes[index])))'" : "end of line"
+        return MetricsLogError(path: "", line: nil, message: "column \(index + 1): expected \(expected), found \(found)")
+    }
+
+    mutating func skipSpace() {
+        while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x09 || bytes[index] == 0x0D {
+            index += 1
+        }
+    }
+
+    mutating func expect(_ byte: UInt8, _ what: String) throws {
+        skipSpace()
+        guard index < bytes.count, bytes[index] == byte else { throw fail(what) }
+        index += 1
+    }
+
+    mutating func parseObject() throws -> [String: MetricValue] {
+        try expect(UInt8(ascii: "{"), "'{' opening a JSON object")
+        var result: [String: MetricValue] = [:]
+        skipSpace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+            index += 1
+        } else {
+            while true {
+                skipSpace()
+                let key = try parseString()
+                try expect(UInt8(ascii: ":"), "':' after a key")
+                result[key] = try parseValue()
+                skipSpace()
+                guard index < bytes.count else { throw fail("',' or '}'") }
+                if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
+                if bytes[index] == UInt8(ascii: "}") { index += 1; break }
+                throw fail("',' or '}'")
+            }
+        }
+        skipSpace()
+        guard index == bytes.count else { throw fail("end of line after the object") }
+        return result
+    }
+
+    mutating func parseValue() throws -> MetricValue {
+        skipSpace()
+        guard index < bytes.count else { throw fail("a value") }
+        switch bytes[index] {
+        case UInt8(ascii: "\""): return .string(try parseString())
+        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
+        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
+        case UInt8(ascii: "n"): try literal("null"); return .null
+        default: return try parseNumber()
+        }
+    }
+
+    mutating func literal(_ word: String) throws {
+        let expected = Array(word.utf8)
+        guard bytes.count - index >= expected.count, Array(bytes[index..<index + expected.count]) == expected else {
+            throw fail(word)
+        }
+        index += expected.count
+    }
+
+    mutating func parseNumber() throws -> MetricValue {
+        let start = index
+        var isInteger = true
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") || byte == UInt8(ascii: "-") {
+            } else if byte == UInt8(ascii: ".") || byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E")
+                || byte == UInt8(ascii: "+")
+            {
+                isInteger = false
+            } else {
+                break
+            }
+            index += 1
+        }
+        let text = String(decoding: bytes[start..<index], as: UTF8.self)
+        if isInteger, let value = Int(text) { return .int(value) }
+        guard !text.isEmpty, let value = Double(text) else {
+            index = start
+            throw fail("a number, string, true, false or null")
+        }
+        return .double(value)
+    }
+
+    mutating func parseString() throws -> String {
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("'\"' opening a string") }
+        index += 1
+        var scalars = String.UnicodeScalarView()
+        var pendingHighSurrogate: UInt32?
+        var run = index  // start of the current stretch of unescaped bytes
+        while true {
+            guard index < bytes.count else { throw fail("'\"' closing a string") }
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") {
+                scalars.append(contentsOf: String(decoding: bytes[run..<index], as: UTF8.self).unicodeScalars)
+                index += 1
+                return String(scalars)
+            }
+            guard byte == UInt8(ascii: "\\") else {
+                index += 1
+                continue
+            }
+            scalars.append(contentsOf: String(decoding: bytes[run..<index], as: UTF8.self).unicodeScalars)
+            index += 1
+            guard index < bytes.count else { throw fail("an escape after '\\'") }
+            let escape = bytes[index]
+            index += 1
+            switch escape {
+            case UInt8(ascii: "\""): scalars.append("\"")
+            case UInt8(ascii: "\\"): scalars.append("\\")
+            case UInt8(ascii: "/"): scalars.append("/")
+            case UInt8(ascii: "b"): scalars.append("\u{08}")
+            case UInt8(ascii: "f"): scalars.append("\u{0C}")
+            case UInt8(ascii: "n"): scalars.append("\n")
+            case UInt8(ascii: "r"): scalars.append("\r")
+            case UInt8(ascii: "t"): scalars.append("\t")
+            case UInt8(ascii: "u"):
+                guard bytes.count - index >= 4,
+                    let code = UInt32(String(decoding: bytes[index..<index + 4], as: UTF8.self), radix: 16)
+                else { throw fail("four hex digits after \\u") }
+                index += 4
+                if (0xD800..<0xDC00).contains(code) {
+                    pendingHighSurrogate = code
+                } else if (0xDC00..<0xE000).contains(code), let high = pendingHighSurrogate {
+                    let combined = 0x10000 + ((high - 0xD800) << 10) + (code - 0xDC00)
+                    scalars.append(Unicode.Scalar(combined) ?? "\u{FFFD}")
+                    pendingHighSurrogate = nil
+                } else {
+                    scalars.append(Unicode.Scalar(code) ?? "\u{FFFD}")
+                }
+            default:
+                index -= 1
+                throw fail("one of \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u")
+            }
+            run = index
+        }
+    }
+}
