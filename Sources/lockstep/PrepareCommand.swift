@@ -54,10 +54,11 @@ struct PrepareCommand: ParsableCommand {
         } else if let vocabSize {
             preparation.tokenizer = .train(vocabularySize: vocabSize, sampleBytes: tokenizerSampleBytes)
         }
-        let bar = ProgressReporter()
         let summary = try preparation.run { done, total in
-            bar.note(String(format: "prepare: %.1f / %.1f MB", Double(done) / 1e6, Double(total) / 1e6), transient: true)
+            let line = String(format: "\rprepare: %.1f / %.1f MB", Double(done) / 1e6, Double(total) / 1e6)
+            FileHandle.standardError.write(Data(line.utf8))
         }
+        FileHandle.standardError.write(Data("\n".utf8))
         print(
             "prepared \(summary.documents) documents: \(summary.trainTokens) train tokens in \(summary.trainShards.count) "
                 + "shards, \(summary.validationTokens) validation tokens in \(summary.validationShards.count); "

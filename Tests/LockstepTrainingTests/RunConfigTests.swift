@@ -20,8 +20,8 @@ struct RunConfigTests {
         let config = try RunConfig(yaml: minimal, file: "run.yaml")
         #expect(config.model.layers == 2)
         #expect(config.training.sequenceLength == 32)
-        #expect(config.schedule.kind == "cosine")
-        #expect(config.schedule.minLearningRate == config.schedule.learningRate / 10)
+        #expect(config.schedule.kind == .cosine)
+        #expect(config.schedule.minimum == config.schedule.peak / 10)
         #expect(try config.accumulationSteps(workers: 1) == 2)
         #expect(try config.accumulationSteps(workers: 2) == 1)
         #expect(config.globalBatchWindows == 8)
@@ -48,7 +48,7 @@ struct RunConfigTests {
             yaml: minimal, file: "run.yaml",
             overrides: ["training.max_steps=7", "schedule.kind=linear", "distributed.workers=2"])
         #expect(config.training.maxSteps == 7)
-        #expect(config.schedule.kind == "linear")
+        #expect(config.schedule.kind == .linear)
         #expect(config.distributed.workers == 2)
         #expect(throws: ConfigError.self) { try RunConfig(yaml: minimal, overrides: ["model.nope=1"]) }
         #expect(throws: ConfigError.self) { try RunConfig(yaml: minimal, overrides: ["novalue"]) }

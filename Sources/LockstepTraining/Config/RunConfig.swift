@@ -8,7 +8,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
     public var data: DataSettings
     public var training: TrainingSettings
     public var optimizer: OptimizerSettings
-    public var schedule: ScheduleSettings
+    /// The learning rate as a pure function of the step; its `totalSteps` is `training.max_steps`.
+    public var schedule: LearningRateSchedule
     public var evaluation: EvaluationSettings
     public var output: OutputSettings
     public var checkpoint: CheckpointSettings
@@ -64,14 +65,6 @@ public struct RunConfig: Codable, Equatable, Sendable {
         public var beta2: Double
         public var epsilon: Double
         public var weightDecay: Double
-    }
-
-    public struct ScheduleSettings: Codable, Equatable, Sendable {
-        public var kind: String
-        public var learningRate: Double
-        public var minLearningRate: Double
-        public var warmupSteps: Int
-        public var decaySteps: Int?
     }
 
     public struct EvaluationSettings: Codable, Equatable, Sendable {
@@ -159,7 +152,7 @@ public struct RunConfig: Codable, Equatable, Sendable {
         }
         let microBatchSize = try training.int("micro_batch_size", default: 8, minimum: 1)
         self.training = TrainingSettings(
-            maxSteps: try training.int("max_steps", default: 1000, minimum: 0),
+            maxSteps: try training.int("max_steps", default: 1000, minimum: 1),
             timeBudgetMinutes: try training.optionalDouble("time_budget_minutes", minimum: 0),
             sequenceLength: sequenceLength,
             microBatchSize: microBatchSize,
@@ -177,12 +170,19 @@ public struct RunConfig: Codable, Equatable, Sendable {
 
         let schedule = try root.section("schedule")
         let learningRate = try schedule.double("learning_rate", default: 6e-4, minimum: 0)
-        self.schedule = ScheduleSettings(
-            kind: try schedule.string("kind", default: "cosine"),
-            learningRate: learningRate,
-            minLearningRate: try schedule.double("min_learning_rate", default: learningRate / 10, minimum: 0),
+        self.schedule = LearningRateSchedule(
+            kind: try schedule.choice("kind", default: .cosine),
+            peak: learningRate,
+            minimum: try schedule.double("min_learning_rate", default: learningRate / 10, minimum: 0),
             warmupSteps: try schedule.int("warmup_steps", default: 0, minimum: 0),
-            decaySteps: try schedule.optionalInt("decay_steps", minimum: 0))
+            totalSteps: self.training.maxSteps,
+            decaySteps: try schedule.optionalInt("decay_steps", minimum: 1))
+        do {
+            try self.schedule.validate()
+        } catch let error as LearningRateSchedule.ValidationError {
+            let key = String(error.key.split(separator: ".").last ?? "")
+            throw key == "max_steps" ? training.invalid("max_steps", error.message) : schedule.invalid(key, error.message)
+        }
 
         let evaluation = try root.section("evaluation")
         self.evaluation = EvaluationSettings(

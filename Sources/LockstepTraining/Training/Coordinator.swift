@@ -53,7 +53,7 @@ public final class Coordinator {
         self.link = link
         self.modelConfig = modelConfig
         self.layout = ParameterLayout(config: modelConfig)
-        self.schedule = try LearningRateSchedule(settings: config.schedule, totalSteps: config.training.maxSteps)
+        self.schedule = config.schedule
         self.outputDirectory = URL(fileURLWithPath: config.output.directory)
         self.checkpoints = CheckpointDirectory(root: outputDirectory.appendingPathComponent("checkpoints"))
         self.console = console
@@ -129,12 +129,12 @@ public final class Coordinator {
                 tensorBoard?.addScalar(tag: "train/lr", value: order.learningRate, step: step, wallTime: nil)
                 tensorBoard?.addScalar(tag: "train/grad_norm", value: gradientNorm, step: step, wallTime: nil)
                 tensorBoard?.addScalar(tag: "train/tokens_per_second", value: tokensPerSecond, step: step, wallTime: nil)
-                console.report(
+                console.update(
                     step: step, totalSteps: maxSteps, loss: lastLoss, learningRate: order.learningRate,
                     gradNorm: gradientNorm, tokensPerSecond: tokensPerSecond, elapsed: now.timeIntervalSince(started))
             }
             if metrics.skipped > 0 {
-                console.note("step \(step): non-finite loss or gradient norm on some worker; update skipped on all")
+                console.message("step \(step): non-finite loss or gradient norm on some worker; update skipped on all")
             }
             if let evaluation = outcome.evaluation {
                 let loss = evaluation.meanLoss
@@ -145,7 +145,7 @@ public final class Coordinator {
                     "time": .double(elapsedBefore + Date().timeIntervalSince(started)),
                 ])
                 tensorBoard?.addScalar(tag: "val/loss", value: loss, step: step, wallTime: nil)
-                console.note(String(format: "step %d: validation loss %.4f (perplexity %.2f)", step, loss, exp(loss)))
+                console.message(String(format: "step %d: validation loss %.4f (perplexity %.2f)", step, loss, exp(loss)))
             }
             try metricsLog.flush()
             try tensorBoard?.flush()
@@ -170,6 +170,7 @@ public final class Coordinator {
             if isLast { break }
         }
         try waitForSave()
+        console.finish()
 
         let modelDirectory = outputDirectory.appendingPathComponent("model")
         if step > (resumed?.step ?? 0) {
