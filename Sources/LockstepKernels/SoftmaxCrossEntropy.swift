@@ -55,10 +55,11 @@ public enum SoftmaxCrossEntropy {
                     d.update(repeating: 0, count: vocab)
                     continue
                 }
-                // Element by element, so `d` and `p` may be the same memory.
-                for i in 0..<vocab { d[i] = scale * p[i] }
+                // Element by element, so `d` and `p` may be the same memory; hence `p[t]` is read first.
                 let t = Int(target)
-                d[t] = scale * (p[t] - 1)
+                let targetProbability = p[t]
+                for i in 0..<vocab { d[i] = scale * p[i] }
+                d[t] = scale * (targetProbability - 1)
             }
         }
     }
