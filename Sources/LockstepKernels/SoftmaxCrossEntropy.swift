@@ -39,7 +39,8 @@ public enum SoftmaxCrossEntropy {
     }
 
     /// Writes (not accumulates) `dLogits = scale · (probabilities − onehot(target))` for counted rows and 0 for
-    /// ignored rows. For the gradient of the mean loss, `scale = 1 / counted`.
+    /// ignored rows. For the gradient of the mean loss, `scale = 1 / counted`. Ignored rows get an exact 0
+    /// without touching `scale`, so with every row ignored `scale = 1 / 0` still gives zeros, not NaN.
     public static func backward(
         dLogits: UnsafeMutablePointer<Float>, probabilities: UnsafePointer<Float>, targets: UnsafePointer<Int32>,
         rows: Int, vocab: Int, scale: Float, ignoreIndex: Int32 = -100
