@@ -1,3 +1,5 @@
+import RealModule
+
 /// AdamW with decoupled weight decay and bias correction, as PyTorch's `torch.optim.AdamW`.
 ///
 /// Works on one contiguous range of parameters; parameter groups (decay on for matrices, off for biases
@@ -19,11 +21,35 @@ public struct AdamWSettings: Sendable, Equatable, Codable {
 public enum AdamW {
     /// One update of `count` parameters in place. `step` is 1-based (bias correction uses it);
     /// `m`, `v` are the first and second moments, same layout as `parameters`.
+    ///
+    /// Per element, in PyTorch's order (`torch/optim/adamw.py`, single-tensor path):
+    /// 1. `p ← p · (1 − lr·wd)` when `applyWeightDecay` (decoupled: the decay never enters `m` or `v`);
+    /// 2. `m ← β1·m + (1 − β1)·g`, `v ← β2·v + (1 − β2)·g²`;
+    /// 3. `p ← p − (lr / (1 − β1ᵗ)) · m / (√v / √(1 − β2ᵗ) + ε)`,
+    ///    which is `p − lr · m̂ / (√v̂ + ε)` with `m̂ = m / (1 − β1ᵗ)`, `v̂ = v / (1 − β2ᵗ)`.
+    /// The bias corrections are computed once per call in Double, as PyTorch does in Python floats.
+    /// - Complexity: one pass over four arrays; memory-bound, so it stays on the calling thread.
     public static func update(
         parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
         m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, count: Int,
         step: Int, learningRate: Float, settings: AdamWSettings, applyWeightDecay: Bool
     ) {
-        fatalError("AdamW.update: not implemented yet")
+        precondition(step >= 1, "AdamW.update: step is 1-based, got \(step)")
+        let beta1 = settings.beta1, beta2 = settings.beta2, epsilon = settings.epsilon
+        let oneMinusBeta1 = 1 - beta1, oneMinusBeta2 = 1 - beta2
+        let decay: Float = applyWeightDecay ? 1 - learningRate * settings.weightDecay : 1
+        let correction1 = 1 - Double.pow(Double(beta1), step)
+        let correction2 = 1 - Double.pow(Double(beta2), step)
+        let stepSize = Float(Double(learningRate) / correction1)
+        let inverseSqrtCorrection2 = Float(1 / correction2.squareRoot())
+        for i in 0..<count {
+            let g = gradients[i]
+            let mi = beta1 * m[i] + oneMinusBeta1 * g
+            let vi = beta2 * v[i] + oneMinusBeta2 * g * g
+            m[i] = mi
+            v[i] = vi
+            let denominator = vi.squareRoot() * inverseSqrtCorrection2 + epsilon
+            parameters[i] = parameters[i] * decay - stepSize * mi / denominator
+        }
     }
 }

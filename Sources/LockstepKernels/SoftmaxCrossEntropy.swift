@@ -1,3 +1,4 @@
+import Dispatch
 import RealModule
 
 /// Fused softmax + cross-entropy over the vocabulary, with an ignore index for padded targets.
@@ -6,29 +7,140 @@ import RealModule
 /// `ignoreIndex` get loss 0 and zero gradient and are not counted in the mean. `probabilities` may be the
 /// same memory as `logits` (softmax in place), and in backward `dLogits` may be the same memory as
 /// `probabilities`, so the (N, V) tensor need not exist twice.
+///
+/// Every target must be `ignoreIndex` or lie in `0 ..< V`; anything else is a caller bug (the data loader
+/// validates token ids), so it stops with a precondition rather than reading outside the row.
+/// Rows are independent, so large calls (`N·V > 65,536`, a few rows of a real vocabulary) are split into
+/// contiguous row ranges across cores with `concurrentPerform`; small ones stay on the calling thread.
 public enum SoftmaxCrossEntropy {
     /// Writes `probabilities` and per-row `losses`; returns the mean loss over counted rows and their count.
+    /// Ignored rows still get their probabilities (softmax does not depend on the target). With no counted
+    /// rows the mean is 0, not NaN.
     @discardableResult
     public static func forward(
         losses: UnsafeMutablePointer<Float>, probabilities: UnsafeMutablePointer<Float>, logits: UnsafePointer<Float>,
         targets: UnsafePointer<Int32>, rows: Int, vocab: Int, ignoreIndex: Int32 = -100
     ) -> (meanLoss: Float, counted: Int) {
-        fatalError("SoftmaxCrossEntropy.forward: not implemented yet")
+        precondition(vocab > 0, "SoftmaxCrossEntropy.forward: vocab must be positive, got \(vocab)")
+        checkTargets(targets, rows: rows, vocab: vocab, ignoreIndex: ignoreIndex, caller: "forward")
+        forEachRowRange(rows: rows, vocab: vocab) { range in
+            forwardRows(
+                range, losses: losses, probabilities: probabilities, logits: logits, targets: targets, vocab: vocab,
+                ignoreIndex: ignoreIndex)
+        }
+        // Serial and in Double, so the mean does not depend on how rows were split across threads.
+        var sum = 0.0
+        var counted = 0
+        for r in 0..<rows where targets[r] != ignoreIndex {
+            sum += Double(losses[r])
+            counted &+= 1
+        }
+        return (counted == 0 ? 0 : Float(sum / Double(counted)), counted)
     }
 
     /// Writes (not accumulates) `dLogits = scale · (probabilities − onehot(target))` for counted rows and 0 for
-    /// ignored rows. For the gradient of the mean loss, `scale = 1 / counted`.
+    /// ignored rows. For the gradient of the mean loss, `scale = 1 / counted`. Ignored rows get an exact 0
+    /// without touching `scale`, so with every row ignored `scale = 1 / 0` still gives zeros, not NaN.
     public static func backward(
         dLogits: UnsafeMutablePointer<Float>, probabilities: UnsafePointer<Float>, targets: UnsafePointer<Int32>,
         rows: Int, vocab: Int, scale: Float, ignoreIndex: Int32 = -100
     ) {
-        fatalError("SoftmaxCrossEntropy.backward: not implemented yet")
+        precondition(vocab > 0, "SoftmaxCrossEntropy.backward: vocab must be positive, got \(vocab)")
+        checkTargets(targets, rows: rows, vocab: vocab, ignoreIndex: ignoreIndex, caller: "backward")
+        forEachRowRange(rows: rows, vocab: vocab) { range in
+            for r in range {
+                let p = probabilities + r &* vocab
+                let d = dLogits + r &* vocab
+                let target = targets[r]
+                if target == ignoreIndex {
+                    d.update(repeating: 0, count: vocab)
+                    continue
+                }
+                // Element by element, so `d` and `p` may be the same memory; hence `p[t]` is read first.
+                let t = Int(target)
+                let targetProbability = p[t]
+                for i in 0..<vocab { d[i] = scale * p[i] }
+                d[t] = scale * (targetProbability - 1)
+            }
+        }
     }
 
-    /// Mean loss over counted rows, computed from the definition.
+    /// Mean loss over counted rows, computed from the definition: `−log softmax(logits[r])[target[r]]`,
+    /// max-subtracted. Returns 0 when every row is ignored.
     public static func forwardReference<T: Real>(
         logits: [T], targets: [Int32], rows: Int, vocab: Int, ignoreIndex: Int32 = -100
     ) -> T {
-        fatalError("SoftmaxCrossEntropy.forwardReference: not implemented yet")
+        var total: T = 0
+        var counted = 0
+        for r in 0..<rows where targets[r] != ignoreIndex {
+            let row = logits[(r * vocab)..<((r + 1) * vocab)]
+            let maximum = row.max()!
+            let sumExp = row.reduce(T(0)) { $0 + T.exp($1 - maximum) }
+            total += T.log(sumExp) - (row[row.startIndex + Int(targets[r])] - maximum)
+            counted += 1
+        }
+        return counted == 0 ? 0 : total / T(counted)
+    }
+
+    // MARK: - Private
+
+    /// Softmax and loss for `range` of rows. Reads a row's target logit before the row is overwritten,
+    /// because `probabilities` may alias `logits`.
+    private static func forwardRows(
+        _ range: Range<Int>, losses: UnsafeMutablePointer<Float>, probabilities: UnsafeMutablePointer<Float>,
+        logits: UnsafePointer<Float>, targets: UnsafePointer<Int32>, vocab: Int, ignoreIndex: Int32
+    ) {
+        for r in range {
+            let x = logits + r &* vocab
+            let p = probabilities + r &* vocab
+            var maximum = -Float.infinity
+            for i in 0..<vocab { maximum = max(maximum, x[i]) }
+            let target = targets[r]
+            let targetLogit = target == ignoreIndex ? 0 : x[Int(target)]
+            var sum: Float = 0
+            for i in 0..<vocab {
+                let e = Float.exp(x[i] - maximum)
+                p[i] = e
+                sum += e
+            }
+            let inverse = 1 / sum
+            for i in 0..<vocab { p[i] *= inverse }
+            // log(Σ exp(x − max)) − (x_t − max) rather than −log p_t: exact even when p_t underflows to 0.
+            losses[r] = target == ignoreIndex ? 0 : Float.log(sum) - (targetLogit - maximum)
+        }
+    }
+
+    private static func checkTargets(
+        _ targets: UnsafePointer<Int32>, rows: Int, vocab: Int, ignoreIndex: Int32, caller: String
+    ) {
+        for r in 0..<rows {
+            let t = targets[r]
+            precondition(
+                t == ignoreIndex || (t >= 0 && Int(t) < vocab),
+                "SoftmaxCrossEntropy.\(caller): target \(t) in row \(r) is neither \(ignoreIndex) (ignored) "
+                    + "nor in 0..<\(vocab)")
+        }
+    }
+
+    /// Calls `body` on contiguous row ranges covering `0 ..< rows`: one range on this thread when the work is
+    /// small, otherwise up to 64 ranges that `concurrentPerform` spreads over the cores (more ranges than
+    /// cores, so a core slowed by another process does not hold the rest back).
+    private static func forEachRowRange(rows: Int, vocab: Int, _ body: (Range<Int>) -> Void) {
+        guard rows > 1, rows &* vocab > 1 << 16 else {
+            body(0..<rows)
+            return
+        }
+        let chunks = min(rows, 64)
+        let perChunk = (rows + chunks - 1) / chunks
+        withoutActuallyEscaping(body) { body in
+            // The ranges are disjoint rows, so the callers' pointers are never written by two threads at once;
+            // that is what this `nonisolated(unsafe)` promises the compiler.
+            nonisolated(unsafe) let body = body
+            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                let start = chunk &* perChunk
+                let end = min(rows, start &+ perChunk)
+                if start < end { body(start..<end) }
+            }
+        }
     }
 }
