@@ -7,6 +7,8 @@ import LockstepKernels
 /// Memory is allocated once in `init`: parameters and gradients (same `ParameterLayout`), and activations
 /// for `(batchSize, sequenceLength)`. `forward`/`backward` (and `classify`/`backwardClassification`) run on any
 /// batch up to `batchSize` without allocating. The class is not thread-safe: one caller at a time.
+/// The largest activations are L × `(B, NH, T, T)` attention probabilities and two `(B, T, V)` buffers
+/// (logits, kept readable, and probabilities, overwritten by their gradient in backward).
 ///
 /// Dimension letters: B batch, T time, C channels, V vocabulary, L layers, NH heads, K labels.
 public final class GPT {
@@ -57,6 +59,9 @@ public final class GPT {
         gradients.deallocate()
         allocator.deallocate()
     }
+
+    /// Bytes held by activations and backward scratch (parameters and gradients not included).
+    public var activationByteCount: Int { allocator.floats * MemoryLayout<Float>.stride }
 
     /// Logits `(B, T, V)` of the last `forward`, B being that call's batch.
     public var logits: UnsafeBufferPointer<Float> {
