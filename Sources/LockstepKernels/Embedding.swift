@@ -1,27 +1,61 @@
 import RealModule
 
-/// Token + position embedding.
+/// Token + position embedding: `out[b, t] = wte[tokens[b, t]] + wpe[t]`.
 ///
 /// Shapes: `tokens (B, T)` as Int32, `wte (V, C)`, `wpe (maxT, C)` with T ≤ maxT, `out (B, T, C)`.
+/// Token ids are not range-checked here (the kernel does not know V): the data loader and the model check
+/// them against the vocabulary before they reach this hot loop.
 public enum Embedding {
+    /// Overwrites `out`.
     public static func forward(
         out: UnsafeMutablePointer<Float>, tokens: UnsafePointer<Int32>, wte: UnsafePointer<Float>,
         wpe: UnsafePointer<Float>, batch: Int, time: Int, channels: Int
     ) {
-        fatalError("Embedding.forward: not implemented yet")
+        for b in 0..<batch {
+            for t in 0..<time {
+                let n = b &* time &+ t
+                let row = out + n &* channels
+                let tokenRow = wte + Int(tokens[n]) &* channels
+                let positionRow = wpe + t &* channels
+                for i in 0..<channels { row[i] = tokenRow[i] + positionRow[i] }
+            }
+        }
     }
 
-    /// Scatter-adds `dOut` rows into `dWte` (by token) and `dWpe` (by position).
+    /// Scatter-adds `dOut` rows into `dWte` (by token) and `dWpe` (by position). Accumulates: a token that
+    /// occurs several times, and every position across the batch, receive the sum of their rows.
     public static func backward(
         dWte: UnsafeMutablePointer<Float>, dWpe: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
         tokens: UnsafePointer<Int32>, batch: Int, time: Int, channels: Int
     ) {
-        fatalError("Embedding.backward: not implemented yet")
+        for b in 0..<batch {
+            for t in 0..<time {
+                let n = b &* time &+ t
+                let row = dOut + n &* channels
+                let tokenRow = dWte + Int(tokens[n]) &* channels
+                let positionRow = dWpe + t &* channels
+                for i in 0..<channels {
+                    let g = row[i]
+                    tokenRow[i] += g
+                    positionRow[i] += g
+                }
+            }
+        }
     }
 
+    /// Naive lookup, the oracle for tests. Returns `out (B, T, C)`.
     public static func forwardReference<T: Real>(
         tokens: [Int32], wte: [T], wpe: [T], batch: Int, time: Int, channels: Int
     ) -> [T] {
-        fatalError("Embedding.forwardReference: not implemented yet")
+        var out = [T](repeating: 0, count: batch * time * channels)
+        for b in 0..<batch {
+            for t in 0..<time {
+                let token = Int(tokens[b * time + t])
+                for i in 0..<channels {
+                    out[(b * time + t) * channels + i] = wte[token * channels + i] + wpe[t * channels + i]
+                }
+            }
+        }
+        return out
     }
 }

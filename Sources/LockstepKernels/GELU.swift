@@ -1,19 +1,44 @@
 import RealModule
 
-/// GELU with the tanh approximation (GPT-2's `gelu_new`), elementwise over `count` values.
+/// GELU with the tanh approximation (GPT-2's `gelu_new`), elementwise over `count` values:
+/// `gelu(x) = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+///
+/// Shapes: `input, out (count)`, in the model the MLP's hidden activations `(B, T, 4C)` flattened.
 public enum GELU {
+    /// √(2/π), the tanh approximation's inner scale.
+    static let scale: Float = 0.797_884_560_802_865_4
+    /// The cubic term's coefficient.
+    static let cubic: Float = 0.044715
+
+    /// Overwrites `out`; `out` may alias `input`.
     public static func forward(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, count: Int) {
-        fatalError("GELU.forward: not implemented yet")
+        for i in 0..<count {
+            let x = input[i]
+            let u = scale * (x + cubic * x * x * x)
+            out[i] = 0.5 * x * (1 + Float.tanh(u))
+        }
     }
 
-    /// Accumulates `dInput += gelu'(input) * dOut`.
+    /// Accumulates `dInput += gelu'(input) * dOut`, recomputing the tanh from `input` rather than keeping it
+    /// from forward (one tanh per value is cheaper than another `(B, T, 4C)` buffer).
+    ///
+    /// With `u = s·(x + c·x³)` and `t = tanh(u)`: `gelu'(x) = 0.5·(1 + t) + 0.5·x·(1 − t²)·s·(1 + 3c·x²)`.
     public static func backward(
         dInput: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, dOut: UnsafePointer<Float>, count: Int
     ) {
-        fatalError("GELU.backward: not implemented yet")
+        for i in 0..<count {
+            let x = input[i]
+            let x2 = x * x
+            let t = Float.tanh(scale * (x + cubic * x2 * x))
+            let du = scale * (1 + 3 * cubic * x2)
+            let derivative = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du
+            dInput[i] += derivative * dOut[i]
+        }
     }
 
+    /// The same formula in `T`, the oracle for tests.
     public static func forwardReference<T: Real>(input: [T]) -> [T] {
-        fatalError("GELU.forwardReference: not implemented yet")
+        let s = T.sqrt(2 / T.pi), c = T(44715) / 1_000_000
+        return input.map { x in x * (1 + T.tanh(s * (x + c * x * x * x))) / 2 }
     }
 }
