@@ -1,1 +1,0 @@
-// Safetensors and other file formats.

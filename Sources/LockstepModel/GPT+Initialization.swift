@@ -1,0 +1,56 @@
+import Foundation
+
+extension GPT {
+    /// GPT-2's initialisation, as Hugging Face's `GPT2PreTrainedModel._init_weights`: weights and embeddings
+    /// normal(0, 0.02), the residual projections (`attn.c_proj.weight`, `mlp.c_proj.weight`) normal(0,
+    /// 0.02 / √(2L)), biases 0, LayerNorm weights 1, `score.weight` normal(0, 0.02). Deterministic in `seed`:
+    /// values are drawn in buffer order from SplitMix64 through Box–Muller.
+    public func initializeRandomly(seed: UInt64) {
+        var random = NormalRandom(seed: seed)
+        let residualScale = 1 / Float(2 * config.layerCount).squareRoot()
+        for tensor in layout.tensors {
+            let values = UnsafeMutableBufferPointer(rebasing: parameters[tensor.range])
+            let name = tensor.name
+            if name.hasSuffix(".bias") {
+                values.update(repeating: 0)
+            } else if name.contains(".ln_") {
+                values.update(repeating: 1)
+            } else {
+                let std: Float = name.hasSuffix("c_proj.weight") ? 0.02 * residualScale : 0.02
+                for i in values.indices { values[i] = std * random.next() }
+            }
+        }
+    }
+}
+
+/// Standard normal samples: SplitMix64 for uniform bits, Box–Muller for the transform (both outputs used).
+struct NormalRandom {
+    private var state: UInt64
+    private var spare: Float?
+
+    init(seed: UInt64) { state = seed }
+
+    private mutating func nextBits() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1], never 0 so the logarithm below is finite.
+    private mutating func uniform() -> Double {
+        (Double(nextBits() >> 11) + 1) / Double(1 << 53)
+    }
+
+    mutating func next() -> Float {
+        if let spare {
+            self.spare = nil
+            return spare
+        }
+        let radius = (-2 * log(uniform())).squareRoot()
+        let angle = 2 * Double.pi * uniform()
+        spare = Float(radius * sin(angle))
+        return Float(radius * cos(angle))
+    }
+}

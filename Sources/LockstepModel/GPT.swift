@@ -1,0 +1,422 @@
+import LockstepKernels
+
+/// GPT-2: learned token and position embeddings, L pre-LayerNorm blocks (LayerNorm, causal self-attention,
+/// residual, LayerNorm, 4× MLP with tanh GELU, residual), a final LayerNorm, and either the language-model
+/// head tied to `wte` or the sequence-classification head `score` read at each row's last real token.
+///
+/// Memory is allocated once in `init`: parameters and gradients (same `ParameterLayout`), and activations
+/// for `(batchSize, sequenceLength)`. `forward`/`backward` (and `classify`/`backwardClassification`) run on any
+/// batch up to `batchSize` without allocating. The class is not thread-safe: one caller at a time.
+/// The largest activations are L × `(B, NH, T, T)` attention probabilities and two `(B, T, V)` buffers
+/// (logits, kept readable, and probabilities, overwritten by their gradient in backward).
+///
+/// Dimension letters: B batch, T time, C channels, V vocabulary, L layers, NH heads, K labels.
+public final class GPT {
+    public let config: GPTConfig
+    public let layout: ParameterLayout
+    /// Largest B the activations were sized for.
+    public let batchSize: Int
+    /// T of every batch: token arrays are `(batch, sequenceLength)`.
+    public let sequenceLength: Int
+    /// All parameters, laid out by `layout`.
+    public let parameters: UnsafeMutableBufferPointer<Float>
+    /// Gradients in the same layout; `backward` adds into them, `zeroGradients` clears them.
+    public let gradients: UnsafeMutableBufferPointer<Float>
+
+    private let allocator = Activations.Allocator()
+    private let acts: Activations
+
+    private enum Pending {
+        case none
+        case languageModel(batch: Int, counted: Int)
+        case classifier(batch: Int, counted: Int)
+    }
+
+    private var pending = Pending.none
+    private var lastLanguageModelBatch = 0
+    private var lastClassifierBatch = 0
+
+    /// - Precondition: `config.problems` is empty, `1 ≤ sequenceLength ≤ contextLength`, `batchSize ≥ 1`.
+    public init(config: GPTConfig, batchSize: Int, sequenceLength: Int) {
+        precondition(config.problems.isEmpty, "invalid GPTConfig: \(config.problems.joined(separator: "; "))")
+        precondition(batchSize >= 1, "batchSize must be at least 1")
+        precondition(
+            (1...config.contextLength).contains(sequenceLength),
+            "sequenceLength \(sequenceLength) must be in 1...\(config.contextLength)")
+        self.config = config
+        self.layout = ParameterLayout(config: config)
+        self.batchSize = batchSize
+        self.sequenceLength = sequenceLength
+        parameters = .allocate(capacity: layout.count)
+        parameters.initialize(repeating: 0)
+        gradients = .allocate(capacity: layout.count)
+        gradients.initialize(repeating: 0)
+        acts = Activations(config: config, batch: batchSize, time: sequenceLength, allocator: allocator)
+    }
+
+    deinit {
+        parameters.deallocate()
+        gradients.deallocate()
+        allocator.deallocate()
+    }
+
+    /// Bytes held by activations and backward scratch (parameters and gradients not included).
+    public var activationByteCount: Int { allocator.floats * MemoryLayout<Float>.stride }
+
+    /// Logits `(B, T, V)` of the last `forward`, B being that call's batch.
+    public var logits: UnsafeBufferPointer<Float> {
+        UnsafeBufferPointer(start: acts.logits, count: lastLanguageModelBatch * sequenceLength * config.vocabularySize)
+    }
+
+    /// Label logits `(B, K)` of the last `classify`; empty for a language model.
+    public var classLogits: UnsafeBufferPointer<Float> {
+        UnsafeBufferPointer(start: acts.classLogits, count: lastClassifierBatch * (config.labelCount ?? 0))
+    }
+
+    public func zeroGradients() {
+        gradients.update(repeating: 0)
+    }
+
+    /// L2 norm of all gradients (accumulated in Double).
+    public func gradientNorm() -> Float {
+        GradientClipping.globalNorm(gradients.baseAddress!, count: gradients.count)
+    }
+
+    /// Scales the gradients so their global norm is at most `maxNorm` (PyTorch's `clip_grad_norm_`).
+    /// - Returns: the norm before clipping.
+    @discardableResult
+    public func clipGradients(maxNorm: Float) -> Float {
+        let norm = gradientNorm()
+        GradientClipping.clip(gradients.baseAddress!, count: gradients.count, norm: norm, maxNorm: maxNorm)
+        return norm
+    }
+
+    // MARK: - Language model
+
+    /// Runs the language model on `tokens (batch, T)`.
+    /// - Parameters:
+    ///   - targets: `(batch, T)` next-token ids, `-100` for positions not to count; nil for logits only.
+    /// - Returns: the mean cross-entropy over counted targets (0 when none counts), or NaN when `targets` is
+    ///   nil (no loss was computed, and `backward` may not follow).
+    @discardableResult
+    public func forward(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>?, batch: Int) -> Float {
+        let B = batch, T = sequenceLength, C = config.channels, V = config.vocabularySize
+        let N = B * T
+        precondition((1...batchSize).contains(batch), "batch \(batch) must be in 1...\(batchSize)")
+        forwardTrunk(tokens: tokens, batch: B)
+
+        // LM head tied to wte: logits (N, V) = lnf (N, C) · wteᵀ.
+        let p = parameters.baseAddress!
+        Matmul.forward(
+            out: acts.logits, input: acts.lnf, weight: p + layout.wte, bias: nil, rows: N, inChannels: C,
+            outChannels: V, layout: .outputMajor)
+        lastLanguageModelBatch = B
+        guard let targets else {
+            pending = .none
+            return .nan
+        }
+        for i in 0..<N {
+            let target = targets[i]
+            precondition(target == -100 || (0..<Int32(V)).contains(target), "target \(target) at \(i) is outside 0..<\(V)")
+            acts.targets[i] = target
+        }
+        let (meanLoss, counted) = SoftmaxCrossEntropy.forward(
+            losses: acts.losses, probabilities: acts.probabilities, logits: acts.logits, targets: acts.targets, rows: N,
+            vocab: V)
+        pending = .languageModel(batch: B, counted: counted)
+        return meanLoss
+    }
+
+    /// Adds to `gradients` the gradient of `lossScale × (mean loss of the last forward)`; with
+    /// `lossScale = 1 / microSteps` a sum of backward calls gives the gradient of the average over micro-batches.
+    /// - Parameter onBlockGradientsReady: called with block index L-1 down to 0, right after that block's
+    ///   parameter gradients are complete for this call (embeddings and `ln_f` are complete only on return).
+    /// - Precondition: the last call was `forward` with targets.
+    public func backward(lossScale: Float = 1, onBlockGradientsReady: ((Int) -> Void)? = nil) {
+        guard case .languageModel(let B, let counted) = pending else {
+            preconditionFailure("backward needs a forward with targets just before it")
+        }
+        pending = .none
+        let T = sequenceLength, C = config.channels, V = config.vocabularySize
+        let N = B * T
+        let p = parameters.baseAddress!, g = gradients.baseAddress!
+
+        // dLogits (N, V), written over the probabilities.
+        let scale = counted > 0 ? lossScale / Float(counted) : 0
+        SoftmaxCrossEntropy.backward(
+            dLogits: acts.probabilities, probabilities: acts.probabilities, targets: acts.targets, rows: N,
+            vocab: V, scale: scale)
+        acts.dLn.update(repeating: 0, count: N * C)
+        Matmul.backward(
+            dInput: acts.dLn, dWeight: g + layout.wte, dBias: nil, dOut: acts.probabilities, input: acts.lnf,
+            weight: p + layout.wte, rows: N, inChannels: C, outChannels: V, layout: .outputMajor)
+        backwardTrunk(batch: B, onBlockGradientsReady: onBlockGradientsReady)
+    }
+
+    // MARK: - Classifier
+
+    /// Runs the classifier on `tokens (batch, T)`, right-padded; `lengths (batch)` counts each row's real
+    /// tokens (1...T). The label logits `(batch, K)` come from the hidden state at position `length - 1`.
+    /// - Parameter labels: `(batch)` label ids (`-100` to skip a row), or nil for logits only.
+    /// - Returns: the mean cross-entropy over counted rows, or NaN when `labels` is nil.
+    @discardableResult
+    public func classify(
+        tokens: UnsafePointer<Int32>, lengths: UnsafePointer<Int32>, labels: UnsafePointer<Int32>?, batch: Int
+    ) -> Float {
+        guard let K = config.labelCount, let score = layout.score else {
+            preconditionFailure("classify needs a model with labelCount")
+        }
+        let B = batch, T = sequenceLength, C = config.channels
+        precondition((1...batchSize).contains(batch), "batch \(batch) must be in 1...\(batchSize)")
+        for b in 0..<B {
+            precondition((1...Int32(T)).contains(lengths[b]), "length \(lengths[b]) of row \(b) must be in 1...\(T)")
+            acts.lengths[b] = lengths[b]
+        }
+        forwardTrunk(tokens: tokens, batch: B)
+
+        // score: pooled (B, C) = lnf at each row's last real token; class logits (B, K) = pooled · scoreᵀ.
+        LastTokenGather.forward(out: acts.pooled, hidden: acts.lnf, lengths: acts.lengths, batch: B, time: T, channels: C)
+        Matmul.forward(
+            out: acts.classLogits, input: acts.pooled, weight: parameters.baseAddress! + score, bias: nil, rows: B,
+            inChannels: C, outChannels: K, layout: .outputMajor)
+        lastClassifierBatch = B
+        guard let labels else {
+            pending = .none
+            return .nan
+        }
+        for b in 0..<B {
+            precondition(labels[b] == -100 || (0..<Int32(K)).contains(labels[b]), "label \(labels[b]) of row \(b) is outside 0..<\(K)")
+        }
+        acts.labels.update(from: labels, count: B)
+        let (meanLoss, counted) = SoftmaxCrossEntropy.forward(
+            losses: acts.classLosses, probabilities: acts.classProbabilities, logits: acts.classLogits,
+            targets: acts.labels, rows: B, vocab: K)
+        pending = .classifier(batch: B, counted: counted)
+        return meanLoss
+    }
+
+    /// `backward` for the classifier: adds the gradient of `lossScale × (mean loss of the last classify)`.
+    /// - Precondition: the last call was `classify` with labels.
+    public func backwardClassification(lossScale: Float = 1, onBlockGradientsReady: ((Int) -> Void)? = nil) {
+        guard case .classifier(let B, let counted) = pending, let K = config.labelCount, let score = layout.score else {
+            preconditionFailure("backwardClassification needs a classify with labels just before it")
+        }
+        pending = .none
+        let T = sequenceLength, C = config.channels
+
+        let scale = counted > 0 ? lossScale / Float(counted) : 0
+        SoftmaxCrossEntropy.backward(
+            dLogits: acts.classProbabilities, probabilities: acts.classProbabilities, targets: acts.labels, rows: B,
+            vocab: K, scale: scale)
+        acts.dPooled.update(repeating: 0, count: B * C)
+        Matmul.backward(
+            dInput: acts.dPooled, dWeight: gradients.baseAddress! + score, dBias: nil, dOut: acts.classProbabilities,
+            input: acts.pooled, weight: parameters.baseAddress! + score, rows: B, inChannels: C, outChannels: K,
+            layout: .outputMajor)
+        acts.dLn.update(repeating: 0, count: B * T * C)
+        LastTokenGather.backward(dHidden: acts.dLn, dOut: acts.dPooled, lengths: acts.lengths, batch: B, time: T, channels: C)
+        backwardTrunk(batch: B, onBlockGradientsReady: onBlockGradientsReady)
+    }
+
+    // MARK: - Shared trunk
+
+    /// Embeddings, the L blocks and `ln_f`: leaves `acts.lnf (B, T, C)`.
+    private func forwardTrunk(tokens source: UnsafePointer<Int32>, batch B: Int) {
+        let T = sequenceLength, C = config.channels, NH = config.headCount, V = Int32(config.vocabularySize)
+        let N = B * T, eps = config.layerNormEpsilon
+        for i in 0..<N {
+            let token = source[i]
+            precondition(token >= 0 && token < V, "token \(token) at \(i) is outside the vocabulary 0..<\(V)")
+            acts.tokens[i] = token
+        }
+        let p = UnsafePointer(parameters.baseAddress!)
+        Embedding.forward(
+            out: acts.encoded, tokens: acts.tokens, wte: p + layout.wte, wpe: p + layout.wpe, batch: B, time: T, channels: C)
+        var residual = UnsafePointer(acts.encoded)
+        for (w, a) in zip(layout.blocks, acts.layers) {
+            LayerNorm.forward(
+                out: a.ln1, mean: a.ln1Mean, rstd: a.ln1Rstd, input: residual, weight: p + w.ln1Weight,
+                bias: p + w.ln1Bias, rows: N, channels: C, eps: eps)
+            Matmul.forward(
+                out: a.qkv, input: a.ln1, weight: p + w.qkvWeight, bias: p + w.qkvBias, rows: N, inChannels: C,
+                outChannels: 3 * C, layout: .inputMajor)
+            Attention.forward(out: a.attention, att: a.attentionProbabilities, qkv: a.qkv, batch: B, time: T, channels: C, heads: NH)
+            Matmul.forward(
+                out: acts.projection, input: a.attention, weight: p + w.attentionProjectionWeight,
+                bias: p + w.attentionProjectionBias, rows: N, inChannels: C, outChannels: C, layout: .inputMajor)
+            Residual.forward(out: a.residual2, a: residual, b: acts.projection, count: N * C)
+            LayerNorm.forward(
+                out: a.ln2, mean: a.ln2Mean, rstd: a.ln2Rstd, input: a.residual2, weight: p + w.ln2Weight,
+                bias: p + w.ln2Bias, rows: N, channels: C, eps: eps)
+            Matmul.forward(
+                out: a.fc, input: a.ln2, weight: p + w.fcWeight, bias: p + w.fcBias, rows: N, inChannels: C,
+                outChannels: 4 * C, layout: .inputMajor)
+            GELU.forward(out: a.fcGELU, input: a.fc, count: N * 4 * C)
+            Matmul.forward(
+                out: acts.projection, input: a.fcGELU, weight: p + w.fcProjectionWeight, bias: p + w.fcProjectionBias,
+                rows: N, inChannels: 4 * C, outChannels: C, layout: .inputMajor)
+            Residual.forward(out: a.residual3, a: a.residual2, b: acts.projection, count: N * C)
+            residual = UnsafePointer(a.residual3)
+        }
+        LayerNorm.forward(
+            out: acts.lnf, mean: acts.lnfMean, rstd: acts.lnfRstd, input: residual, weight: p + layout.lnfWeight,
+            bias: p + layout.lnfBias, rows: N, channels: C, eps: eps)
+    }
+
+    /// The trunk's backward, from `acts.dLn` holding dL/d(lnf output) `(B, T, C)` down to the embeddings.
+    ///
+    /// The residual stream's gradient lives in one buffer, `dResidual`: a residual connection passes its
+    /// output gradient unchanged to both inputs, so the branch reads it as its output gradient and each
+    /// LayerNorm backward adds its input gradient into it.
+    private func backwardTrunk(batch B: Int, onBlockGradientsReady: ((Int) -> Void)?) {
+        let T = sequenceLength, C = config.channels, NH = config.headCount
+        let N = B * T
+        let p = UnsafePointer(parameters.baseAddress!), g = gradients.baseAddress!
+        let L = config.layerCount
+        let dResidual = acts.dResidual
+
+        dResidual.update(repeating: 0, count: N * C)
+        LayerNorm.backward(
+            dInput: dResidual, dWeight: g + layout.lnfWeight, dBias: g + layout.lnfBias, dOut: acts.dLn,
+            input: acts.layers[L - 1].residual3, weight: p + layout.lnfWeight, mean: acts.lnfMean, rstd: acts.lnfRstd,
+            rows: N, channels: C)
+        for l in stride(from: L - 1, through: 0, by: -1) {
+            let w = layout.blocks[l], a = acts.layers[l]
+            let residual = UnsafePointer(l == 0 ? acts.encoded : acts.layers[l - 1].residual3)
+
+            // MLP branch; dResidual is dL/d(residual3).
+            acts.dFcGELU.update(repeating: 0, count: N * 4 * C)
+            Matmul.backward(
+                dInput: acts.dFcGELU, dWeight: g + w.fcProjectionWeight, dBias: g + w.fcProjectionBias, dOut: dResidual,
+                input: a.fcGELU, weight: p + w.fcProjectionWeight, rows: N, inChannels: 4 * C, outChannels: C,
+                layout: .inputMajor)
+            acts.dFc.update(repeating: 0, count: N * 4 * C)
+            GELU.backward(dInput: acts.dFc, input: a.fc, dOut: acts.dFcGELU, count: N * 4 * C)
+            acts.dLn.update(repeating: 0, count: N * C)
+            Matmul.backward(
+                dInput: acts.dLn, dWeight: g + w.fcWeight, dBias: g + w.fcBias, dOut: acts.dFc, input: a.ln2,
+                weight: p + w.fcWeight, rows: N, inChannels: C, outChannels: 4 * C, layout: .inputMajor)
+            LayerNorm.backward(
+                dInput: dResidual, dWeight: g + w.ln2Weight, dBias: g + w.ln2Bias, dOut: acts.dLn, input: a.residual2,
+                weight: p + w.ln2Weight, mean: a.ln2Mean, rstd: a.ln2Rstd, rows: N, channels: C)
+
+            // Attention branch; dResidual is now dL/d(residual2).
+            acts.dAttention.update(repeating: 0, count: N * C)
+            Matmul.backward(
+                dInput: acts.dAttention, dWeight: g + w.attentionProjectionWeight, dBias: g + w.attentionProjectionBias,
+                dOut: dResidual, input: a.attention, weight: p + w.attentionProjectionWeight, rows: N, inChannels: C,
+                outChannels: C, layout: .inputMajor)
+            acts.dQKV.update(repeating: 0, count: N * 3 * C)
+            Attention.backward(
+                dQKV: acts.dQKV, scratch: acts.attentionScratch, dOut: acts.dAttention, qkv: a.qkv,
+                att: a.attentionProbabilities, batch: B, time: T, channels: C, heads: NH)
+            acts.dLn.update(repeating: 0, count: N * C)
+            Matmul.backward(
+                dInput: acts.dLn, dWeight: g + w.qkvWeight, dBias: g + w.qkvBias, dOut: acts.dQKV, input: a.ln1,
+                weight: p + w.qkvWeight, rows: N, inChannels: C, outChannels: 3 * C, layout: .inputMajor)
+            LayerNorm.backward(
+                dInput: dResidual, dWeight: g + w.ln1Weight, dBias: g + w.ln1Bias, dOut: acts.dLn, input: residual,
+                weight: p + w.ln1Weight, mean: a.ln1Mean, rstd: a.ln1Rstd, rows: N, channels: C)
+            onBlockGradientsReady?(l)
+        }
+        Embedding.backward(
+            dWte: g + layout.wte, dWpe: g + layout.wpe, dOut: dResidual, tokens: acts.tokens, batch: B, time: T, channels: C)
+    }
+}
+
+// MARK: - Activations
+
+/// Named views into the one activation buffer, sized for the largest batch. Backward buffers (`d…`) are
+/// shared by all layers: each layer's backward overwrites them.
+private struct Activations {
+    struct Layer {
+        /// `(B, T, C)` each, statistics `(B, T)`.
+        var ln1, ln1Mean, ln1Rstd: UnsafeMutablePointer<Float>
+        /// `(B, T, 3C)`.
+        var qkv: UnsafeMutablePointer<Float>
+        /// Softmax probabilities `(B, NH, T, T)`.
+        var attentionProbabilities: UnsafeMutablePointer<Float>
+        /// Heads' outputs `(B, T, C)`, the input of `attn.c_proj`.
+        var attention: UnsafeMutablePointer<Float>
+        var residual2: UnsafeMutablePointer<Float>
+        var ln2, ln2Mean, ln2Rstd: UnsafeMutablePointer<Float>
+        /// `(B, T, 4C)` before and after GELU.
+        var fc, fcGELU: UnsafeMutablePointer<Float>
+        /// The block's output `(B, T, C)`.
+        var residual3: UnsafeMutablePointer<Float>
+    }
+
+    /// Hands out zeroed buffers and remembers them for `deallocate`.
+    final class Allocator {
+        private(set) var buffers: [UnsafeMutableRawPointer] = []
+        private(set) var floats = 0
+
+        func take<Element: BitwiseCopyable>(_ count: Int, as type: Element.Type = Float.self) -> UnsafeMutablePointer<Element> {
+            let pointer = UnsafeMutablePointer<Element>.allocate(capacity: max(count, 1))
+            UnsafeMutableRawPointer(pointer).initializeMemory(as: UInt8.self, repeating: 0, count: max(count, 1) * MemoryLayout<Element>.stride)
+            buffers.append(UnsafeMutableRawPointer(pointer))
+            floats += count
+            return pointer
+        }
+
+        func deallocate() {
+            for buffer in buffers { buffer.deallocate() }
+            buffers = []
+        }
+    }
+
+    var encoded: UnsafeMutablePointer<Float>
+    var layers: [Layer]
+    var lnf, lnfMean, lnfRstd: UnsafeMutablePointer<Float>
+    /// Output of either projection `(B, T, C)`, before its residual add; not needed by backward.
+    var projection: UnsafeMutablePointer<Float>
+    /// `(B, T, V)`; probabilities are later overwritten by dLogits.
+    var logits, probabilities, losses: UnsafeMutablePointer<Float>
+    /// `(B, T)` copies of the tokens and targets, for backward.
+    var tokens, targets: UnsafeMutablePointer<Int32>
+    /// Classifier: `pooled (B, C)`, `classLogits, classProbabilities (B, K)`, `classLosses (B)`.
+    var pooled, classLogits, classProbabilities, classLosses: UnsafeMutablePointer<Float>
+    /// `(B)` copies of the classifier's inputs.
+    var lengths, labels: UnsafeMutablePointer<Int32>
+
+    // Backward scratch.
+    var dResidual, dLn, dAttention, dQKV, dFc, dFcGELU, dPooled: UnsafeMutablePointer<Float>
+    /// `(B, NH, T, T)`.
+    var attentionScratch: UnsafeMutablePointer<Float>
+
+    init(config: GPTConfig, batch B: Int, time T: Int, allocator plan: Allocator) {
+        let C = config.channels, NH = config.headCount, V = config.vocabularySize, K = config.labelCount ?? 0
+        let N = B * T
+        encoded = plan.take(N * C)
+        layers = (0..<config.layerCount).map { _ in
+            Layer(
+                ln1: plan.take(N * C), ln1Mean: plan.take(N), ln1Rstd: plan.take(N), qkv: plan.take(N * 3 * C),
+                attentionProbabilities: plan.take(B * NH * T * T), attention: plan.take(N * C),
+                residual2: plan.take(N * C), ln2: plan.take(N * C), ln2Mean: plan.take(N), ln2Rstd: plan.take(N),
+                fc: plan.take(N * 4 * C), fcGELU: plan.take(N * 4 * C), residual3: plan.take(N * C))
+        }
+        lnf = plan.take(N * C)
+        lnfMean = plan.take(N)
+        lnfRstd = plan.take(N)
+        projection = plan.take(N * C)
+        logits = plan.take(N * V)
+        probabilities = plan.take(N * V)
+        losses = plan.take(N)
+        tokens = plan.take(N, as: Int32.self)
+        targets = plan.take(N, as: Int32.self)
+        pooled = plan.take(B * C)
+        classLogits = plan.take(B * K)
+        classProbabilities = plan.take(B * K)
+        classLosses = plan.take(B)
+        lengths = plan.take(B, as: Int32.self)
+        labels = plan.take(B, as: Int32.self)
+        dResidual = plan.take(N * C)
+        dLn = plan.take(N * C)
+        dAttention = plan.take(N * C)
+        dQKV = plan.take(N * 3 * C)
+        dFc = plan.take(N * 4 * C)
+        dFcGELU = plan.take(N * 4 * C)
+        dPooled = plan.take(B * C)
+        attentionScratch = plan.take(B * NH * T * T)
+    }
+}

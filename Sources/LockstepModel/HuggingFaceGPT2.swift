@@ -1,0 +1,238 @@
+import Foundation
+import LockstepFormats
+
+/// A Hugging Face model directory that cannot be used; names the file, the key or tensor, and what was expected.
+public struct HuggingFaceError: Error, CustomStringConvertible, Equatable {
+    public var file: String
+    public var reason: String
+
+    public init(file: String, _ reason: String) {
+        self.file = file
+        self.reason = reason
+    }
+
+    public var description: String { "\(file): \(reason)" }
+}
+
+/// Reading and writing Hugging Face GPT-2 model directories (`config.json` + `model.safetensors`), as
+/// `GPT2LMHeadModel` and `GPT2ForSequenceClassification` save them. Linear weights are in Conv1D layout
+/// `(in, out)` on both sides, so tensors copy straight across; `lm_head.weight` is tied to `wte` and not stored.
+public enum HuggingFaceGPT2 {
+    public static let configFile = "config.json"
+    public static let weightsFile = "model.safetensors"
+
+    // MARK: - config.json
+
+    /// Reads `config.json`. A model whose `architectures` names a `…ForSequenceClassification` class gets a
+    /// `labelCount` from `id2label` or `num_labels` (2, Hugging Face's default, when neither is given).
+    /// - Throws: `HuggingFaceError` naming the file and key that is missing or malformed.
+    public static func loadConfig(directory: URL) throws -> GPTConfig {
+        let object = try readConfigObject(directory: directory)
+        let file = directory.appendingPathComponent(configFile).path
+
+        func integer(_ keys: [String], default fallback: Int? = nil) throws -> Int {
+            for key in keys {
+                guard let value = object[key], !(value is NSNull) else { continue }
+                guard let number = value as? NSNumber, let exact = Int(exactly: number.doubleValue) else {
+                    throw HuggingFaceError(file: file, "key '\(key)' is \(value), expected an integer")
+                }
+                return exact
+            }
+            if let fallback { return fallback }
+            throw HuggingFaceError(file: file, "missing key '\(keys.joined(separator: "' or '"))'")
+        }
+
+        let modelType = object["model_type"] as? String
+        if let modelType, modelType != "gpt2" {
+            throw HuggingFaceError(file: file, "model_type is '\(modelType)', expected 'gpt2'")
+        }
+        if let activation = object["activation_function"] as? String, activation != "gelu_new" {
+            throw HuggingFaceError(file: file, "activation_function is '\(activation)', expected 'gelu_new' (tanh GELU)")
+        }
+        if let inner = object["n_inner"], !(inner is NSNull) {
+            let channels = try integer(["n_embd"])
+            guard let number = inner as? NSNumber, number.intValue == 4 * channels else {
+                throw HuggingFaceError(file: file, "n_inner is \(inner), expected null or 4 × n_embd = \(4 * channels)")
+            }
+        }
+        var epsilon: Float = 1e-5
+        if let value = object["layer_norm_epsilon"] {
+            guard let number = value as? NSNumber else {
+                throw HuggingFaceError(file: file, "key 'layer_norm_epsilon' is \(value), expected a number")
+            }
+            epsilon = number.floatValue
+        }
+
+        var labelCount: Int?
+        let architectures = object["architectures"] as? [String] ?? []
+        if architectures.contains(where: { $0.hasSuffix("ForSequenceClassification") }) {
+            if let names = object["id2label"] as? [String: Any] {
+                labelCount = names.count
+            } else {
+                labelCount = try integer(["num_labels"], default: 2)
+            }
+        }
+        var padTokenID: Int32?
+        if let value = object["pad_token_id"], !(value is NSNull) {
+            guard let number = value as? NSNumber, let id = Int32(exactly: number.doubleValue) else {
+                throw HuggingFaceError(file: file, "key 'pad_token_id' is \(value), expected an integer")
+            }
+            padTokenID = id
+        }
+
+        let config = GPTConfig(
+            vocabularySize: try integer(["vocab_size"]), contextLength: try integer(["n_positions", "n_ctx"]),
+            layerCount: try integer(["n_layer"]), headCount: try integer(["n_head"]),
+            channels: try integer(["n_embd"]), layerNormEpsilon: epsilon, labelCount: labelCount,
+            padTokenID: padTokenID)
+        if let problem = config.problems.first {
+            throw HuggingFaceError(file: file, problem)
+        }
+        return config
+    }
+
+    /// Label names from `id2label`, ordered by id; nil when the config has none.
+    /// - Throws: `HuggingFaceError` when ids are not exactly 0..<count.
+    public static func loadLabelNames(directory: URL) throws -> [String]? {
+        let object = try readConfigObject(directory: directory)
+        guard let table = object["id2label"] as? [String: Any] else { return nil }
+        let file = directory.appendingPathComponent(configFile).path
+        var names = [String?](repeating: nil, count: table.count)
+        for (key, value) in table {
+            guard let id = Int(key), names.indices.contains(id), let name = value as? String else {
+                throw HuggingFaceError(file: file, "id2label entry '\(key)': \(value), expected ids 0..<\(table.count) mapped to strings")
+            }
+            names[id] = name
+        }
+        return names.map { $0! }
+    }
+
+    private static func readConfigObject(directory: URL) throws -> [String: Any] {
+        let url = directory.appendingPathComponent(configFile)
+        let data: Data
+        do {
+            data = try Data(contentsOf: url)
+        } catch {
+            throw HuggingFaceError(file: url.path, "cannot be read: \(error.localizedDescription)")
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw HuggingFaceError(file: url.path, "is not a JSON object")
+        }
+        return object
+    }
+
+    // MARK: - model.safetensors
+
+    /// Copies the weights of `directory/model.safetensors` into `model.parameters`. Names may carry the
+    /// `transformer.` prefix or not; `lm_head.weight` (tied) and the attention-mask buffers (`attn.bias`,
+    /// `attn.masked_bias`) are ignored. Any other tensor the model lacks is an error, as is a missing one.
+    /// - Parameter requireScore: when false, a classifier may load a file without `score.weight` (fine-tuning
+    ///   from a language model): its score head is left as it was.
+    /// - Throws: `HuggingFaceError` naming the missing, unexpected or misshapen tensor; `SafeTensorsError`.
+    public static func load(directory: URL, into model: GPT, requireScore: Bool = true) throws {
+        let url = directory.appendingPathComponent(weightsFile)
+        try loadParameters(from: SafeTensorsFile.read(url), into: model.parameters, layout: model.layout, requireScore: requireScore)
+    }
+
+    /// `load`'s work on an already read file, for any buffer in the layout (e.g. a checkpoint's parameters).
+    public static func loadParameters(
+        from file: SafeTensors, into buffer: UnsafeMutableBufferPointer<Float>, layout: ParameterLayout,
+        requireScore: Bool = true
+    ) throws {
+        precondition(buffer.count == layout.count, "buffer does not match the layout")
+        var found: Set<String> = []
+        for tensor in file.tensors {
+            var name = tensor.name
+            if layout.tensor(named: name) == nil, layout.tensor(named: "transformer." + name) != nil {
+                name = "transformer." + name
+            }
+            guard let target = layout.tensor(named: name) else {
+                if isIgnorable(name) { continue }
+                throw HuggingFaceError(file: file.file, "unexpected tensor '\(tensor.name)' \(tensor.shape): this model has no such parameter")
+            }
+            guard tensor.shape == target.shape else {
+                throw HuggingFaceError(file: file.file, "tensor '\(tensor.name)' has shape \(tensor.shape), expected \(target.shape)")
+            }
+            guard found.insert(name).inserted else {
+                throw HuggingFaceError(file: file.file, "tensor '\(name)' appears twice (with and without the 'transformer.' prefix)")
+            }
+            try file.copyFloats(named: tensor.name, into: UnsafeMutableBufferPointer(rebasing: buffer[target.range]))
+        }
+        for tensor in layout.tensors where !found.contains(tensor.name) {
+            if tensor.name == "score.weight" && !requireScore { continue }
+            throw HuggingFaceError(file: file.file, "missing tensor '\(tensor.name)' \(tensor.shape)")
+        }
+    }
+
+    private static func isIgnorable(_ name: String) -> Bool {
+        name == "lm_head.weight" || name.hasSuffix(".attn.bias") || name.hasSuffix(".attn.masked_bias")
+    }
+
+    /// Adds every tensor of `buffer` (laid out by `layout`) to `writer` as F32, each under `prefix + name`.
+    public static func addTensors(
+        from buffer: UnsafeBufferPointer<Float>, layout: ParameterLayout, to writer: inout SafeTensorsWriter,
+        prefix: String = ""
+    ) throws {
+        precondition(buffer.count == layout.count, "buffer does not match the layout")
+        for tensor in layout.tensors {
+            try writer.add(prefix + tensor.name, floats: UnsafeBufferPointer(rebasing: buffer[tensor.range]), shape: tensor.shape)
+        }
+    }
+
+    // MARK: - Saving
+
+    /// Writes `config.json` and `model.safetensors` into `directory` (created if needed) so that
+    /// `transformers` loads it as `GPT2LMHeadModel`, or `GPT2ForSequenceClassification` for a classifier.
+    /// - Parameter extraConfig: keys merged into config.json last (e.g. `id2label` as `[String: String]`
+    ///   keyed by id, `bos_token_id`); `label2id` is derived from `id2label` when not given.
+    public static func save(model: GPT, directory: URL, extraConfig: [String: Any]? = nil) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var writer = SafeTensorsWriter()
+        writer.metadata = ["format": "pt"]
+        try addTensors(from: UnsafeBufferPointer(model.parameters), layout: model.layout, to: &writer)
+        try writer.write(to: directory.appendingPathComponent(weightsFile))
+        let json = try configJSON(model.config, extra: extraConfig ?? [:])
+        try AtomicFile.write(json, to: directory.appendingPathComponent(configFile))
+    }
+
+    /// The config.json text for `config`.
+    public static func configJSON(_ config: GPTConfig, extra: [String: Any] = [:]) throws -> Data {
+        var object: [String: Any] = [
+            "model_type": "gpt2",
+            "architectures": [config.labelCount == nil ? "GPT2LMHeadModel" : "GPT2ForSequenceClassification"],
+            "activation_function": "gelu_new",
+            "vocab_size": config.vocabularySize,
+            "n_positions": config.contextLength,
+            "n_embd": config.channels,
+            "n_layer": config.layerCount,
+            "n_head": config.headCount,
+            "n_inner": NSNull(),
+            // Written through its shortest decimal so 1e-5 reads back as 1e-05, not 9.99999974737875e-06.
+            "layer_norm_epsilon": Double("\(config.layerNormEpsilon)") ?? 1e-5,
+            "initializer_range": 0.02,
+            // This implementation trains without dropout.
+            "attn_pdrop": 0.0, "embd_pdrop": 0.0, "resid_pdrop": 0.0,
+            "scale_attn_weights": true,
+            "scale_attn_by_inverse_layer_idx": false,
+            "reorder_and_upcast_attn": false,
+            "tie_word_embeddings": true,
+            "use_cache": true,
+            "dtype": "float32",
+        ]
+        if let padTokenID = config.padTokenID { object["pad_token_id"] = Int(padTokenID) }
+        if let labelCount = config.labelCount {
+            object["id2label"] = Dictionary(uniqueKeysWithValues: (0..<labelCount).map { ("\($0)", "LABEL_\($0)") })
+        }
+        for (key, value) in extra { object[key] = value }
+        if extra["label2id"] == nil, let names = object["id2label"] as? [String: String] {
+            var inverse: [String: Int] = [:]
+            for (id, name) in names { inverse[name] = Int(id) }
+            object["label2id"] = inverse
+        }
+        do {
+            return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+        } catch {
+            throw HuggingFaceError(file: configFile, "extraConfig cannot be written as JSON: \(error)")
+        }
+    }
+}

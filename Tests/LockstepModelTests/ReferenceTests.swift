@@ -1,0 +1,192 @@
+import Foundation
+import LockstepFormats
+import LockstepKernels
+import LockstepTestSupport
+import Testing
+
+@testable import LockstepModel
+
+/// The model against PyTorch's numbers in ../shared/reference/gpt2-tiny (see its README).
+///
+/// Errors are relative with a floor of 1% of the tensor's largest magnitude (`scaledError`), so entries near
+/// zero are judged against the tensor's scale rather than their own. Tolerances: logits and loss 1e-5,
+/// gradients 1e-4; after 10 AdamW steps, losses 1e-5, gradient norms 1e-4, parameters 1e-5 absolute.
+@Suite struct ReferenceTests {
+    static let lmDirectory = SharedFiles.reference.appendingPathComponent("lm")
+    static let classifierDirectory = SharedFiles.reference.appendingPathComponent("classifier")
+
+    /// Largest `|a − e| / max(|e|, 0.01 · max|e|)` over the tensor.
+    static func scaledError(_ actual: some Collection<Float>, _ expected: [Float]) -> Double {
+        let largest = expected.reduce(0) { max($0, abs(Double($1))) }
+        return maxRelativeError(Array(actual), expected.doubles, floor: max(0.01 * largest, 1e-12))
+    }
+
+    static func loadModel(_ directory: URL, batch: Int, time: Int) throws -> GPT {
+        let config = try HuggingFaceGPT2.loadConfig(directory: directory)
+        let model = GPT(config: config, batchSize: batch, sequenceLength: time)
+        try HuggingFaceGPT2.load(directory: directory, into: model)
+        return model
+    }
+
+    /// Worst error over every parameter's gradient against `grad.<name>`, and the tensor where it occurs.
+    static func worstGradientError(_ model: GPT, _ expected: SafeTensors) throws -> (Double, String) {
+        var worst = (0.0, "")
+        for tensor in model.layout.tensors {
+            let error = scaledError(model.gradients[tensor.range], try expected.floats(named: "grad." + tensor.name))
+            if error > worst.0 { worst = (error, tensor.name) }
+        }
+        return worst
+    }
+
+    @Test func languageModelLogitsLossAndGradients() throws {
+        guard SharedFiles.available(Self.lmDirectory) else { return }
+        let expected = try SafeTensorsFile.read(Self.lmDirectory.appendingPathComponent("expected.safetensors"))
+        let tokens = try expected.int32s(named: "input_ids"), targets = try expected.int32s(named: "targets")
+        let model = try Self.loadModel(Self.lmDirectory, batch: 2, time: 16)
+
+        let loss = model.forward(tokens: tokens, targets: targets, batch: 2)
+        let expectedLoss = try expected.floats(named: "loss")[0]
+        let logitsError = Self.scaledError(model.logits, try expected.floats(named: "logits"))
+        let lossError = abs(Double(loss - expectedLoss)) / Double(expectedLoss)
+        print("LM reference: logits error \(logitsError), loss \(loss) vs \(expectedLoss) (relative \(lossError))")
+        #expect(logitsError < 1e-5)
+        #expect(lossError < 1e-5)
+
+        model.zeroGradients()
+        model.backward()
+        let (gradientError, worstTensor) = try Self.worstGradientError(model, expected)
+        print("LM reference: worst gradient error \(gradientError) in \(worstTensor)")
+        #expect(gradientError < 1e-4, "worst in \(worstTensor)")
+    }
+
+    @Test func tenAdamWSteps() throws {
+        guard SharedFiles.available(Self.lmDirectory) else { return }
+        let expected = try SafeTensorsFile.read(Self.lmDirectory.appendingPathComponent("expected.safetensors"))
+        let tokens = try expected.int32s(named: "input_ids"), targets = try expected.int32s(named: "targets")
+        let model = try Self.loadModel(Self.lmDirectory, batch: 2, time: 16)
+        let optimizer = AdamWOptimizer(layout: model.layout)
+        let settings = AdamWSettings(beta1: 0.9, beta2: 0.95, epsilon: 1e-8, weightDecay: 0.1)
+
+        var losses: [Float] = [], norms: [Float] = []
+        for _ in 0..<10 {
+            model.zeroGradients()
+            losses.append(model.forward(tokens: tokens, targets: targets, batch: 2))
+            model.backward()
+            norms.append(model.clipGradients(maxNorm: 1.0))
+            optimizer.step(parameters: model.parameters, gradients: model.gradients, learningRate: 1e-3, settings: settings)
+        }
+        #expect(optimizer.stepCount == 10)
+        let lossError = maxRelativeError(losses, try expected.floats(named: "train_losses").doubles, floor: 1e-3)
+        let normError = maxRelativeError(norms, try expected.floats(named: "train_grad_norms").doubles, floor: 1e-3)
+        // Parameters are compared in absolute terms against the distance AdamW can move one in 10 steps
+        // (about 10 · lr = 1e-2): entries whose gradient is near zero (1e-10 against 1e-2 elsewhere) get
+        // Adam steps driven by rounding, so a relative error means nothing for them. Required: within 1e-5,
+        // a thousandth of that distance. The key third of each c_attn.bias has an exactly zero gradient
+        // (adding a constant to every key shifts a softmax row uniformly), so PyTorch's values and ours are
+        // rounding noise turned into updates of random sign: they are only checked to stay near 0.
+        let C = model.config.channels
+        var parameterError = (0.0, ""), absoluteError: Float = 0, keyBiasDrift: Float = 0
+        for tensor in model.layout.tensors {
+            var actual = Array(model.parameters[tensor.range])
+            var reference = try expected.floats(named: "after_training." + tensor.name)
+            if tensor.name.hasSuffix("attn.c_attn.bias") {
+                keyBiasDrift = max(keyBiasDrift, actual[C..<(2 * C)].map(abs).max()!, reference[C..<(2 * C)].map(abs).max()!)
+                actual.removeSubrange(C..<(2 * C))
+                reference.removeSubrange(C..<(2 * C))
+            }
+            let error = Self.scaledError(actual, reference)
+            if error > parameterError.0 { parameterError = (error, tensor.name) }
+            absoluteError = max(absoluteError, zip(actual, reference).map { abs($0 - $1) }.max()!)
+        }
+        print("AdamW reference: losses \(lossError), grad norms \(normError), parameters \(absoluteError) absolute (\(parameterError.0) relative to 1% of each tensor's largest, in \(parameterError.1)), key-bias drift \(keyBiasDrift)")
+        #expect(lossError < 1e-5)
+        #expect(normError < 1e-4)
+        #expect(absoluteError < 1e-5)
+        #expect(keyBiasDrift < 1e-4)
+    }
+
+    @Test func classifierLogitsLossAndGradients() throws {
+        guard SharedFiles.available(Self.classifierDirectory) else { return }
+        let expected = try SafeTensorsFile.read(Self.classifierDirectory.appendingPathComponent("expected.safetensors"))
+        let tokens = try expected.int32s(named: "input_ids"), lengths = try expected.int32s(named: "lengths")
+        let labels = try expected.int32s(named: "labels")
+        let model = try Self.loadModel(Self.classifierDirectory, batch: 4, time: 16)
+        #expect(model.config.labelCount == 3)
+
+        let loss = model.classify(tokens: tokens, lengths: lengths, labels: labels, batch: 4)
+        let expectedLoss = try expected.floats(named: "loss")[0]
+        let logitsError = Self.scaledError(model.classLogits, try expected.floats(named: "logits"))
+        let lossError = abs(Double(loss - expectedLoss)) / Double(expectedLoss)
+        print("Classifier reference: logits error \(logitsError), loss \(loss) vs \(expectedLoss) (relative \(lossError))")
+        #expect(logitsError < 1e-5)
+        #expect(lossError < 1e-5)
+
+        model.zeroGradients()
+        model.backwardClassification()
+        let (gradientError, worstTensor) = try Self.worstGradientError(model, expected)
+        print("Classifier reference: worst gradient error \(gradientError) in \(worstTensor)")
+        #expect(gradientError < 1e-4, "worst in \(worstTensor)")
+    }
+
+    /// Two half-scaled backward passes over one row each give the gradient of the two-row batch
+    /// (every row counts the same number of targets), and the callback sees each block's final gradients.
+    @Test func gradientAccumulationAndBlockCallbacks() throws {
+        let config = GPTConfig(vocabularySize: 40, contextLength: 12, layerCount: 3, headCount: 2, channels: 16)
+        let model = GPT(config: config, batchSize: 2, sequenceLength: 12)
+        model.initializeRandomly(seed: 11)
+        var random = TestRandom(seed: 5)
+        let tokens = (0..<24).map { _ in Int32(random.int(below: 40)) }
+        let targets = (0..<24).map { _ in Int32(random.int(below: 40)) }
+
+        model.zeroGradients()
+        let fullLoss = model.forward(tokens: tokens, targets: targets, batch: 2)
+        var order: [Int] = []
+        var snapshots: [Int: [Float]] = [:]
+        model.backward { block in
+            order.append(block)
+            snapshots[block] = Array(model.gradients[model.layout.blockRange(block)])
+        }
+        #expect(order == [2, 1, 0])
+        for block in 0..<3 {
+            #expect(snapshots[block] == Array(model.gradients[model.layout.blockRange(block)]), "block \(block)")
+        }
+        let full = Array(model.gradients)
+
+        model.zeroGradients()
+        var halfLosses: [Float] = []
+        for row in 0..<2 {
+            let rowTokens = Array(tokens[(row * 12)..<(row * 12 + 12)]), rowTargets = Array(targets[(row * 12)..<(row * 12 + 12)])
+            halfLosses.append(model.forward(tokens: rowTokens, targets: rowTargets, batch: 1))
+            model.backward(lossScale: 0.5)
+        }
+        #expect(abs((halfLosses[0] + halfLosses[1]) / 2 - fullLoss) < 1e-5)
+        let accumulatedError = maxRelativeError(Array(model.gradients), full.doubles, floor: 1e-3)
+        print("Accumulation: gradients differ by \(accumulatedError) relative")
+        #expect(accumulatedError < 1e-4)
+    }
+
+    /// Targets of -100 count for nothing: a batch whose second row is all ignored matches the first row alone.
+    @Test func ignoredTargets() throws {
+        let config = GPTConfig(vocabularySize: 30, contextLength: 8, layerCount: 2, headCount: 2, channels: 8)
+        let model = GPT(config: config, batchSize: 2, sequenceLength: 8)
+        model.initializeRandomly(seed: 2)
+        var random = TestRandom(seed: 9)
+        let tokens = (0..<16).map { _ in Int32(random.int(below: 30)) }
+        var targets = (0..<16).map { _ in Int32(random.int(below: 30)) }
+        targets[2] = -100
+        let single = Array(targets[0..<8])
+        for i in 8..<16 { targets[i] = -100 }
+
+        model.zeroGradients()
+        let rowLoss = model.forward(tokens: Array(tokens[0..<8]), targets: single, batch: 1)
+        model.backward()
+        let rowGradients = Array(model.gradients)
+        model.zeroGradients()
+        let batchLoss = model.forward(tokens: tokens, targets: targets, batch: 2)
+        model.backward()
+        #expect(abs(rowLoss - batchLoss) <= 1e-6 * rowLoss)
+        #expect(maxRelativeError(Array(model.gradients), rowGradients.doubles, floor: 1e-3) < 1e-4)
+        #expect(model.forward(tokens: tokens, targets: nil, batch: 2).isNaN)
+        #expect(model.logits.count == 2 * 8 * 30)
+    }
+}

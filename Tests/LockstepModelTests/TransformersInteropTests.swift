@@ -1,0 +1,92 @@
+import Foundation
+import LockstepFormats
+import LockstepTestSupport
+import Testing
+
+@testable import LockstepModel
+
+/// A directory written by `HuggingFaceGPT2.save` loads in Hugging Face `transformers` and gives our logits
+/// (within 1e-4 relative to the logits' scale). Skips when python3 or transformers is missing.
+@Suite struct TransformersInteropTests {
+    static let script = #"""
+    import json, sys, torch
+    from transformers import GPT2LMHeadModel, GPT2ForSequenceClassification
+    lm_dir, classifier_dir, tokens, padded = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
+    with torch.no_grad():
+        lm = GPT2LMHeadModel.from_pretrained(lm_dir).eval()
+        logits = lm(torch.tensor(tokens)).logits
+        classifier = GPT2ForSequenceClassification.from_pretrained(classifier_dir).eval()
+        class_logits = classifier(torch.tensor(padded)).logits
+    print(json.dumps({"logits": logits.flatten().tolist(), "class_logits": class_logits.flatten().tolist(),
+                      "labels": classifier.config.id2label}))
+    """#
+
+    /// Runs python3 with `arguments`; nil when python3 or transformers is not installed.
+    static func python(_ arguments: [String]) throws -> (status: Int32, output: String)? {
+        func run(_ arguments: [String]) throws -> (Int32, String) {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["python3"] + arguments
+            let pipe = Pipe(), errors = Pipe()
+            process.standardOutput = pipe
+            process.standardError = errors
+            try process.run()
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            let errorData = errors.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            let text = String(decoding: data, as: UTF8.self)
+            return (process.terminationStatus, process.terminationStatus == 0 ? text : text + String(decoding: errorData, as: UTF8.self))
+        }
+        guard (try? run(["-c", "import transformers, torch"]))?.0 == 0 else {
+            print("SKIPPED TransformersInteropTests: python3 with transformers and torch is not available")
+            return nil
+        }
+        return try run(arguments)
+    }
+
+    @Test func transformersLoadsSavedModels() throws {
+        let T = 10
+        let config = GPTConfig(vocabularySize: 37, contextLength: 16, layerCount: 2, headCount: 3, channels: 12, padTokenID: 0)
+        let lm = GPT(config: config, batchSize: 2, sequenceLength: T)
+        lm.initializeRandomly(seed: 21)
+        // Larger LayerNorm and bias values than the initialisation's, so every parameter matters.
+        var random = TestRandom(seed: 4)
+        for i in lm.parameters.indices { lm.parameters[i] += Float(random.uniform(-0.05, 0.05)) }
+        var classifierConfig = config
+        classifierConfig.labelCount = 4
+        let classifier = GPT(config: classifierConfig, batchSize: 2, sequenceLength: T)
+        classifier.parameters.update(fromContentsOf: lm.parameters + (0..<(4 * 12)).map { _ in Float(random.uniform(-0.3, 0.3)) })
+
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-hf-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let lmDirectory = directory.appendingPathComponent("lm"), classifierDirectory = directory.appendingPathComponent("classifier")
+        try HuggingFaceGPT2.save(model: lm, directory: lmDirectory)
+        try HuggingFaceGPT2.save(
+            model: classifier, directory: classifierDirectory,
+            extraConfig: ["id2label": ["0": "a", "1": "b", "2": "c", "3": "d"]])
+
+        let tokens: [Int32] = (0..<(2 * T)).map { Int32(1 + ($0 * 7) % 36) }
+        let lengths: [Int32] = [10, 6]
+        var padded = tokens
+        for i in 6..<T { padded[T + i] = 0 }
+        func json(_ rows: [Int32]) -> String { "[" + [rows[0..<T], rows[T...]].map { "[" + $0.map(String.init).joined(separator: ",") + "]" }.joined(separator: ",") + "]" }
+        guard let (status, output) = try Self.python(["-c", Self.script, lmDirectory.path, classifierDirectory.path, json(tokens), json(padded)]) else {
+            return
+        }
+        try #require(status == 0, "python failed: \(output)")
+        let result = try JSONSerialization.jsonObject(with: Data(output.utf8)) as! [String: Any]
+        let theirLogits = (result["logits"] as! [Double]), theirClassLogits = (result["class_logits"] as! [Double])
+        #expect(result["labels"] as? [String: String] == ["0": "a", "1": "b", "2": "c", "3": "d"])
+
+        lm.forward(tokens: tokens, targets: nil, batch: 2)
+        classifier.classify(tokens: padded, lengths: lengths, labels: nil, batch: 2)
+        func scaled(_ ours: some Collection<Float>, _ theirs: [Double]) -> Double {
+            let largest = theirs.reduce(0) { max($0, abs($1)) }
+            return maxRelativeError(Array(ours), theirs, floor: 0.01 * largest)
+        }
+        let logitsError = scaled(lm.logits, theirLogits), classError = scaled(classifier.classLogits, theirClassLogits)
+        print("transformers interop: LM logits error \(logitsError), classifier logits error \(classError)")
+        #expect(logitsError < 1e-4)
+        #expect(classError < 1e-4)
+    }
+}
