@@ -48,7 +48,7 @@ public final class IncrementalDecoder {
     public var isFull: Bool { length == config.contextLength }
 
     private func weights(_ name: String) -> UnsafePointer<Float> {
-        UnsafePointer(model.parameters.baseAddress! + model.layout.range(of: name).lowerBound)
+        UnsafePointer(model.parameters.baseAddress! + model.layout.range(of: name)!.lowerBound)
     }
 
     /// Appends `token` at the next position and leaves the next-token logits `(V)` in `logits`.

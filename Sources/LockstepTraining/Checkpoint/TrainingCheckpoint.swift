@@ -94,11 +94,9 @@ public enum TrainingCheckpoint {
         layout: ParameterLayout, buffers: [(prefix: String, values: UnsafeMutableBufferPointer<Float>)], to url: URL
     ) throws {
         var writer = SafeTensorsWriter()
+        writer.metadata = ["format": "pt"]
         for (prefix, values) in buffers {
-            for tensor in layout.tensors {
-                let range = tensor.offset..<(tensor.offset + tensor.shape.reduce(1, *))
-                writer.add(name: prefix + tensor.name, shape: tensor.shape, floats: Array(values[range]))
-            }
+            try HuggingFaceGPT2.addTensors(from: UnsafeBufferPointer(values), layout: layout, to: &writer, prefix: prefix)
         }
         try writer.write(to: url)
     }
@@ -153,12 +151,11 @@ public enum TrainingCheckpoint {
     ) throws {
         let file = try SafeTensorsFile.read(url)
         for tensor in layout.tensors {
-            let values = try file.floats(named: prefix + tensor.name)
-            guard values.count == tensor.shape.reduce(1, *) else {
-                throw CheckpointError(description: "\(url.path): \(prefix + tensor.name) has \(values.count) values, expected shape \(tensor.shape)")
+            let stored = try file.tensor(named: prefix + tensor.name)
+            guard stored.shape == tensor.shape else {
+                throw CheckpointError(description: "\(url.path): \(stored.name) has shape \(stored.shape), expected \(tensor.shape)")
             }
-            _ = UnsafeMutableBufferPointer(rebasing: buffer[tensor.offset..<(tensor.offset + values.count)])
-                .update(fromContentsOf: values)
+            try file.copyFloats(named: stored.name, into: UnsafeMutableBufferPointer(rebasing: buffer[tensor.range]))
         }
     }
 
