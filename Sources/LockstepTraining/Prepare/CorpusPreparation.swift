@@ -72,10 +72,10 @@ public struct CorpusPreparation {
                 }
                 let all = Double(trainTokens + validationTokens + tokens.count)
                 if Double(validationTokens) + 0.5 * Double(tokens.count) < validationFraction * all {
-                    try validation.append(tokens)
+                    try validation.write(tokens)
                     validationTokens += tokens.count
                 } else {
-                    try train.append(tokens)
+                    try train.write(tokens)
                     trainTokens += tokens.count
                 }
             }

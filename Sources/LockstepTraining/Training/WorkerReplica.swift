@@ -92,7 +92,7 @@ public final class WorkerReplica {
         let start = Date()
         let micro = config.training.microBatchSize
         let time = config.training.sequenceLength
-        try stream.nextBatch(inputs: inputs.baseAddress!, targets: targets.baseAddress!)
+        stream.nextBatch(inputs: inputs.baseAddress!, targets: targets.baseAddress!)
         model.zeroGradients()
         var lossSum = 0.0
         var syncSeconds = 0.0
