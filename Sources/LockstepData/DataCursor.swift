@@ -3,7 +3,7 @@
 /// `position` is the number of items of the epoch's global order already consumed, counted over all workers,
 /// so a cursor means the same thing whatever the number of workers, and a run resumed with a different worker
 /// count re-slices the same global stream.
-public struct DataCursor: Codable, Equatable, Sendable {
+public struct DataCursor: Codable, Hashable, Sendable {
     public var epoch: Int
     public var position: Int
 
