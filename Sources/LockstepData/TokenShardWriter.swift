@@ -44,7 +44,7 @@ public final class TokenShardWriter {
         do {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         } catch {
-            throw DataError.io(path: directory.path, operation: "create directory", errno: errno)
+            throw DataError.invalidArgument("\(directory.path): cannot create the shard directory: \(error)")
         }
         buffer.reserveCapacity(bufferLimit + 4)
     }
