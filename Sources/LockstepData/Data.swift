@@ -1,1 +1,0 @@
-// Token shards and streaming loaders.
