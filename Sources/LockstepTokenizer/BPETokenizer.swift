@@ -40,10 +40,8 @@ public final class BPETokenizer: Tokenizer {
     let tokenBytes: [UInt8]
     let tokenByteStarts: [Int]
     let tokenExists: [Bool]
-    /// Special tokens as UTF-8, longest first (so the longer of two overlapping specials wins), and which
-    /// bytes can start one.
-    let specialPatterns: [(bytes: [UInt8], id: Int32)]
-    let specialFirstBytes: [Bool]
+    /// Finds special tokens in text and splits the rest into pre-tokens.
+    let specials: PieceSplitter
     /// One cache per worker of `encodeBatch`; the first also serves `encode`.
     let caches: [CacheBox]
 
@@ -75,12 +73,7 @@ public final class BPETokenizer: Tokenizer {
         for token in specialTokens { if let id = vocabulary[token] { specials[token] = id } }
         self.specialTokens = specials
         endOfTextID = specials["<|endoftext|>"]
-        specialPatterns = specials.map { (Array($0.key.utf8), $0.value) }
-            .filter { !$0.0.isEmpty }
-            .sorted { $0.0.count != $1.0.count ? $0.0.count > $1.0.count : $0.1 < $1.1 }
-        var firstBytes = [Bool](repeating: false, count: 256)
-        for pattern in specialPatterns { firstBytes[Int(pattern.bytes[0])] = true }
-        specialFirstBytes = firstBytes
+        self.specials = PieceSplitter(specialTokens: specials)
 
         var bytes: [UInt8] = []
         var starts: [Int] = [0]
@@ -164,45 +157,17 @@ public final class BPETokenizer: Tokenizer {
     /// Appends the ids of the valid UTF-8 `text[0..<count]` to `output`.
     func encode(_ text: UnsafePointer<UInt8>, count: Int, cache: inout WordCache, into output: inout [Int32]) {
         var symbols: [Int32] = []
-        PreTokenizer.basicPlane.withUnsafeBufferPointer { classesBuffer in
-            let classes = classesBuffer.baseAddress!
-            let encodeWord = { (start: Int, end: Int) in
-                let word = text + start
-                let length = end &- start
-                let hash = ByteStringTable.hash(word, length)
-                if cache.appendIDs(word, length, hash: hash, to: &output) { return }
-                self.mergeWord(word, length, into: &symbols)
-                cache.insert(word, length, hash: hash, ids: symbols)
-                output.append(contentsOf: symbols)
-            }
-            if specialPatterns.isEmpty {
-                PreTokenizer.split(text, from: 0, to: count, classes: classes, encodeWord)
-                return
-            }
-            var segmentStart = 0
-            var i = 0
-            while i < count {
-                if specialFirstBytes[Int(text[i])], let (length, id) = specialToken(at: i, in: text, count: count) {
-                    PreTokenizer.split(text, from: segmentStart, to: i, classes: classes, encodeWord)
-                    output.append(id)
-                    i &+= length
-                    segmentStart = i
-                } else {
-                    i &+= 1
-                }
-            }
-            PreTokenizer.split(text, from: segmentStart, to: count, classes: classes, encodeWord)
+        specials.forEachPiece(text, count: count) { start, end in
+            let word = text + start
+            let length = end &- start
+            let hash = ByteStringTable.hash(word, length)
+            if cache.appendIDs(word, length, hash: hash, to: &output) { return }
+            mergeWord(word, length, into: &symbols)
+            cache.insert(word, length, hash: hash, ids: symbols)
+            output.append(contentsOf: symbols)
+        } special: { id in
+            output.append(id)
         }
-    }
-
-    @inline(__always)
-    private func specialToken(at i: Int, in text: UnsafePointer<UInt8>, count: Int) -> (Int, Int32)? {
-        for pattern in specialPatterns where pattern.bytes.count <= count &- i {
-            if pattern.bytes.withUnsafeBufferPointer({ memcmp($0.baseAddress!, text + i, $0.count) == 0 }) {
-                return (pattern.bytes.count, pattern.id)
-            }
-        }
-        return nil
     }
 
     /// BPE on one pre-token: `symbols` becomes the ids of `word[0..<length]`.

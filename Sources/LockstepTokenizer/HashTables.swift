@@ -164,6 +164,28 @@ struct PairTable {
         count += 1
     }
 
+    /// The value of a pair, inserting `newValue` for it first when it has none.
+    @inline(__always)
+    mutating func findOrInsert(_ left: Int32, _ right: Int32, _ newValue: Int32) -> Int32 {
+        let key = PairTable.key(left, right)
+        var slot = PairTable.slot(key, mask)
+        while true {
+            let k = keys[slot]
+            if k == key { return values[slot] }
+            if k == PairTable.empty { break }
+            slot = (slot &+ 1) & mask
+        }
+        if (count + 1) * 2 > keys.count {
+            grow()
+            slot = PairTable.slot(key, mask)
+            while keys[slot] != PairTable.empty { slot = (slot &+ 1) & mask }
+        }
+        keys[slot] = key
+        values[slot] = newValue
+        count += 1
+        return newValue
+    }
+
     private mutating func grow() {
         let oldKeys = keys
         let oldValues = values
