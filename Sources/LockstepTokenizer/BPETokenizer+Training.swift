@@ -25,6 +25,103 @@ extension BPETokenizer {
         texts: some Sequence<String>, vocabularySize: Int, specialTokens: [String] = ["<|endoftext|>"],
         threads: Int? = nil
     ) -> BPETokenizer {
+        var counter = WordCounter(splitter: PieceSplitter(specialTokens: initialSpecials(specialTokens)), threads: threads)
+        var batch: [String] = []
+        var batchSize = 0
+        for text in texts {
+            batch.append(text)
+            batchSize += text.utf8.count
+            if batchSize >= WordCounter.batchBytes {
+                counter.add(batch)
+                batch.removeAll(keepingCapacity: true)
+                batchSize = 0
+            }
+        }
+        counter.add(batch)
+        return train(counter: counter, vocabularySize: vocabularySize, specialTokens: specialTokens)
+    }
+
+    /// Trains on plain UTF-8 text files, read in pieces of about 8 MiB, so memory stays bounded by the
+    /// distinct words rather than the corpus. Each piece ends just before a newline that follows a visible
+    /// ASCII character, where GPT-2's pattern always splits, so the result equals training on whole files.
+    /// - Throws: `TokenizerError` for a missing or unreadable file, or invalid UTF-8 (with its byte offset).
+    public static func train(
+        files: [URL], vocabularySize: Int, specialTokens: [String] = ["<|endoftext|>"], threads: Int? = nil
+    ) throws -> BPETokenizer {
+        var counter = WordCounter(splitter: PieceSplitter(specialTokens: initialSpecials(specialTokens)), threads: threads)
+        for file in files {
+            guard FileManager.default.fileExists(atPath: file.path) else { throw TokenizerError.missingFile(path: file.path) }
+            let handle: FileHandle
+            do { handle = try FileHandle(forReadingFrom: file) } catch {
+                throw TokenizerError.unreadableFile(path: file.path, reason: error.localizedDescription)
+            }
+            defer { try? handle.close() }
+            var pending: [UInt8] = []
+            var offset = 0  // file offset of pending[0]
+            var atEnd = false
+            while !atEnd {
+                let data: Data
+                do { data = try handle.read(upToCount: WordCounter.batchBytes) ?? Data() } catch {
+                    throw TokenizerError.unreadableFile(path: file.path, reason: error.localizedDescription)
+                }
+                atEnd = data.isEmpty
+                pending.append(contentsOf: data)
+                var cut = pending.count
+                if !atEnd {
+                    cut = 0
+                    var k = pending.count - 1
+                    while k > 0 {
+                        if pending[k] == 0x0A && (0x21...0x7E).contains(pending[k - 1]) { cut = k; break }
+                        k -= 1
+                    }
+                    if cut == 0 { continue }  // no safe cut yet: read more
+                }
+                // Texts of about 1 MiB, cut the same safe way, so the cores share the work.
+                var texts: [String] = []
+                var start = 0
+                while start < cut {
+                    var end = min(cut, start + (1 << 20))
+                    if end < cut {
+                        while end < cut && !(pending[end] == 0x0A && (0x21...0x7E).contains(pending[end - 1])) { end += 1 }
+                    }
+                    let bytes = pending[start..<end]
+                    guard let text = String(validating: bytes, as: UTF8.self) else {
+                        let bad = offset + start + validUTF8Prefix(bytes)
+                        throw TokenizerError.invalidFile(
+                            path: file.path, line: nil, reason: "invalid UTF-8 at byte offset \(bad)")
+                    }
+                    texts.append(text)
+                    start = end
+                }
+                counter.add(texts)
+                pending.removeFirst(cut)
+                offset += cut
+            }
+        }
+        return train(counter: counter, vocabularySize: vocabularySize, specialTokens: specialTokens)
+    }
+
+    /// The length of the longest valid UTF-8 prefix of `bytes`: where the first invalid sequence starts.
+    static func validUTF8Prefix(_ bytes: ArraySlice<UInt8>) -> Int {
+        var iterator = bytes.makeIterator()
+        var decoder = UTF8()
+        var valid = 0
+        while true {
+            switch decoder.decode(&iterator) {
+            case .scalarValue(let scalar): valid += UTF8.width(scalar)
+            case .emptyInput, .error: return valid
+            }
+        }
+    }
+
+    /// The special tokens with the ids training gives them: 0, 1, ... in order, duplicates dropped.
+    static func initialSpecials(_ specialTokens: [String]) -> [String: Int32] {
+        var result: [String: Int32] = [:]
+        for token in specialTokens where result[token] == nil { result[token] = Int32(result.count) }
+        return result
+    }
+
+    static func train(counter: WordCounter, vocabularySize: Int, specialTokens: [String]) -> BPETokenizer {
         // 1. The initial vocabulary.
         var vocabulary: [String: Int32] = [:]
         var tokens: [String] = []
@@ -32,7 +129,6 @@ extension BPETokenizer {
             vocabulary[token] = Int32(tokens.count)
             tokens.append(token)
         }
-        let specials = vocabulary
         var byteIDs = [Int32](repeating: 0, count: 256)
         for byte in (0..<256).sorted(by: { ByteLevel.characters[$0].value < ByteLevel.characters[$1].value }) {
             let character = String(ByteLevel.characters[byte])
@@ -45,9 +141,9 @@ extension BPETokenizer {
             tokens.append(character)
         }
 
-        // 2. Word counts, then words as id sequences.
-        let counter = WordCounter(splitter: PieceSplitter(specialTokens: specials), threads: threads)
-        let (table, counts) = counter.count(texts)
+        // 2. Words as id sequences, with their counts.
+        let table = counter.table
+        let counts = counter.counts
         var words: [[Int32]] = []
         words.reserveCapacity(table.count)
         for index in 0..<table.count { words.append(table.key(index).map { byteIDs[Int($0)] }) }
@@ -83,44 +179,34 @@ struct WordCounter {
         self.threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
     }
 
-    /// - Returns: the distinct pre-tokens (as bytes) and how often each occurs.
-    func count(_ texts: some Sequence<String>) -> (ByteStringTable, [Int]) {
-        var table = ByteStringTable(capacity: 1 << 16)
-        var counts: [Int] = []
-        var batch: [String] = []
-        var batchSize = 0
-        func flush() {
-            for (partTable, partCounts) in countBatch(batch) {
-                partTable.arena.withUnsafeBufferPointer { arena in
-                    for index in 0..<partTable.count {
-                        let start = partTable.keyStarts[index]
-                        let length = partTable.keyStarts[index + 1] - start
-                        let key = arena.baseAddress! + start
-                        let hash = ByteStringTable.hash(key, length)
-                        if let existing = table.find(key, length, hash: hash) {
-                            counts[existing] += partCounts[index]
-                        } else {
-                            table.insert(key, length, hash: hash)
-                            counts.append(partCounts[index])
-                        }
+    /// The distinct pre-tokens (as bytes) seen so far, and how often each occurred.
+    private(set) var table = ByteStringTable(capacity: 1 << 16)
+    private(set) var counts: [Int] = []
+
+    /// Counts the pre-tokens of `texts`, spread over the cores (texts round-robin over workers).
+    mutating func add(_ texts: [String]) {
+        for (partTable, partCounts) in countBatch(texts) {
+            partTable.arena.withUnsafeBufferPointer { arena in
+                for index in 0..<partTable.count {
+                    let start = partTable.keyStarts[index]
+                    let length = partTable.keyStarts[index + 1] - start
+                    let key = arena.baseAddress! + start
+                    let hash = ByteStringTable.hash(key, length)
+                    if let existing = table.find(key, length, hash: hash) {
+                        counts[existing] += partCounts[index]
+                    } else {
+                        table.insert(key, length, hash: hash)
+                        counts.append(partCounts[index])
                     }
                 }
             }
-            batch.removeAll(keepingCapacity: true)
-            batchSize = 0
         }
-        for text in texts {
-            batch.append(text)
-            batchSize += text.utf8.count
-            if batchSize >= WordCounter.batchBytes { flush() }
-        }
-        flush()
-        return (table, counts)
     }
 
     /// Counts of one batch, one table per worker.
     private func countBatch(_ texts: [String]) -> [(ByteStringTable, [Int])] {
-        let workers = max(1, min(threads, texts.count))
+        let workers = min(threads, texts.count)
+        if workers == 0 { return [] }
         nonisolated(unsafe) var parts = [(ByteStringTable, [Int])](repeating: (ByteStringTable(capacity: 16), []), count: workers)
         let splitter = self.splitter
         parts.withUnsafeMutableBufferPointer { output in

@@ -66,5 +66,22 @@ import LockstepTestSupport
         #expect(trained.vocabularySize == 1024)
         #expect(same == expected.merges.count)
         #expect(trained.vocabulary == expected.vocabulary)
+
+        // Reading the file in pieces (cut where the pattern always splits) gives the same tokenizer.
+        let fromFile = try BPETokenizer.train(files: [corpus], vocabularySize: 1024)
+        #expect(fromFile.merges == expected.merges)
+    }
+
+    @Test func invalidUTF8InACorpusFileIsAnErrorWithItsOffset() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-bad-\(UUID().uuidString).txt")
+        defer { try? FileManager.default.removeItem(at: file) }
+        try Data([0x61, 0x62, 0x0A, 0x63, 0xFF, 0x64]).write(to: file)
+        #expect(throws: TokenizerError.invalidFile(path: file.path, line: nil, reason: "invalid UTF-8 at byte offset 4")) {
+            try BPETokenizer.train(files: [file], vocabularySize: 300)
+        }
+        let missing = file.appendingPathExtension("absent")
+        #expect(throws: TokenizerError.missingFile(path: missing.path)) {
+            try BPETokenizer.train(files: [missing], vocabularySize: 300)
+        }
     }
 }
