@@ -5,5 +5,5 @@ import ArgumentParser
 struct Lockstep: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Data-parallel GPT training over MPI on CPUs.",
-        subcommands: [])
+        subcommands: [EncodeCommand.self, DecodeCommand.self, TrainTokenizerCommand.self, TokenizerBenchmarkCommand.self])
 }
