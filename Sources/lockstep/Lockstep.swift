@@ -5,5 +5,8 @@ import ArgumentParser
 struct Lockstep: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Data-parallel GPT training over MPI on CPUs.",
-        subcommands: [PrepareCommand.self, TrainCommand.self, EvaluateCommand.self, GenerateCommand.self, InspectCommand.self])
+        subcommands: [
+            PrepareCommand.self, TrainCommand.self, EvaluateCommand.self, GenerateCommand.self, InspectCommand.self,
+            EncodeCommand.self, DecodeCommand.self, TrainTokenizerCommand.self, TokenizerBenchmarkCommand.self,
+        ])
 }
