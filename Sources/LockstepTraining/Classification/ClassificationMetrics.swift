@@ -242,7 +242,9 @@ extension ClassificationReport {
             let support = matrix.map { $0.reduce(0, +) }
             let predictedCount = (0..<c).map { p in matrix.reduce(0) { $0 + $1[p] } }
             let truePositives = (0..<c).map { matrix[$0][$0] }
-            var precision: [Double] = [], recall: [Double] = [], f1: [Double] = []
+            var precision: [Double] = []
+            var recall: [Double] = []
+            var f1: [Double] = []
             for k in 0..<c {
                 let tp = truePositives[k]
                 let fp = predictedCount[k] - tp
@@ -285,7 +287,10 @@ extension ClassificationReport {
 
         /// The metric spelled `name` (`accuracy`, `macro_f1`, `loss` or `nll`, `ece`), nil for anything else.
         public init?(name: String) {
-            if name == "nll" { self = .loss; return }
+            if name == "nll" {
+                self = .loss
+                return
+            }
             self.init(rawValue: name)
         }
 
@@ -340,10 +345,11 @@ extension ClassificationReport {
     public var asJSON: [String: Any] {
         var perClass: [String: Any] = [:]
         for (k, name) in labelNames.enumerated() {
-            perClass[name] = [
+            let entry: [String: Any] = [
                 "precision": precision[k], "recall": recall[k], "f1": f1[k],
                 "support": support[k], "predicted": predictedCount[k],
-            ] as [String: Any]
+            ]
+            perClass[name] = entry
         }
         return [
             "count": count,

@@ -55,7 +55,8 @@ public enum TemperatureScaling {
             var d = derivatives(s)
             if d.second == 0 { return 1 }  // every row constant: the loss ignores T
             // Bracket the root of L'. Start from s = 1 and check the edges only when needed.
-            var lo = lo0, hi = hi0
+            var lo = lo0
+            var hi = hi0
             if d.first < 0 {
                 lo = s
                 if derivatives(hi0).first <= 0 { return 1 / hi0 }
@@ -181,12 +182,14 @@ public enum TemperatureScaling {
     static func lossDerivatives(
         _ z: UnsafeBufferPointer<Double>, labels: [Int], classCount c: Int, inverseTemperature s: Double
     ) -> (first: Double, second: Double) {
-        var first = 0.0, second = 0.0
+        var first = 0.0
+        var second = 0.0
         for i in 0..<labels.count {
             let base = i &* c
             var top = z[base]
             for k in 1..<c where z[base &+ k] > top { top = z[base &+ k] }
-            var sum = 0.0, weighted = 0.0
+            var sum = 0.0
+            var weighted = 0.0
             for k in 0..<c {
                 let e = exp((z[base &+ k] - top) * s)
                 sum += e
@@ -219,7 +222,8 @@ public enum TemperatureScaling {
 
     private static func checkInputs(logits: [Double], labels: [Int], classCount: Int) throws {
         guard classCount >= 1 else {
-            throw ClassificationMetricsError(argument: "classCount", message: "expected at least 1, found \(classCount)")
+            throw ClassificationMetricsError(
+                argument: "classCount", message: "expected at least 1, found \(classCount)")
         }
         try ClassificationReport.checkLabels(values: logits, argument: "logits", labels: labels, classCount: classCount)
         try ClassificationReport.checkFinite(logits, argument: "logits", classCount: classCount)
