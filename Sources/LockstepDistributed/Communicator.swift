@@ -1,7 +1,13 @@
+/// How the elements of a reduction combine.
+public enum ReductionOp: Sendable {
+    case sum, min, max
+}
+
 /// The collective operations training needs, over a group of processes.
 ///
 /// `MPICommunicator` is the real one; `LocalCommunicator` is the one-process stand-in that makes every
-/// distributed code path testable without mpirun.
+/// distributed code path testable without mpirun. Every method is collective: every rank of the group calls
+/// it, in the same order, with the same counts.
 public protocol Communicator: AnyObject {
     /// This process's index in the group, `0 ..< size`.
     var rank: Int { get }
@@ -11,6 +17,13 @@ public protocol Communicator: AnyObject {
     func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws
     /// Sums `count` Doubles across the group, in place.
     func allreduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws
+    /// Combines `count` UInt64s across the group with `op`, in place (checksums, flags).
+    func allreduce(_ buffer: UnsafeMutablePointer<UInt64>, count: Int, op: ReductionOp) throws
+    /// Sums `count` Doubles onto `root`, in place there; other ranks' buffers are left as they were.
+    func reduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int, root: Int) throws
+    /// Collects `byteCount` bytes from every rank onto `root`, in rank order: `receive` holds
+    /// `byteCount * size` bytes on `root` and is ignored (may be nil) elsewhere.
+    func gather(_ send: UnsafeRawPointer, byteCount: Int, into receive: UnsafeMutableRawPointer?, root: Int) throws
     /// Copies `count` bytes from `root` to every other rank.
     func broadcast(_ buffer: UnsafeMutableRawPointer, byteCount: Int, root: Int) throws
     func barrier() throws
@@ -23,6 +36,13 @@ public final class LocalCommunicator: Communicator {
     public var size: Int { 1 }
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {}
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {}
+    public func allreduce(_ buffer: UnsafeMutablePointer<UInt64>, count: Int, op: ReductionOp) throws {}
+    public func reduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int, root: Int) throws {}
+    public func gather(_ send: UnsafeRawPointer, byteCount: Int, into receive: UnsafeMutableRawPointer?, root: Int) throws {
+        if let receive, receive != UnsafeMutableRawPointer(mutating: send) {
+            receive.copyMemory(from: send, byteCount: byteCount)
+        }
+    }
     public func broadcast(_ buffer: UnsafeMutableRawPointer, byteCount: Int, root: Int) throws {}
     public func barrier() throws {}
 }
