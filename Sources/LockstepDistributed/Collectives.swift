@@ -18,11 +18,11 @@ extension Communicator {
             length = Int64(bytes.count)
         }
         try withUnsafeMutableBytes(of: &length) { try broadcast($0.baseAddress!, byteCount: 8, root: root) }
-        if rank == root, let value { return value }
-        bytes = [UInt8](repeating: 0, count: Int(length))
+        if rank != root { bytes = [UInt8](repeating: 0, count: Int(length)) }
         try bytes.withUnsafeMutableBytes { raw in
             if let base = raw.baseAddress { try broadcast(base, byteCount: raw.count, root: root) }
         }
+        if rank == root, let value { return value }
         do {
             return try JSONDecoder().decode(T.self, from: Data(bytes))
         } catch {
