@@ -212,6 +212,7 @@ do {
     case "control": try control(groups, steps: argument(2, default: 5))
     case "buckets": try buckets(groups, count: argument(2, default: 100_000), maxCount: argument(3, default: 4096))
     case "replicas": try replicas(groups)
+    case "env": for (k, v) in ProcessInfo.processInfo.environment.sorted(by: { $0.key < $1.key }) where k.hasPrefix("OMPI") || k.hasPrefix("PMIX") || k.hasPrefix("OPAL") { print("\(k)=\(v)") }
     case "idle-cpu":
         let seconds = arguments.count > 2 ? Double(arguments[2]) ?? 1 : 1
         let maxShare = arguments.count > 3 ? Double(arguments[3]) ?? 0.3 : 0.3
