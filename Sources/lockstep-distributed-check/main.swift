@@ -39,6 +39,12 @@ func smallIntegers(count: Int, seed: UInt64) -> [Float] {
     }
 }
 
+func hostName() -> String {
+    var name = [CChar](repeating: 0, count: 256)
+    gethostname(&name, name.count - 1)
+    return String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
 func cpuSeconds() -> Double {
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
@@ -106,7 +112,7 @@ func control(_ groups: ProcessGroups, steps: Int) throws {
         }
         step += 1
     }
-    print("\(role(groups)) of \(groups.workerCount) workers: control plane ok over \(steps) steps")
+    print("\(role(groups)) of \(groups.workerCount) workers: control plane ok over \(steps) steps on host \(hostName())")
 }
 
 /// Bucketed averaging of a buffer of small integers (exact in Float) equals sum / N, for buckets given in
@@ -212,7 +218,6 @@ do {
     case "control": try control(groups, steps: argument(2, default: 5))
     case "buckets": try buckets(groups, count: argument(2, default: 100_000), maxCount: argument(3, default: 4096))
     case "replicas": try replicas(groups)
-    case "env": for (k, v) in ProcessInfo.processInfo.environment.sorted(by: { $0.key < $1.key }) where k.hasPrefix("OMPI") || k.hasPrefix("PMIX") || k.hasPrefix("OPAL") { print("\(k)=\(v)") }
     case "idle-cpu":
         let seconds = arguments.count > 2 ? Double(arguments[2]) ?? 1 : 1
         let maxShare = arguments.count > 3 ? Double(arguments[3]) ?? 0.3 : 0.3

@@ -49,7 +49,7 @@ public enum MPIRun {
     }
 
     /// Variables through which Open MPI and PMIx describe the job of the current process, not settings.
-    static func isJobVariable(_ key: String) -> Bool {
+    public static func isJobVariable(_ key: String) -> Bool {
         key.hasPrefix("PMIX_") || key.hasPrefix("OMPI_COMM_WORLD_") || key.hasPrefix("OMPI_MCA_orte_")
             || ["OMPI_MCA_ess", "OMPI_MCA_pmix", "OMPI_APP_CTX_NUM_PROCS"].contains(key)
     }
