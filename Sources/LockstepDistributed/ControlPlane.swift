@@ -99,7 +99,7 @@ public struct StepSummary: Equatable, Sendable {
     /// Token-weighted mean training loss over all workers.
     public var loss: Double
     public var tokens: Int
-    /// The largest worker's gradient norm (they agree unless something is wrong).
+    /// The largest worker's gradient norm (they agree unless something is wrong); NaN if any is NaN.
     public var gradNorm: Double
     /// Each timing is the slowest worker's: the step waits for it.
     public var computeSeconds: Double
@@ -119,14 +119,19 @@ public struct StepSummary: Equatable, Sendable {
         tokens = reports.reduce(0) { $0 + $1.tokens }
         let weightedLoss = reports.reduce(0.0) { $0 + $1.loss * Double($1.tokens) }
         loss = tokens > 0 ? weightedLoss / Double(tokens) : reports.reduce(0.0) { $0 + $1.loss } / Double(reports.count)
-        gradNorm = reports.map(\.gradNorm).max()!
-        computeSeconds = reports.map(\.computeSeconds).max()!
-        communicationSeconds = reports.map(\.communicationSeconds).max()!
-        optimizerSeconds = reports.map(\.optimizerSeconds).max()!
-        stepSeconds = reports.map(\.stepSeconds).max()!
+        gradNorm = largest(reports.map(\.gradNorm))
+        computeSeconds = largest(reports.map(\.computeSeconds))
+        communicationSeconds = largest(reports.map(\.communicationSeconds))
+        optimizerSeconds = largest(reports.map(\.optimizerSeconds))
+        stepSeconds = largest(reports.map(\.stepSeconds))
         skippedNonFinite = reports.contains { $0.skippedNonFinite }
         evaluationTokens = reports.reduce(0) { $0 + $1.evaluationTokens }
         let evaluationSum = reports.reduce(0.0) { $0 + $1.evaluationLossSum }
         evaluationLoss = evaluationTokens > 0 ? evaluationSum / Double(evaluationTokens) : nil
     }
+}
+
+/// The maximum that keeps a NaN (`max()` would drop it, hiding a worker's non-finite value from the log).
+private func largest(_ values: [Double]) -> Double {
+    values.first { $0.isNaN } ?? values.max()!
 }

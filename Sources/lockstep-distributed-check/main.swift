@@ -5,6 +5,7 @@
 //   mpirun -np 4 lockstep-distributed-check buckets [floats] [maxCountPerCall]
 //   mpirun -np 4 lockstep-distributed-check replicas
 //   mpirun -np 4 lockstep-distributed-check idle-cpu [seconds] [maxShare] [--blocking]
+//   mpirun -np 4 lockstep-distributed-check kill-worker
 import Foundation
 import LockstepDistributed
 
@@ -208,6 +209,22 @@ func idleCPU(_ groups: ProcessGroups, seconds: Double, maxShare: Double) throws 
     print("\(role(groups)) of \(groups.workerCount) workers: idle cpu ok")
 }
 
+/// Worker 1 kills itself with SIGKILL at step 2 while the others wait in control-plane collectives; mpirun must
+/// end the whole job (the test checks the status, the time and the message).
+func killedWorker(_ groups: ProcessGroups) throws {
+    for step in 0..<1000 {
+        var plan: StepPlan? = nil
+        if groups.isCoordinator {
+            Thread.sleep(forTimeInterval: 0.01)
+            plan = StepPlan(step: step, learningRate: 0.1)
+        }
+        _ = try groups.broadcastPlan(plan)
+        if groups.workerIndex == 1 && step == 2 { kill(getpid(), SIGKILL) }
+        _ = try groups.gatherReports(groups.workerIndex.map { WorkerReport(step: step, loss: 0, tokens: $0) })
+    }
+    fail("\(role(groups)): the job outlived a killed worker")
+}
+
 // MARK: - Main
 
 do {
@@ -218,6 +235,7 @@ do {
     case "control": try control(groups, steps: argument(2, default: 5))
     case "buckets": try buckets(groups, count: argument(2, default: 100_000), maxCount: argument(3, default: 4096))
     case "replicas": try replicas(groups)
+    case "kill-worker": try killedWorker(groups)
     case "idle-cpu":
         let seconds = arguments.count > 2 ? Double(arguments[2]) ?? 1 : 1
         let maxShare = arguments.count > 3 ? Double(arguments[3]) ?? 0.3 : 0.3

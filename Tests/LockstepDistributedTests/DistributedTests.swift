@@ -47,6 +47,10 @@ import Testing
         #expect(summary.computeSeconds == 3 && summary.skippedNonFinite)
         #expect(summary.evaluationLoss == 2 && summary.evaluationTokens == 4)
         #expect(StepSummary([WorkerReport(step: 0, loss: 1, tokens: 1)]).evaluationLoss == nil)
+        let nonFinite = StepSummary([
+            WorkerReport(step: 0, loss: 1, tokens: 1, gradNorm: 2), WorkerReport(step: 0, loss: 1, tokens: 1, gradNorm: .nan),
+        ])
+        #expect(nonFinite.gradNorm.isNaN)
     }
 
     /// A change to any single float, to the length, or of 0 to -0 changes the checksum; equal bytes agree.

@@ -121,6 +121,18 @@ import Testing
         }
     }
 
+    /// A worker killed with SIGKILL while the others sleep-wait in collectives ends the whole job, non-zero,
+    /// within 10 s, and mpirun's message names the rank (world rank 2 is worker 1).
+    @Test func killedWorkerEndsTheJob() throws {
+        let start = Date()
+        let result = try MPIRun.run(processes: 4, executable: "lockstep-distributed-check", arguments: ["kill-worker"], timeout: 30)
+        let seconds = Date().timeIntervalSince(start)
+        #expect(result.status != 0, "\(result.output)")
+        #expect(seconds < 10, "the job took \(seconds) s to end")
+        #expect(result.output.contains("process rank 2") && result.output.contains("signal 9"), "\(result.output)")
+        #expect(!result.output.contains("outlived"), "\(result.output)")
+    }
+
     /// The coordinator waits 1 s for reports (one worker computing, two sleeping), then the workers wait 0.5 s
     /// for a plan; each waiting side must use under 30% of a core (about 1% measured; a spinning wait is 100%
     /// of a core on an idle machine).
