@@ -30,6 +30,12 @@ extension Communicator {
         }
     }
 
+    /// Copies `root`'s floats into `buffer` on every rank: identical initial replicas. Pieces past Int32.max bytes.
+    public func broadcast(_ buffer: UnsafeMutableBufferPointer<Float>, root: Int) throws {
+        guard let base = buffer.baseAddress else { return }
+        try broadcast(UnsafeMutableRawPointer(base), byteCount: buffer.count * MemoryLayout<Float>.stride, root: root)
+    }
+
     /// Collects one array of Doubles from every rank onto `root`. Every rank passes the same count.
     /// - Returns: on `root`, `size` arrays in rank order; nil elsewhere.
     public func gather(_ values: [Double], root: Int) throws -> [[Double]]? {

@@ -27,6 +27,13 @@ public protocol Communicator: AnyObject {
     /// Copies `count` bytes from `root` to every other rank.
     func broadcast(_ buffer: UnsafeMutableRawPointer, byteCount: Int, root: Int) throws
     func barrier() throws
+
+    /// Sends `byteCount` bytes to rank `destination`, which receives them with `receive` and the same `tag`;
+    /// returns once `buffer` may be reused. Not collective: only the two ranks take part. For handing
+    /// parameters from a worker to the coordinator for a checkpoint.
+    func send(_ buffer: UnsafeRawPointer, byteCount: Int, to destination: Int, tag: Int) throws
+    /// Receives `byteCount` bytes sent by rank `source` with `tag`.
+    func receive(_ buffer: UnsafeMutableRawPointer, byteCount: Int, from source: Int, tag: Int) throws
 }
 
 /// A group of one: collectives are identities.
@@ -45,4 +52,21 @@ public final class LocalCommunicator: Communicator {
     }
     public func broadcast(_ buffer: UnsafeMutableRawPointer, byteCount: Int, root: Int) throws {}
     public func barrier() throws {}
+
+    /// Messages to itself, first in first out per tag: a send must come before its receive.
+    private var mailbox: [Int: [[UInt8]]] = [:]
+
+    public func send(_ buffer: UnsafeRawPointer, byteCount: Int, to destination: Int, tag: Int) throws {
+        mailbox[tag, default: []].append(Array(UnsafeRawBufferPointer(start: buffer, count: byteCount)))
+    }
+
+    /// - Throws: `DistributedError.nothingToReceive` when no message with `tag` was sent, or one of another size
+    ///   (over MPI either would hang or fail).
+    public func receive(_ buffer: UnsafeMutableRawPointer, byteCount: Int, from source: Int, tag: Int) throws {
+        guard let message = mailbox[tag]?.first, message.count == byteCount else {
+            throw DistributedError.nothingToReceive(tag: tag, byteCount: byteCount, pending: mailbox[tag]?.first?.count)
+        }
+        mailbox[tag]!.removeFirst()
+        message.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: byteCount) }
+    }
 }

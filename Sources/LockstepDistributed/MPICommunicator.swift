@@ -184,6 +184,25 @@ public final class MPICommunicator: Communicator {
         }
     }
 
+    /// Large messages go in pieces of `maxCountPerCall` bytes, all with `tag`; MPI keeps their order.
+    public func send(_ buffer: UnsafeRawPointer, byteCount: Int, to destination: Int, tag: Int) throws {
+        try run("MPI_Send(\(byteCount) bytes to \(destination))", byteCount) { offset, n, request in
+            if let request {
+                return MPI_Isend(buffer + offset, n, cmpi_byte(), Int32(destination), Int32(tag), comm, request)
+            }
+            return MPI_Send(buffer + offset, n, cmpi_byte(), Int32(destination), Int32(tag), comm)
+        }
+    }
+
+    public func receive(_ buffer: UnsafeMutableRawPointer, byteCount: Int, from source: Int, tag: Int) throws {
+        try run("MPI_Recv(\(byteCount) bytes from \(source))", byteCount) { offset, n, request in
+            if let request {
+                return MPI_Irecv(buffer + offset, n, cmpi_byte(), Int32(source), Int32(tag), comm, request)
+            }
+            return MPI_Recv(buffer + offset, n, cmpi_byte(), Int32(source), Int32(tag), comm, cmpi_status_ignore())
+        }
+    }
+
     // MARK: - Non-blocking plumbing
 
     /// Starts a non-blocking in-place sum of `count` Floats, appending one request per piece to `requests`.
@@ -236,13 +255,14 @@ public final class MPICommunicator: Communicator {
         _ call: String, _ count: Int,
         _ body: (_ offset: Int, _ n: Int32, _ request: UnsafeMutablePointer<MPI_Request?>?) -> Int32
     ) throws {
+        // At least one call, even for zero elements, so both forms match the same calls on the other ranks.
         if waitPolicy == .blocking {
             var offset = 0
-            while offset < count {
+            repeat {
                 let n = min(count - offset, maxCountPerCall)
                 try checkMPI(body(offset, Int32(n), nil), "\(call) of \(n)")
                 offset += n
-            }
+            } while offset < count
             return
         }
         var requests: [MPI_Request?] = []

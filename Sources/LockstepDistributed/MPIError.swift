@@ -37,6 +37,8 @@ public enum DistributedError: Error, Equatable, CustomStringConvertible {
     case undecodable(what: String, byteCount: Int, reason: String)
     /// The root of a broadcast passed no value to send.
     case missingRootValue(what: String, root: Int)
+    /// `LocalCommunicator.receive` found no message with `tag` (or `pending`, the size of one of another size).
+    case nothingToReceive(tag: Int, byteCount: Int, pending: Int?)
     /// A report of the wrong length arrived in a gather.
     case malformedReport(rank: Int, fieldCount: Int, expected: Int)
 
@@ -59,6 +61,9 @@ public enum DistributedError: Error, Equatable, CustomStringConvertible {
             return "\(what): could not decode \(byteCount) bytes: \(reason)"
         case .missingRootValue(let what, let root):
             return "\(what): the root (rank \(root)) passed no value to broadcast"
+        case .nothingToReceive(let tag, let byteCount, let pending):
+            return "receive of \(byteCount) bytes with tag \(tag) in one process: "
+                + (pending.map { "the message sent has \($0) bytes" } ?? "nothing was sent")
         case .malformedReport(let rank, let fieldCount, let expected):
             return "worker report from world rank \(rank) has \(fieldCount) fields, expected \(expected)"
         }

@@ -4,6 +4,7 @@
 //   mpirun -np 4 lockstep-distributed-check control [steps]
 //   mpirun -np 4 lockstep-distributed-check buckets [floats] [maxCountPerCall]
 //   mpirun -np 4 lockstep-distributed-check replicas
+//   mpirun -np 4 lockstep-distributed-check handoff [floats] [maxCountPerCall]
 //   mpirun -np 4 lockstep-distributed-check idle-cpu [seconds] [maxShare] [--blocking]
 //   mpirun -np 4 lockstep-distributed-check kill-worker
 import Foundation
@@ -209,6 +210,32 @@ func idleCPU(_ groups: ProcessGroups, seconds: Double, maxShare: Double) throws 
     print("\(role(groups)) of \(groups.workerCount) workers: idle cpu ok")
 }
 
+/// Workers start from different parameters and take worker 0's (so the replica check passes); then worker 0
+/// hands them to the coordinator (as for a checkpoint) in pieces of `maxCount` bytes, while it sleep-waits.
+func handoff(_ groups: ProcessGroups, count: Int, maxCount: Int) throws {
+    let expected = smallIntegers(count: count, seed: 5)
+    (groups.world as? MPICommunicator)?.maxCountPerCall = maxCount
+    if let index = groups.workerIndex, let workers = groups.workers {
+        var parameters = index == 0 ? expected : smallIntegers(count: count, seed: UInt64(100 + index))
+        try parameters.withUnsafeMutableBufferPointer { try workers.broadcast($0, root: 0) }
+        try workers.verifyReplicasAgree(checksum: parameters.withUnsafeBufferPointer(parameterChecksum), step: 0)
+        if index == 0 {
+            try parameters.withUnsafeBytes {
+                try groups.world.send($0.baseAddress!, byteCount: $0.count, to: ProcessGroups.coordinatorRank, tag: 7)
+            }
+        }
+    }
+    if groups.isCoordinator {
+        var received = [Float](repeating: .nan, count: count)
+        try received.withUnsafeMutableBytes {
+            try groups.world.receive($0.baseAddress!, byteCount: $0.count, from: 1, tag: 7)
+        }
+        check(received == expected, "coordinator received other parameters than worker 0 holds")
+    }
+    try groups.world.barrier()
+    print("\(role(groups)) of \(groups.workerCount) workers: handoff ok for \(count) floats")
+}
+
 /// Worker 1 kills itself with SIGKILL at step 2 while the others wait in control-plane collectives; mpirun must
 /// end the whole job (the test checks the status, the time and the message).
 func killedWorker(_ groups: ProcessGroups) throws {
@@ -235,6 +262,7 @@ do {
     case "control": try control(groups, steps: argument(2, default: 5))
     case "buckets": try buckets(groups, count: argument(2, default: 100_000), maxCount: argument(3, default: 4096))
     case "replicas": try replicas(groups)
+    case "handoff": try handoff(groups, count: argument(2, default: 10_007), maxCount: argument(3, default: 4096))
     case "kill-worker": try killedWorker(groups)
     case "idle-cpu":
         let seconds = arguments.count > 2 ? Double(arguments[2]) ?? 1 : 1

@@ -79,6 +79,21 @@ import Testing
         #expect(try local.reduceSum([3], root: 0) == [3])
     }
 
+    @Test func localSendReachesLocalReceive() throws {
+        let local = LocalCommunicator()
+        var sent: [Float] = [1, 2, 3]
+        var received = [Float](repeating: 0, count: 3)
+        try local.send(&sent, byteCount: 12, to: 0, tag: 4)
+        #expect(throws: DistributedError.nothingToReceive(tag: 5, byteCount: 12, pending: nil)) {
+            try local.receive(&received, byteCount: 12, from: 0, tag: 5)
+        }
+        try local.receive(&received, byteCount: 12, from: 0, tag: 4)
+        #expect(received == sent)
+        var copy = [Float](repeating: 9, count: 3)
+        try copy.withUnsafeMutableBufferPointer { try local.broadcast($0, root: 0) }
+        #expect(copy == [9, 9, 9])
+    }
+
     @Test func divergenceMessageNamesStepAndWorker() {
         let error = DistributedError.replicasDiverged(step: 40, checksums: [1, 2, 1], disagreeingWorkers: [1])
         #expect(error.description.contains("step 40") && error.description.contains("worker(s) 1 disagree"))

@@ -121,6 +121,14 @@ import Testing
         }
     }
 
+    /// Initial parameters broadcast from worker 0 make the replicas agree; worker 0 then sends them to the
+    /// coordinator in 4096-byte pieces, and they arrive bit for bit.
+    @Test func parametersReachReplicasAndCoordinator() throws {
+        let result = try MPIRun.run(processes: 4, executable: "lockstep-distributed-check", arguments: ["handoff", "10007", "4096"])
+        #expect(result.status == 0, "mpirun failed:\n\(result.output)")
+        #expect(result.output.contains("coordinator of 3 workers: handoff ok for 10007 floats"), "\(result.output)")
+    }
+
     /// A worker killed with SIGKILL while the others sleep-wait in collectives ends the whole job, non-zero,
     /// within 10 s, and mpirun's message names the rank (world rank 2 is worker 1).
     @Test func killedWorkerEndsTheJob() throws {
