@@ -49,6 +49,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "mpi-allreduce-check", dependencies: ["LockstepDistributed"]),
+        // Scenarios for the LockstepDistributed tests, each run under mpirun: `lockstep-distributed-check <scenario>`.
+        .executableTarget(name: "lockstep-distributed-check", dependencies: ["LockstepDistributed"]),
 
         // MARK: - Tests
         .target(

@@ -21,3 +21,5 @@ static inline MPI_Op _Nonnull cmpi_op_min(void) { return MPI_MIN; }
 static inline void * _Nonnull cmpi_in_place(void) { return MPI_IN_PLACE; }
 static inline MPI_Status * _Nonnull cmpi_status_ignore(void) { return MPI_STATUS_IGNORE; }
 static inline MPI_Request _Nonnull cmpi_request_null(void) { return MPI_REQUEST_NULL; }
+static inline MPI_Datatype _Nonnull cmpi_uint64(void) { return MPI_UINT64_T; }
+static inline MPI_Status * _Nullable cmpi_statuses_ignore(void) { return MPI_STATUSES_IGNORE; }

@@ -16,5 +16,61 @@ func checkMPI(_ code: Int32, _ call: @autoclosure () -> String) throws {
     var buffer = [CChar](repeating: 0, count: Int(MPI_MAX_ERROR_STRING) + 1)
     var length: Int32 = 0
     MPI_Error_string(code, &buffer, &length)
-    throw MPIError(call: call(), code: code, message: String(cString: buffer))
+    let text = buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }
+    throw MPIError(call: call(), code: code, message: String(decoding: text, as: UTF8.self))
+}
+
+/// What goes wrong above the MPI calls themselves: misuse of the API, or replicas that no longer agree.
+public enum DistributedError: Error, Equatable, CustomStringConvertible {
+    /// The workers' parameter checksums differ at `step`. `checksums[r]` is worker `r`'s checksum;
+    /// `disagreeingWorkers` are those whose checksum differs from the one most workers hold.
+    case replicasDiverged(step: Int, checksums: [UInt64], disagreeingWorkers: [Int])
+    /// A gradient bucket range lies outside the buffer, is empty, or overlaps another.
+    case invalidBucketRange(index: Int, range: Range<Int>, bufferCount: Int, reason: String)
+    /// `bucketReady` was given an index out of range, or one already started this step.
+    case invalidBucket(index: Int, bucketCount: Int, reason: String)
+    /// `finish()` was called before every bucket was started; `missing` are the indices never started.
+    case bucketsNotStarted(missing: [Int])
+    /// A call that cannot be split into pieces got more elements than one MPI call carries.
+    case countTooLarge(call: String, count: Int, limit: Int)
+    /// A value broadcast or gathered on the control plane did not decode.
+    case undecodable(what: String, byteCount: Int, reason: String)
+    /// The root of a broadcast passed no value to send.
+    case missingRootValue(what: String, root: Int)
+    /// `LocalCommunicator.receive` found no message with `tag` (or `pending`, the size of one of another size).
+    case nothingToReceive(tag: Int, byteCount: Int, pending: Int?)
+    /// A report of the wrong length arrived in a gather.
+    case malformedReport(rank: Int, fieldCount: Int, expected: Int)
+
+    public var description: String {
+        switch self {
+        case .replicasDiverged(let step, let checksums, let disagreeing):
+            let listed = checksums.enumerated().map { "worker \($0.offset): \(hex($0.element))" }.joined(separator: ", ")
+            return "replicas diverged at step \(step): worker(s) \(disagreeing.map(String.init).joined(separator: ", ")) "
+                + "disagree with the majority's parameter checksum (\(listed))"
+        case .invalidBucketRange(let index, let range, let bufferCount, let reason):
+            return "gradient bucket \(index) (\(range.lowerBound)..<\(range.upperBound)) is invalid for a buffer of "
+                + "\(bufferCount) floats: \(reason)"
+        case .invalidBucket(let index, let bucketCount, let reason):
+            return "bucketReady(\(index)) with \(bucketCount) buckets: \(reason)"
+        case .bucketsNotStarted(let missing):
+            return "GradientBuckets.finish() before bucketReady for bucket(s) \(missing.map(String.init).joined(separator: ", "))"
+        case .countTooLarge(let call, let count, let limit):
+            return "\(call): \(count) elements exceed the \(limit) one call can carry"
+        case .undecodable(let what, let byteCount, let reason):
+            return "\(what): could not decode \(byteCount) bytes: \(reason)"
+        case .missingRootValue(let what, let root):
+            return "\(what): the root (rank \(root)) passed no value to broadcast"
+        case .nothingToReceive(let tag, let byteCount, let pending):
+            return "receive of \(byteCount) bytes with tag \(tag) in one process: "
+                + (pending.map { "the message sent has \($0) bytes" } ?? "nothing was sent")
+        case .malformedReport(let rank, let fieldCount, let expected):
+            return "worker report from world rank \(rank) has \(fieldCount) fields, expected \(expected)"
+        }
+    }
+}
+
+private func hex(_ value: UInt64) -> String {
+    let digits = String(value, radix: 16)
+    return "0x" + String(repeating: "0", count: 16 - digits.count) + digits
 }

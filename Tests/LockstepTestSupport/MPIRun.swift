@@ -24,18 +24,37 @@ public enum MPIRun {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["mpirun", "--oversubscribe", "--allow-run-as-root", "-x", "OPENBLAS_NUM_THREADS=1",
                              "-np", "\(processes)", binary] + arguments
-        var environment = ProcessInfo.processInfo.environment
+        // A test process that called MPI itself is a singleton MPI job, and Open MPI put its PMIx server and
+        // "singleton" settings into this environment; an mpirun that inherits them fails without a word.
+        var environment = ProcessInfo.processInfo.environment.filter { key, _ in !isJobVariable(key) }
         environment["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
         process.environment = environment
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe
         try process.run()
+        // Read on another thread, so a job that hangs still meets the deadline here.
+        let output = Output()
+        let reading = DispatchGroup()
+        DispatchQueue.global().async(group: reading) { output.data = pipe.fileHandleForReading.readDataToEndOfFile() }
         let deadline = Date().addingTimeInterval(timeout)
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
         while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-        if process.isRunning { process.terminate() }
+        let timedOut = process.isRunning
+        if timedOut { process.terminate() }  // mpirun passes SIGTERM on to its ranks
         process.waitUntilExit()
-        return Result(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
+        reading.wait()
+        var text = String(decoding: output.data, as: UTF8.self)
+        if timedOut { text += "\n[MPIRun: timed out after \(timeout) s]" }
+        return Result(status: timedOut ? -1 : process.terminationStatus, output: text)
+    }
+
+    /// Variables through which Open MPI and PMIx describe the job of the current process, not settings.
+    public static func isJobVariable(_ key: String) -> Bool {
+        key.hasPrefix("PMIX_") || key.hasPrefix("OMPI_COMM_WORLD_") || key.hasPrefix("OMPI_MCA_orte_")
+            || ["OMPI_MCA_ess", "OMPI_MCA_pmix", "OMPI_APP_CTX_NUM_PROCS"].contains(key)
+    }
+
+    private final class Output: @unchecked Sendable {
+        var data = Data()
     }
 }

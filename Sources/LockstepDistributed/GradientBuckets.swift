@@ -1,0 +1,117 @@
+import CMPI
+
+/// Averages a gradient buffer across the workers in buckets, each started as soon as backward has filled it,
+/// so communication overlaps the rest of backward.
+///
+/// Usage per step, on every worker, from the thread that initialised MPI (`MPI_THREAD_FUNNELED`):
+/// ```
+/// for layer in layers.reversed() {
+///     backward(layer)
+///     try buckets.bucketReady(bucketIndex(of: layer))   // starts MPI_Iallreduce on that range
+///     try buckets.poll()                                // lets Open MPI progress what is in flight
+/// }
+/// try buckets.finish()                                   // waits for all, scales by 1 / workerCount
+/// ```
+/// Why `poll()`: Open MPI (4.1, `coll/libnbc`) advances a non-blocking collective only inside MPI calls made
+/// by the process; with no call between `bucketReady` and `finish`, most of the transfer happens in `finish`
+/// and nothing overlaps. Call it between layers (it costs one `MPI_Testall`).
+///
+/// Every worker must start the buckets in the same order (MPI matches collectives by order). With a
+/// non-MPI communicator (`LocalCommunicator`) `bucketReady` reduces at once and nothing overlaps.
+public final class GradientBuckets {
+    /// The buckets, as ranges of `buffer`, indexed in the order backward fills them (reverse layer order).
+    public let ranges: [Range<Int>]
+    private let communicator: any Communicator
+    private let mpi: MPICommunicator?
+    private let buffer: UnsafeMutableBufferPointer<Float>
+    private var started: [Bool]
+    private var startedCount = 0
+    private var requests: [MPI_Request?] = []
+
+    /// - Parameters:
+    ///   - communicator: the workers' communicator (`ProcessGroups.workers`).
+    ///   - buffer: the gradients, one block for all parameters; must outlive this object and stay untouched
+    ///     between `bucketReady` of a range and `finish`.
+    ///   - ranges: non-empty, non-overlapping ranges of `buffer`, in the order they become ready. They need
+    ///     not cover the buffer; parts outside every range are neither reduced nor scaled by `finish`.
+    /// - Throws: `DistributedError.invalidBucketRange` naming the first bad range.
+    public init(communicator: any Communicator, buffer: UnsafeMutableBufferPointer<Float>, ranges: [Range<Int>]) throws {
+        for (index, range) in ranges.enumerated() {
+            func invalid(_ reason: String) -> DistributedError {
+                .invalidBucketRange(index: index, range: range, bufferCount: buffer.count, reason: reason)
+            }
+            if range.isEmpty { throw invalid("it is empty") }
+            if range.lowerBound < 0 || range.upperBound > buffer.count { throw invalid("it lies outside the buffer") }
+        }
+        let byStart = ranges.indices.sorted { ranges[$0].lowerBound < ranges[$1].lowerBound }
+        for (previous, next) in zip(byStart, byStart.dropFirst()) where ranges[previous].overlaps(ranges[next]) {
+            throw DistributedError.invalidBucketRange(
+                index: next, range: ranges[next], bufferCount: buffer.count,
+                reason: "it overlaps bucket \(previous) (\(ranges[previous].lowerBound)..<\(ranges[previous].upperBound))")
+        }
+        self.communicator = communicator
+        self.mpi = communicator as? MPICommunicator
+        self.buffer = buffer
+        self.ranges = ranges
+        self.started = [Bool](repeating: false, count: ranges.count)
+        // One request per bucket, more only past Int32.max floats: no allocation during steps.
+        requests.reserveCapacity(ranges.count * 2)
+    }
+
+    /// Starts averaging bucket `index` without waiting: a non-blocking in-place sum (`MPI_Iallreduce`).
+    /// - Throws: `DistributedError.invalidBucket` for an unknown index or one already started this step.
+    public func bucketReady(_ index: Int) throws {
+        guard ranges.indices.contains(index) else {
+            throw DistributedError.invalidBucket(index: index, bucketCount: ranges.count, reason: "no such bucket")
+        }
+        guard !started[index] else {
+            throw DistributedError.invalidBucket(
+                index: index, bucketCount: ranges.count, reason: "already started this step (call finish() first)")
+        }
+        started[index] = true
+        startedCount += 1
+        let range = ranges[index]
+        let base = buffer.baseAddress! + range.lowerBound
+        if let mpi {
+            try mpi.startAllreduceSum(base, count: range.count, appendingTo: &requests)
+        } else {
+            try communicator.allreduceSum(base, count: range.count)
+        }
+    }
+
+    /// Tests the buckets in flight once, which lets MPI progress them. Cheap; call it often during backward.
+    /// - Returns: true when nothing is in flight any more.
+    @discardableResult
+    public func poll() throws -> Bool {
+        guard let mpi, !requests.isEmpty else { return true }
+        return try mpi.testAll(&requests)
+    }
+
+    /// Waits for every bucket, then divides the reduced ranges by the number of workers, so each holds the
+    /// mean gradient. Afterwards the next step may start buckets again.
+    /// - Throws: `DistributedError.bucketsNotStarted` if some bucket was never started this step.
+    public func finish() throws {
+        if startedCount != ranges.count {
+            throw DistributedError.bucketsNotStarted(missing: started.indices.filter { !started[$0] })
+        }
+        if let mpi { try mpi.waitAll(&requests, policy: .blocking, "GradientBuckets.finish") }
+        for range in ranges { scale(range) }
+        for index in started.indices { started[index] = false }
+        startedCount = 0
+    }
+
+    /// The comparison mode: one blocking allreduce of the whole buffer after backward (pieces only past
+    /// Int32.max floats), then the mean. Ignores the buckets; do not mix with `bucketReady` in one step.
+    public func allreduceAll() throws {
+        try communicator.allreduceSum(buffer.baseAddress!, count: buffer.count)
+        scale(0..<buffer.count)
+    }
+
+    private func scale(_ range: Range<Int>) {
+        let size = communicator.size
+        if size == 1 { return }
+        let factor = 1 / Float(size)
+        let base = buffer.baseAddress! + range.lowerBound
+        for i in 0..<range.count { base[i] *= factor }
+    }
+}

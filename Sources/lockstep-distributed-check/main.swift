@@ -1,0 +1,276 @@
+// Scenarios of the coordinator/worker protocol, run under mpirun by Tests/LockstepDistributedTests. Each checks
+// its own results on every rank, prints one "ok" line per rank, and exits non-zero on the first failure.
+//
+//   mpirun -np 4 lockstep-distributed-check control [steps]
+//   mpirun -np 4 lockstep-distributed-check buckets [floats] [maxCountPerCall]
+//   mpirun -np 4 lockstep-distributed-check replicas
+//   mpirun -np 4 lockstep-distributed-check handoff [floats] [maxCountPerCall]
+//   mpirun -np 4 lockstep-distributed-check idle-cpu [seconds] [maxShare] [--blocking]
+//   mpirun -np 4 lockstep-distributed-check kill-worker
+import Foundation
+import LockstepDistributed
+
+/// Ends the whole job: the other ranks may be waiting in a collective this rank will never join.
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write("lockstep-distributed-check: \(message)\n".data(using: .utf8)!)
+    MPIRuntime.abort(code: 1)
+}
+
+func check(_ condition: Bool, _ message: @autoclosure () -> String) {
+    if !condition { fail(message()) }
+}
+
+func argument(_ index: Int, default value: Int) -> Int {
+    CommandLine.arguments.count > index ? Int(CommandLine.arguments[index]) ?? value : value
+}
+
+func role(_ groups: ProcessGroups) -> String {
+    groups.workerIndex.map { "worker \($0)" } ?? "coordinator"
+}
+
+/// Small integers from a seeded SplitMix64, so sums of a few of them are exact in Float.
+func smallIntegers(count: Int, seed: UInt64) -> [Float] {
+    var state = seed &* 0x9e37_79b9_7f4a_7c15 &+ 1
+    return (0..<count).map { _ in
+        state = state &+ 0x9e37_79b9_7f4a_7c15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+        z ^= z >> 31
+        return Float(Int(z % 33) - 16)
+    }
+}
+
+func hostName() -> String {
+    var name = [CChar](repeating: 0, count: 256)
+    gethostname(&name, name.count - 1)
+    return String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+        + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+}
+
+func wallSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}
+
+// MARK: - Scenarios
+
+/// The coordinator sends a plan per step and a final stop plan with a long reason; workers check each plan,
+/// report, and the coordinator checks every report and the summary.
+func control(_ groups: ProcessGroups, steps: Int) throws {
+    func expectedRate(_ step: Int) -> Double { 0.001 * Double(step + 1) / 3 }
+    func report(worker: Int, step: Int) -> WorkerReport {
+        WorkerReport(
+            step: step, loss: Double(worker + 1) * expectedRate(step), tokens: 100 * (worker + 1),
+            gradNorm: 0.5, computeSeconds: Double(worker), stepSeconds: 1, skippedNonFinite: worker == 1 && step == 1,
+            evaluationLossSum: step % 2 == 0 ? 2.5 : 0, evaluationTokens: step % 2 == 0 ? 10 : 0)
+    }
+    let longReason = String(repeating: "step budget reached; ", count: 500)
+    var step = 0
+    while true {
+        var plan: StepPlan? = nil
+        if groups.isCoordinator {
+            Thread.sleep(forTimeInterval: 0.02)  // the workers wait for the plan meanwhile
+            plan = step == steps
+                ? StepPlan(step: step, learningRate: 0, stop: true, stopReason: longReason)
+                : StepPlan(step: step, learningRate: expectedRate(step), evaluate: step % 2 == 0, verifyReplicas: true)
+        }
+        let received = try groups.broadcastPlan(plan)
+        check(received.step == step, "\(role(groups)) got plan for step \(received.step), expected \(step)")
+        if received.stop {
+            check(step == steps && received.stopReason == longReason, "\(role(groups)): bad stop plan at step \(step)")
+            break
+        }
+        check(received.learningRate == expectedRate(step), "\(role(groups)): learning rate \(received.learningRate)")
+        check(received.evaluate == (step % 2 == 0) && received.verifyReplicas, "\(role(groups)): flags wrong")
+
+        if let index = groups.workerIndex, let workers = groups.workers {
+            let parameters = [Float](repeating: Float(step), count: 1000)
+            try workers.verifyReplicasAgree(checksum: parameters.withUnsafeBufferPointer(parameterChecksum), step: step)
+            check(try workers.allAgree(flag: true), "worker \(index): allAgree(true) was false")
+        }
+        let reports = try groups.gatherReports(groups.workerIndex.map { report(worker: $0, step: step) })
+        if groups.isCoordinator {
+            guard let reports else { fail("coordinator got no reports") }
+            check(reports.count == groups.workerCount, "coordinator got \(reports.count) reports")
+            for (worker, got) in reports.enumerated() {
+                check(got == report(worker: worker, step: step), "step \(step): worker \(worker) reported \(got)")
+            }
+            let summary = StepSummary(reports)
+            let n = groups.workerCount
+            check(summary.tokens == 50 * n * (n + 1), "summary tokens \(summary.tokens)")
+            check(summary.computeSeconds == Double(n - 1), "summary compute seconds \(summary.computeSeconds)")
+            check(summary.skippedNonFinite == (n > 1 && step == 1), "summary skipped \(summary.skippedNonFinite)")
+            check(summary.evaluationLoss == (step % 2 == 0 ? 2.5 * Double(n) / Double(10 * n) : nil), "summary eval loss")
+        } else {
+            check(reports == nil, "a worker received reports")
+        }
+        step += 1
+    }
+    print("\(role(groups)) of \(groups.workerCount) workers: control plane ok over \(steps) steps on host \(hostName())")
+}
+
+/// Bucketed averaging of a buffer of small integers (exact in Float) equals sum / N, for buckets given in
+/// reverse order with MPI calls split in pieces of `maxCount`; then the single-allreduce mode, twice over.
+func buckets(_ groups: ProcessGroups, count: Int, maxCount: Int) throws {
+    if let index = groups.workerIndex, let workers = groups.workers {
+        (workers as? MPICommunicator)?.maxCountPerCall = maxCount
+        let n = groups.workerCount
+        let all = (0..<n).map { smallIntegers(count: count, seed: UInt64($0)) }
+        let factor = 1 / Float(n)
+        let expected = (0..<count).map { i in (0..<n).reduce(Float(0)) { $0 + all[$1][i] } * factor }
+        // Uneven buckets covering the buffer, listed last first, as backward produces them.
+        let cuts = [0, count / 7, count / 3, count / 2, count - 5, count]
+        let ranges = zip(cuts, cuts.dropFirst()).map { $0 ..< $1 }.reversed().map { $0 }
+        var buffer = all[index]
+        try buffer.withUnsafeMutableBufferPointer { buffer in
+            let buckets = try GradientBuckets(communicator: workers, buffer: buffer, ranges: ranges)
+            for round in 0..<2 {
+                for bucket in ranges.indices {
+                    try buckets.bucketReady(bucket)
+                    try buckets.poll()
+                }
+                try buckets.finish()
+                let wrong = (0..<count).filter { buffer[$0] != expected[$0] }
+                check(wrong.isEmpty, "worker \(index) round \(round): \(wrong.count) wrong, first at \(wrong.first ?? -1)")
+                for i in 0..<count { buffer[i] = all[index][i] }
+            }
+            try buckets.allreduceAll()
+            let wrong = (0..<count).filter { buffer[$0] != expected[$0] }
+            check(wrong.isEmpty, "worker \(index) allreduceAll: \(wrong.count) wrong, first at \(wrong.first ?? -1)")
+        }
+    }
+    try groups.world.barrier()
+    print("\(role(groups)) of \(groups.workerCount) workers: buckets ok for \(count) floats in pieces of \(maxCount)")
+}
+
+/// Identical replicas pass the check; one changed float on worker 1 is caught on every worker, naming worker 1
+/// and the step. Then `allAgree` with one dissenting worker.
+func replicas(_ groups: ProcessGroups) throws {
+    if let index = groups.workerIndex, let workers = groups.workers {
+        var parameters = smallIntegers(count: 100_003, seed: 42)
+        try workers.verifyReplicasAgree(checksum: parameters.withUnsafeBufferPointer(parameterChecksum), step: 7)
+        if index == 1 { parameters[50_001] += 1e-3 }
+        do {
+            try workers.verifyReplicasAgree(checksum: parameters.withUnsafeBufferPointer(parameterChecksum), step: 8)
+            fail("worker \(index): diverged replicas passed the check")
+        } catch let error as DistributedError {
+            guard case .replicasDiverged(let step, _, let odd) = error, step == 8, odd == [1] else {
+                fail("worker \(index): wrong error \(error)")
+            }
+            print("worker \(index): caught: \(error)")
+        }
+        check(try workers.allAgree(flag: true), "worker \(index): all true gave false")
+        check(try !workers.allAgree(flag: index != groups.workerCount - 1), "worker \(index): one false gave true")
+    }
+    try groups.world.barrier()
+    print("\(role(groups)) of \(groups.workerCount) workers: replica checks ok")
+}
+
+/// The coordinator waits `seconds` for the workers' reports while worker 0 computes and the others sleep; then
+/// the workers wait `seconds` for a plan. Each waiting side's CPU time / wall time must stay under `maxShare`.
+func idleCPU(_ groups: ProcessGroups, seconds: Double, maxShare: Double) throws {
+    try groups.world.barrier()
+    let cpu0 = cpuSeconds(), wall0 = wallSeconds()
+    if let index = groups.workerIndex {
+        if index == 0 {
+            var x = 1.0
+            while wallSeconds() - wall0 < seconds { for _ in 0..<10_000 { x = x * 1.000001 + 1e-9 } }
+            if x == 0 { print("") }  // keeps the loop
+        } else {
+            Thread.sleep(forTimeInterval: seconds)
+        }
+    }
+    _ = try groups.gatherReports(groups.workerIndex.map { WorkerReport(step: 0, loss: 0, tokens: $0) })
+    if groups.isCoordinator {
+        let cpu = cpuSeconds() - cpu0, wall = wallSeconds() - wall0
+        print(String(format: "coordinator waiting for reports: cpu %.3f s over wall %.3f s = %.1f%% of a core", cpu, wall, 100 * cpu / wall))
+        check(cpu / wall < maxShare, "coordinator used \(cpu / wall) of a core while waiting, limit \(maxShare)")
+    }
+
+    let cpu1 = cpuSeconds(), wall1 = wallSeconds()
+    var plan: StepPlan? = nil
+    if groups.isCoordinator {
+        Thread.sleep(forTimeInterval: seconds / 2)
+        plan = StepPlan(step: 1, learningRate: 0.1)
+    }
+    _ = try groups.broadcastPlan(plan)
+    if let index = groups.workerIndex {
+        let cpu = cpuSeconds() - cpu1, wall = wallSeconds() - wall1
+        print(String(format: "worker %d waiting for a plan: cpu %.3f s over wall %.3f s = %.1f%% of a core", index, cpu, wall, 100 * cpu / wall))
+        check(cpu / wall < maxShare, "worker \(index) used \(cpu / wall) of a core waiting for a plan, limit \(maxShare)")
+    }
+    print("\(role(groups)) of \(groups.workerCount) workers: idle cpu ok")
+}
+
+/// Workers start from different parameters and take worker 0's (so the replica check passes); then worker 0
+/// hands them to the coordinator (as for a checkpoint) in pieces of `maxCount` bytes, while it sleep-waits.
+func handoff(_ groups: ProcessGroups, count: Int, maxCount: Int) throws {
+    let expected = smallIntegers(count: count, seed: 5)
+    (groups.world as? MPICommunicator)?.maxCountPerCall = maxCount
+    if let index = groups.workerIndex, let workers = groups.workers {
+        var parameters = index == 0 ? expected : smallIntegers(count: count, seed: UInt64(100 + index))
+        try parameters.withUnsafeMutableBufferPointer { try workers.broadcast($0, root: 0) }
+        try workers.verifyReplicasAgree(checksum: parameters.withUnsafeBufferPointer(parameterChecksum), step: 0)
+        if index == 0 {
+            try parameters.withUnsafeBytes {
+                try groups.world.send($0.baseAddress!, byteCount: $0.count, to: ProcessGroups.coordinatorRank, tag: 7)
+            }
+        }
+    }
+    if groups.isCoordinator {
+        var received = [Float](repeating: .nan, count: count)
+        try received.withUnsafeMutableBytes {
+            try groups.world.receive($0.baseAddress!, byteCount: $0.count, from: 1, tag: 7)
+        }
+        check(received == expected, "coordinator received other parameters than worker 0 holds")
+    }
+    try groups.world.barrier()
+    print("\(role(groups)) of \(groups.workerCount) workers: handoff ok for \(count) floats")
+}
+
+/// Worker 1 kills itself with SIGKILL at step 2 while the others wait in control-plane collectives; mpirun must
+/// end the whole job (the test checks the status, the time and the message).
+func killedWorker(_ groups: ProcessGroups) throws {
+    for step in 0..<1000 {
+        var plan: StepPlan? = nil
+        if groups.isCoordinator {
+            Thread.sleep(forTimeInterval: 0.01)
+            plan = StepPlan(step: step, learningRate: 0.1)
+        }
+        _ = try groups.broadcastPlan(plan)
+        if groups.workerIndex == 1 && step == 2 { kill(getpid(), SIGKILL) }
+        _ = try groups.gatherReports(groups.workerIndex.map { WorkerReport(step: step, loss: 0, tokens: $0) })
+    }
+    fail("\(role(groups)): the job outlived a killed worker")
+}
+
+// MARK: - Main
+
+do {
+    let arguments = CommandLine.arguments
+    let scenario = arguments.count > 1 ? arguments[1] : ""
+    let groups = try ProcessGroups.fromMPI(controlWait: arguments.contains("--blocking") ? .blocking : .idle)
+    switch scenario {
+    case "control": try control(groups, steps: argument(2, default: 5))
+    case "buckets": try buckets(groups, count: argument(2, default: 100_000), maxCount: argument(3, default: 4096))
+    case "replicas": try replicas(groups)
+    case "handoff": try handoff(groups, count: argument(2, default: 10_007), maxCount: argument(3, default: 4096))
+    case "kill-worker": try killedWorker(groups)
+    case "idle-cpu":
+        let seconds = arguments.count > 2 ? Double(arguments[2]) ?? 1 : 1
+        let maxShare = arguments.count > 3 ? Double(arguments[3]) ?? 0.3 : 0.3
+        try idleCPU(groups, seconds: seconds, maxShare: maxShare)
+    default: fail("unknown scenario '\(scenario)'; use control, buckets, replicas or idle-cpu")
+    }
+    try MPIRuntime.finalize()
+} catch {
+    fail("\(error)")
+}
