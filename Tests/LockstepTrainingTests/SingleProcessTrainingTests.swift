@@ -21,9 +21,9 @@ struct SingleProcessTrainingTests {
     }
 
     static func prepareCorpus(in directory: URL) throws -> CorpusPreparation.Summary {
-        let corpus = directory.appendingPathComponent("corpus.txt")
-        try corpus().write(to: corpus, atomically: true, encoding: .utf8)
-        var preparation = CorpusPreparation(inputs: [corpus], outputDirectory: directory.appendingPathComponent("data"))
+        let file = directory.appendingPathComponent("corpus.txt")
+        try corpus().write(to: file, atomically: true, encoding: .utf8)
+        var preparation = CorpusPreparation(inputs: [file], outputDirectory: directory.appendingPathComponent("data"))
         preparation.shardTokens = 40_000
         preparation.chunkBytes = 4096
         return try preparation.run()

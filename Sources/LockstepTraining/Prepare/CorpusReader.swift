@@ -104,7 +104,7 @@ public final class CorpusReader: Sequence, IteratorProtocol {
     /// Keeps at least `count` unread bytes buffered unless the file ends first.
     private func fill(atLeast count: Int) {
         while pending.count - pendingStart < count && !endOfFile {
-            let block = handle?.readData(ofLength: max(chunkBytes, 1 << 16)) ?? Data()
+            let block = handle?.readData(ofLength: Swift.max(chunkBytes, 1 << 16)) ?? Data()
             if block.isEmpty {
                 endOfFile = true
             } else {

@@ -27,7 +27,10 @@ public struct TrainingStopped: Error, CustomStringConvertible {
 /// The coordinator role: owns the learning-rate schedule, evaluation and checkpoint cadence, logging, the
 /// decision to stop, and the saved files. It never touches data or gradients; it orders steps from a
 /// `ReplicaLink` and writes checkpoints in the background while the replicas go on.
-public final class Coordinator {
+///
+/// `@unchecked Sendable`: the save queue reads the snapshot and sets `saveError` only between
+/// `saveInBackground` and the next `waitForSave`, during which the main thread touches neither.
+public final class Coordinator: @unchecked Sendable {
     let config: RunConfig
     let link: ReplicaLink
     let modelConfig: GPTConfig
