@@ -48,6 +48,10 @@ let package = Package(
                 "LockstepTraining",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        .executableTarget(
+            name: "lockstep-coordinator",
+            dependencies: ["LockstepTraining", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(name: "lockstep-worker", dependencies: ["LockstepTraining"]),
         .executableTarget(name: "mpi-allreduce-check", dependencies: ["LockstepDistributed"]),
         // Scenarios for the LockstepDistributed tests, each run under mpirun: `lockstep-distributed-check <scenario>`.
         .executableTarget(name: "lockstep-distributed-check", dependencies: ["LockstepDistributed"]),

@@ -48,7 +48,6 @@ struct InspectCommand: ParsableCommand {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        encoder.keyEncodingStrategy = .convertToSnakeCase
         print("config:")
         print(String(decoding: try encoder.encode(state.config), as: UTF8.self))
     }

@@ -25,8 +25,9 @@ struct TrainCommand: ParsableCommand {
         var overrides = overrides
         if let workers { overrides.append("distributed.workers=\(workers)") }
         let runConfig = try RunConfig.load(file: URL(fileURLWithPath: config), overrides: overrides)
-        guard runConfig.distributed.workers == 1 else {
-            throw ValidationError("distributed.workers = \(runConfig.distributed.workers): several workers need mpirun")
+        if runConfig.distributed.workers > 1 {
+            try launchMPI(workers: runConfig.distributed.workers, threads: runConfig.distributed.threadsPerWorker)
+            return
         }
         BLASThreads.set(runConfig.distributed.threadsPerWorker)
         let tokenizer = try RunSetup.tokenizer(runConfig)
@@ -50,17 +51,63 @@ struct TrainCommand: ParsableCommand {
             tokenizerVocabularySize: tokenizer.vocabularySize, resumed: resumed, stopFlag: stopFlag,
             console: ProgressReporter(plainLineEvery: runConfig.output.logEvery))
         let summary = try coordinator.run()
-        printSummary(summary)
+        print(summary.line)
+        print("model saved to \(summary.modelDirectory.path)")
     }
 }
 
-func printSummary(_ summary: RunSummary) {
-    var line = String(format: "done: %d steps (%@) in %.1f s, loss %.4f", summary.steps, summary.stopReason.rawValue,
-        summary.seconds, summary.lastLoss)
-    if let validation = summary.lastValidationLoss { line += String(format: ", validation loss %.4f", validation) }
-    if summary.skippedSteps > 0 { line += ", \(summary.skippedSteps) skipped non-finite steps" }
-    print(line)
-    print("model saved to \(summary.modelDirectory.path)")
+extension TrainCommand {
+    /// Runs `mpirun -np 1 lockstep-coordinator … : -np N lockstep-worker` on this machine and waits for it.
+    /// mpirun gets its own process group so that a Ctrl-C reaches only this process, which passes it on as
+    /// SIGUSR1: mpirun forwards that to the coordinator, which finishes the step, saves and stops the workers.
+    func launchMPI(workers: Int, threads: Int) throws {
+        let binDirectory = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            ?? CommandLine.arguments[0]).deletingLastPathComponent()
+        var arguments = ["mpirun", "--oversubscribe", "--bind-to", "none", "--stdin", "none", "-x", "OPENBLAS_NUM_THREADS=\(threads)"]
+        if getuid() == 0 { arguments.append("--allow-run-as-root") }
+        arguments += ["-np", "1", binDirectory.appendingPathComponent("lockstep-coordinator").path, "--config", config]
+        for override in overrides { arguments += ["--set", override] }
+        if let resume { arguments += ["--resume", resume] }
+        arguments += [":", "-np", "\(workers)", binDirectory.appendingPathComponent("lockstep-worker").path]
+        warn("running: " + arguments.joined(separator: " "))
+
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        let pid = try spawnInOwnProcessGroup(arguments)
+        var sources: [DispatchSourceSignal] = []
+        for signalNumber in [SIGINT, SIGTERM] {
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler {
+                warn("stopping after the current step (passing SIGUSR1 to mpirun)")
+                kill(pid, SIGUSR1)
+            }
+            source.resume()
+            sources.append(source)
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        sources.forEach { $0.cancel() }
+        let exited = (status & 0x7f) == 0
+        let code = exited ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        if code != 0 { throw ExitCode(code) }
+    }
+
+    /// Starts `arguments` (looked up on PATH) in a new process group, so the terminal's Ctrl-C skips it.
+    func spawnInOwnProcessGroup(_ arguments: [String]) throws -> pid_t {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        let argv = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let result = posix_spawnp(&pid, arguments[0], nil, &attributes, argv, environ)
+        guard result == 0 else {
+            throw ValidationError("cannot start \(arguments[0]): \(String(cString: strerror(result))) (is Open MPI installed? scripts/install-system-packages.sh)")
+        }
+        return pid
+    }
 }
 
 /// A line on standard error, for notes that are not results.

@@ -84,7 +84,6 @@ public enum TrainingCheckpoint {
             ("state.json", { url in
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                encoder.keyEncodingStrategy = .convertToSnakeCase
                 try encoder.encode(state).write(to: url)
             }),
         ])
@@ -104,7 +103,6 @@ public enum TrainingCheckpoint {
     public static func readState(_ directory: URL) throws -> CheckpointState {
         let url = directory.appendingPathComponent("state.json")
         let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
         do {
             let state = try decoder.decode(CheckpointState.self, from: Data(contentsOf: url))
             if state.formatVersion > CheckpointState.currentFormatVersion {

@@ -1,4 +1,5 @@
 import Foundation
+import LockstepDistributed
 import LockstepModel
 
 /// Why a run ended.
@@ -17,6 +18,15 @@ public struct RunSummary: Sendable {
     public var skippedSteps: Int
     public var seconds: Double
     public var modelDirectory: URL
+
+    /// One line for the console.
+    public var line: String {
+        var line = String(
+            format: "done: %d steps (%@) in %.1f s, loss %.4f", steps, stopReason.rawValue, seconds, lastLoss)
+        if let validation = lastValidationLoss { line += String(format: ", validation loss %.4f", validation) }
+        if skippedSteps > 0 { line += ", \(skippedSteps) skipped non-finite steps" }
+        return line
+    }
 }
 
 /// Errors that end a run on the coordinator's decision.
@@ -99,25 +109,25 @@ public final class Coordinator: @unchecked Sendable {
             let evaluate = hasValidation && (isLast || (evaluateEvery > 0 && (step + 1) % evaluateEvery == 0))
             let checkpoint = isLast || (checkpointEvery > 0 && (step + 1) % checkpointEvery == 0)
             if checkpoint { try waitForSave() }
-            let order = StepOrder(
+            let verify = config.distributed.checkReplicasEvery > 0 && (step + 1) % config.distributed.checkReplicasEvery == 0
+            let order = StepPlan(
                 step: step, learningRate: schedule.learningRate(atStep: step), evaluate: evaluate,
-                sendState: checkpoint, stop: isLast)
-            let outcome = try link.execute(order, snapshot: snapshot)
+                checkpoint: checkpoint, verifyReplicas: verify, stop: isLast,
+                stopReason: isLast ? stopReason.rawValue : nil)
+            let metrics = try link.execute(order, snapshot: snapshot)
 
-            let replicas = Double(link.replicaCount)
-            let metrics = outcome.metrics
-            lastLoss = metrics.loss / replicas
-            let gradientNorm = metrics.gradientNorm / replicas
-            if metrics.skipped > 0 {
+            lastLoss = metrics.loss
+            let gradientNorm = metrics.gradNorm
+            if metrics.skippedNonFinite {
                 skippedInARow += 1
                 skippedTotal += 1
             } else {
                 skippedInARow = 0
             }
-            tokensSinceLog += metrics.tokens
+            tokensSinceLog += Double(metrics.tokens)
             step += 1
 
-            if step % config.output.logEvery == 0 || isLast || metrics.skipped > 0 {
+            if step % config.output.logEvery == 0 || isLast || metrics.skippedNonFinite {
                 let now = Date()
                 let tokensPerSecond = tokensSinceLog / max(now.timeIntervalSince(timeOfLastLog), 1e-9)
                 tokensSinceLog = 0
@@ -125,7 +135,8 @@ public final class Coordinator: @unchecked Sendable {
                 try metricsLog.write([
                     "kind": .string("train"), "step": .int(step), "loss": .double(lastLoss),
                     "lr": .double(order.learningRate), "grad_norm": .double(gradientNorm),
-                    "tokens_per_second": .double(tokensPerSecond), "skipped": .int(Int(metrics.skipped)),
+                    "tokens_per_second": .double(tokensPerSecond), "skipped": .bool(metrics.skippedNonFinite),
+                    "step_seconds": .double(metrics.stepSeconds), "communication_seconds": .double(metrics.communicationSeconds),
                     "time": .double(elapsedBefore + now.timeIntervalSince(started)),
                 ])
                 tensorBoard?.addScalar(tag: "train/loss", value: lastLoss, step: step, wallTime: nil)
@@ -136,15 +147,14 @@ public final class Coordinator: @unchecked Sendable {
                     step: step, totalSteps: maxSteps, loss: lastLoss, learningRate: order.learningRate,
                     gradNorm: gradientNorm, tokensPerSecond: tokensPerSecond, elapsed: now.timeIntervalSince(started))
             }
-            if metrics.skipped > 0 {
+            if metrics.skippedNonFinite {
                 console.message("step \(step): non-finite loss or gradient norm on some worker; update skipped on all")
             }
-            if let evaluation = outcome.evaluation {
-                let loss = evaluation.meanLoss
+            if let loss = metrics.evaluationLoss {
                 lastValidation = loss
                 try metricsLog.write([
                     "kind": .string("eval"), "step": .int(step), "val_loss": .double(loss),
-                    "val_perplexity": .double(exp(loss)), "windows": .int(Int(evaluation.windows)),
+                    "val_perplexity": .double(exp(loss)), "tokens": .int(metrics.evaluationTokens),
                     "time": .double(elapsedBefore + Date().timeIntervalSince(started)),
                 ])
                 tensorBoard?.addScalar(tag: "val/loss", value: loss, step: step, wallTime: nil)
@@ -222,9 +232,10 @@ public final class StopFlag: @unchecked Sendable {
 
     public func set() { lock.withLock { value = true } }
 
-    /// Routes SIGINT and SIGTERM to this flag instead of killing the process.
+    /// Routes SIGINT, SIGTERM and SIGUSR1 (which mpirun forwards to every process) to this flag instead of
+    /// killing the process.
     public func installSignalHandlers() {
-        for signalNumber in [SIGINT, SIGTERM] {
+        for signalNumber in [SIGINT, SIGTERM, SIGUSR1] {
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
             source.setEventHandler { [weak self] in self?.set() }

@@ -1,32 +1,15 @@
+import LockstepDistributed
 import LockstepModel
-
-/// What the coordinator asks of the replicas for one step.
-public struct StepOrder: Codable, Equatable, Sendable {
-    public var step: Int
-    public var learningRate: Double
-    /// Run the validation set after the update.
-    public var evaluate: Bool
-    /// Send parameters, optimizer moments and data cursor to the coordinator after the update (for a save).
-    public var sendState: Bool
-    /// The last order of the run: replicas exit after answering it.
-    public var stop: Bool
-}
-
-/// What the replicas answer, summed over replicas.
-public struct StepOutcome: Sendable {
-    public var metrics: ReplicaStepMetrics
-    public var evaluation: EvaluationSums?
-}
 
 /// The coordinator's view of the replicas, however they are connected: in this process, or over MPI.
 public protocol ReplicaLink: AnyObject {
     var replicaCount: Int { get }
-    /// Runs one step on every replica. With `sendState`, `snapshot` holds replica 0's state after the update
-    /// when this returns.
-    func execute(_ order: StepOrder, snapshot: TrainingSnapshot) throws -> StepOutcome
+    /// Runs one step on every replica and combines their reports. With `plan.checkpoint`, `snapshot` holds
+    /// replica 0's state after the update when this returns.
+    func execute(_ plan: StepPlan, snapshot: TrainingSnapshot) throws -> StepSummary
 }
 
-/// Replicas in this process: `lockstep train` with one worker runs both roles in one process.
+/// A replica in this process: `lockstep train` with one worker runs both roles in one process.
 public final class LocalReplicaLink: ReplicaLink {
     let replica: WorkerReplica
 
@@ -36,10 +19,9 @@ public final class LocalReplicaLink: ReplicaLink {
 
     public var replicaCount: Int { 1 }
 
-    public func execute(_ order: StepOrder, snapshot: TrainingSnapshot) throws -> StepOutcome {
-        let metrics = try replica.trainStep(learningRate: order.learningRate)
-        let evaluation = order.evaluate ? replica.evaluate() : nil
-        if order.sendState { snapshot.capture(from: replica) }
-        return StepOutcome(metrics: metrics, evaluation: evaluation)
+    public func execute(_ plan: StepPlan, snapshot: TrainingSnapshot) throws -> StepSummary {
+        let report = try replica.execute(plan)
+        if plan.checkpoint { snapshot.capture(from: replica) }
+        return StepSummary([report])
     }
 }

@@ -62,10 +62,15 @@ public enum RunSetup {
             sequenceLength: config.training.sequenceLength, vocabularySize: modelConfig.vocabularySize)
     }
 
-    /// Replica `index` of `count`: its model, its slice of the training stream, and the validation set.
-    public static func replica(
-        _ config: RunConfig, modelConfig: GPTConfig, group: ReplicaGroup
-    ) throws -> WorkerReplica {
+    /// A replica with a fresh model (see `model(_:modelConfig:)`).
+    public static func replica(_ config: RunConfig, modelConfig: GPTConfig, group: ReplicaGroup) throws -> WorkerReplica {
+        try replica(config, model: model(config, modelConfig: modelConfig), group: group)
+    }
+
+    /// Replica `group.replicaIndex` of `group.replicaCount`: `model`, its slice of the training stream, and
+    /// the validation set.
+    public static func replica(_ config: RunConfig, model: GPT, group: ReplicaGroup) throws -> WorkerReplica {
+        let modelConfig = model.config
         let train = try dataset(pattern: config.data.train, config: config, modelConfig: modelConfig)
         let validation = try config.data.validation.map {
             try dataset(pattern: $0, config: config, modelConfig: modelConfig)
@@ -73,7 +78,6 @@ public enum RunSetup {
         let stream = try PretrainingStream(
             dataset: train, globalBatchWindows: config.globalBatchWindows, seed: config.data.seed,
             shuffle: config.data.shuffle, rank: group.replicaIndex, worldSize: group.replicaCount)
-        let model = try model(config, modelConfig: modelConfig)
         return try WorkerReplica(config: config, model: model, stream: stream, validation: validation, group: group)
     }
 }

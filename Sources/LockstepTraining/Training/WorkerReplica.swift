@@ -1,41 +1,8 @@
 import Foundation
 import LockstepData
+import LockstepDistributed
 import LockstepKernels
 import LockstepModel
-
-/// What one optimizer step produced on one replica. Summable over replicas: the coordinator divides the
-/// sums by the replica count (loss) or keeps them (tokens, skipped).
-public struct ReplicaStepMetrics: Equatable, Sendable {
-    /// Mean loss over this replica's micro-batches.
-    public var loss: Double
-    /// Global gradient norm after averaging, before clipping (identical on every replica).
-    public var gradientNorm: Double
-    public var tokens: Double
-    /// 1 when the update was skipped because some replica saw a non-finite loss or gradient norm.
-    public var skipped: Double
-    public var computeSeconds: Double
-    public var syncSeconds: Double
-
-    public static let zero = ReplicaStepMetrics(
-        loss: 0, gradientNorm: 0, tokens: 0, skipped: 0, computeSeconds: 0, syncSeconds: 0)
-
-    var asArray: [Double] { [loss, gradientNorm, tokens, skipped, computeSeconds, syncSeconds] }
-
-    init(loss: Double, gradientNorm: Double, tokens: Double, skipped: Double, computeSeconds: Double, syncSeconds: Double) {
-        self.loss = loss
-        self.gradientNorm = gradientNorm
-        self.tokens = tokens
-        self.skipped = skipped
-        self.computeSeconds = computeSeconds
-        self.syncSeconds = syncSeconds
-    }
-
-    init(_ values: [Double]) {
-        self.init(
-            loss: values[0], gradientNorm: values[1], tokens: values[2], skipped: values[3],
-            computeSeconds: values[4], syncSeconds: values[5])
-    }
-}
 
 /// Validation loss summed over windows, so that sums from several replicas add up.
 public struct EvaluationSums: Equatable, Sendable {
@@ -86,9 +53,22 @@ public final class WorkerReplica {
             epsilon: Float(config.optimizer.epsilon), weightDecay: Float(config.optimizer.weightDecay))
     }
 
-    /// One optimizer step at `learningRate`. Gradients are averaged over replicas only on the last
-    /// micro-step; a non-finite loss or norm on any replica skips the update on all of them alike.
-    public func trainStep(learningRate: Double) throws -> ReplicaStepMetrics {
+    /// One optimizer step as `plan` says, then the evaluation it asks for. Gradients are averaged over
+    /// replicas only on the last micro-step; a non-finite loss or norm on any replica skips the update on all
+    /// of them alike.
+    public func execute(_ plan: StepPlan) throws -> WorkerReport {
+        var report = try trainStep(learningRate: plan.learningRate)
+        report.step = plan.step
+        if plan.evaluate {
+            let sums = evaluate()
+            let time = Double(config.training.sequenceLength)
+            report.evaluationLossSum = sums.lossSum * time
+            report.evaluationTokens = Int(sums.windows * time)
+        }
+        return report
+    }
+
+    public func trainStep(learningRate: Double) throws -> WorkerReport {
         let start = Date()
         let micro = config.training.microBatchSize
         let time = config.training.sequenceLength
@@ -110,6 +90,7 @@ public final class WorkerReplica {
         let syncStart = Date()
         try group.finishGradientAveraging()
         syncSeconds += Date().timeIntervalSince(syncStart)
+        let optimizerStart = Date()
 
         let gradients = model.gradients
         let norm = GradientClipping.globalNorm(gradients.baseAddress!, count: gradients.count)
@@ -125,10 +106,12 @@ public final class WorkerReplica {
                 parameters: model.parameters, gradients: gradients, learningRate: Float(learningRate),
                 settings: adamSettings)
         }
-        let computeSeconds = Date().timeIntervalSince(start) - syncSeconds
-        return ReplicaStepMetrics(
-            loss: loss, gradientNorm: Double(norm), tokens: Double(accumulationSteps * micro * time),
-            skipped: everyoneFinite ? 0 : 1, computeSeconds: computeSeconds, syncSeconds: syncSeconds)
+        let end = Date()
+        return WorkerReport(
+            step: 0, loss: loss, tokens: accumulationSteps * micro * time, gradNorm: Double(norm),
+            computeSeconds: optimizerStart.timeIntervalSince(start) - syncSeconds, communicationSeconds: syncSeconds,
+            optimizerSeconds: end.timeIntervalSince(optimizerStart), stepSeconds: end.timeIntervalSince(start),
+            skippedNonFinite: !everyoneFinite)
     }
 
     /// Loss over this replica's share of the first `evaluation.max_windows` validation windows

@@ -1,0 +1,203 @@
+import Foundation
+import LockstepData
+import LockstepDistributed
+import LockstepKernels
+import LockstepModel
+
+/// Averages gradients over the workers' communicator, in buckets: block L-1 down to 0 as backward finishes
+/// each (non-blocking allreduces overlap the rest of backward), then the embeddings and final LayerNorm,
+/// whose gradients are complete only at the end. `gradient_sync: single` does one allreduce after backward.
+public final class MPIReplicaGroup: ReplicaGroup {
+    let communicator: any Communicator
+    let buckets: GradientBuckets
+    let layerCount: Int
+    let bucketed: Bool
+
+    public init(communicator: any Communicator, model: GPT, bucketed: Bool) throws {
+        self.communicator = communicator
+        self.bucketed = bucketed
+        let layout = model.layout
+        layerCount = layout.config.layerCount
+        var ranges = (0..<layerCount).reversed().map { layout.blockRange($0) }
+        ranges.append(0..<layout.blockRange(0).lowerBound)
+        ranges.append(layout.blockRange(layerCount - 1).upperBound..<layout.count)
+        buckets = try GradientBuckets(communicator: communicator, buffer: model.gradients, ranges: ranges)
+    }
+
+    public var replicaCount: Int { communicator.size }
+    public var replicaIndex: Int { communicator.rank }
+
+    public func beginGradientAveraging(gradients: UnsafeMutableBufferPointer<Float>) {}
+
+    public func blockGradientsReady(_ block: Int) {
+        guard bucketed else { return }
+        // Errors surface in `finish()`, which waits on every bucket; a callback inside backward cannot throw.
+        try? buckets.bucketReady(layerCount - 1 - block)
+    }
+
+    public func finishGradientAveraging() throws {
+        if bucketed {
+            try buckets.bucketReady(layerCount)
+            try buckets.bucketReady(layerCount + 1)
+            try buckets.finish()
+        } else {
+            try buckets.allreduceAll()
+        }
+    }
+
+    public func allAgree(_ flag: Bool) throws -> Bool {
+        try communicator.allAgree(flag: flag)
+    }
+
+    public func verifyReplicas(parameters: UnsafeMutableBufferPointer<Float>, step: Int) throws {
+        try communicator.verifyReplicasAgree(checksum: parameterChecksum(parameters), step: step)
+    }
+}
+
+/// What the coordinator tells the workers before the first step.
+struct RunLaunch: Codable {
+    var config: RunConfig
+    /// Set when resuming: the replicas then receive parameters and moments from the coordinator.
+    var resumedOptimizerStep: Int?
+    var resumedCursor: DataCursor?
+}
+
+/// Message tags of the checkpoint handoff from worker 0 to the coordinator.
+enum HandoffTag {
+    static let parameters = 11, firstMoments = 12, secondMoments = 13, position = 14
+}
+
+/// The coordinator's link to worker processes: plans are broadcast over the world communicator, reports
+/// gathered, and a checkpoint's state sent by worker 0. The coordinator sleeps while it waits.
+public final class MPIReplicaLink: ReplicaLink {
+    let groups: ProcessGroups
+
+    init(groups: ProcessGroups) {
+        self.groups = groups
+    }
+
+    public var replicaCount: Int { groups.workerCount }
+
+    public func execute(_ plan: StepPlan, snapshot: TrainingSnapshot) throws -> StepSummary {
+        _ = try groups.broadcastPlan(plan)
+        guard let reports = try groups.gatherReports(nil) else {
+            throw TrainingStopped(description: "the coordinator received no worker reports")
+        }
+        if plan.checkpoint {
+            let world = groups.world
+            try world.receive(snapshot.parameters, from: 1, tag: HandoffTag.parameters)
+            try world.receive(snapshot.firstMoments, from: 1, tag: HandoffTag.firstMoments)
+            try world.receive(snapshot.secondMoments, from: 1, tag: HandoffTag.secondMoments)
+            var position = [Int64](repeating: 0, count: 3)
+            try position.withUnsafeMutableBytes {
+                try world.receive($0.baseAddress!, byteCount: $0.count, from: 1, tag: HandoffTag.position)
+            }
+            snapshot.optimizerStep = Int(position[0])
+            snapshot.cursor = DataCursor(epoch: Int(position[1]), position: Int(position[2]))
+        }
+        return StepSummary(reports)
+    }
+}
+
+extension Communicator {
+    func send(_ buffer: UnsafeMutableBufferPointer<Float>, to destination: Int, tag: Int) throws {
+        try send(UnsafeRawPointer(buffer.baseAddress!), byteCount: buffer.count * 4, to: destination, tag: tag)
+    }
+
+    func receive(_ buffer: UnsafeMutableBufferPointer<Float>, from source: Int, tag: Int) throws {
+        try receive(UnsafeMutableRawPointer(buffer.baseAddress!), byteCount: buffer.count * 4, from: source, tag: tag)
+    }
+}
+
+/// The two executables' bodies: `mpirun -np 1 lockstep-coordinator --config run.yaml : -np N lockstep-worker`.
+public enum DistributedRun {
+    /// Rank 0. Reads the config, tells the workers, then runs the coordinator loop over MPI.
+    public static func coordinator(
+        configPath: String, overrides: [String], resume: String?, log: @escaping (String) -> Void
+    ) throws -> RunSummary {
+        let groups = try ProcessGroups.fromMPI()
+        guard groups.isCoordinator, !groups.isSingleProcess else {
+            throw TrainingStopped(
+                description: "lockstep-coordinator must be world rank 0 beside at least one lockstep-worker: "
+                    + "mpirun -np 1 lockstep-coordinator --config FILE : -np N lockstep-worker")
+        }
+        var overrides = overrides
+        overrides.append("distributed.workers=\(groups.workerCount)")
+        let config = try RunConfig.load(file: URL(fileURLWithPath: configPath), overrides: overrides)
+        let tokenizer = try RunSetup.tokenizer(config)
+        let modelConfig = try RunSetup.modelConfig(config, tokenizer: tokenizer)
+        let link = MPIReplicaLink(groups: groups)
+        var launch = RunLaunch(config: config)
+        var resumed: CheckpointState? = nil
+        let snapshot = TrainingSnapshot(count: ParameterLayout(config: modelConfig).count)
+        if let resume, let checkpoint = try RunSetup.checkpointToResume(config, resume: resume, rejected: log) {
+            let state = try RunSetup.loadCheckpoint(
+                checkpoint, config: config, modelConfig: modelConfig, tokenizerVocabularySize: tokenizer.vocabularySize,
+                into: snapshot)
+            resumed = state
+            launch.resumedOptimizerStep = state.optimizerStep
+            launch.resumedCursor = state.cursor
+            log("resuming from \(checkpoint.path) at step \(state.step) with \(groups.workerCount) workers")
+        }
+        _ = try groups.world.broadcast(launch, root: ProcessGroups.coordinatorRank)
+        if resumed != nil {
+            try groups.world.broadcast(snapshot.parameters, root: ProcessGroups.coordinatorRank)
+            try groups.world.broadcast(snapshot.firstMoments, root: ProcessGroups.coordinatorRank)
+            try groups.world.broadcast(snapshot.secondMoments, root: ProcessGroups.coordinatorRank)
+        }
+        let stopFlag = StopFlag()
+        stopFlag.installSignalHandlers()
+        let coordinator = try Coordinator(
+            config: config, link: link, modelConfig: modelConfig, tokenizerVocabularySize: tokenizer.vocabularySize,
+            resumed: resumed, stopFlag: stopFlag, console: ProgressReporter(plainLineEvery: config.output.logEvery))
+        return try coordinator.run()
+    }
+
+    /// Ranks 1...N. Waits for the launch message, builds its replica, then follows the coordinator's plans.
+    public static func worker() throws {
+        // A Ctrl-C meant for the run reaches the whole process group; the coordinator decides when to stop.
+        signal(SIGINT, SIG_IGN)
+        signal(SIGUSR1, SIG_IGN)
+        let groups = try ProcessGroups.fromMPI()
+        guard let workers = groups.workers, let workerIndex = groups.workerIndex else {
+            throw TrainingStopped(description: "lockstep-worker must not be world rank 0 (that is the coordinator)")
+        }
+        let launch: RunLaunch = try groups.world.broadcast(nil, root: ProcessGroups.coordinatorRank)
+        let config = launch.config
+        BLASThreads.set(config.distributed.threadsPerWorker)
+        let tokenizer = try RunSetup.tokenizer(config)
+        let modelConfig = try RunSetup.modelConfig(config, tokenizer: tokenizer)
+        let model = try RunSetup.model(config, modelConfig: modelConfig)
+        let group = try MPIReplicaGroup(
+            communicator: workers, model: model, bucketed: config.distributed.gradientSync == .bucketed)
+        let replica = try RunSetup.replica(config, model: model, group: group)
+        if let optimizerStep = launch.resumedOptimizerStep, let cursor = launch.resumedCursor {
+            try groups.world.broadcast(replica.model.parameters, root: ProcessGroups.coordinatorRank)
+            try groups.world.broadcast(replica.optimizer.m, root: ProcessGroups.coordinatorRank)
+            try groups.world.broadcast(replica.optimizer.v, root: ProcessGroups.coordinatorRank)
+            replica.optimizer.stepCount = optimizerStep
+            replica.stream.cursor = cursor
+        } else {
+            // Identical replicas from the start, whatever each process computed on its own.
+            try workers.broadcast(replica.model.parameters, root: 0)
+        }
+        while true {
+            let plan = try groups.broadcastPlan(nil)
+            let report = try replica.execute(plan)
+            if plan.verifyReplicas { try group.verifyReplicas(parameters: replica.model.parameters, step: plan.step + 1) }
+            _ = try groups.gatherReports(report)
+            if plan.checkpoint && workerIndex == 0 {
+                let world = groups.world
+                try world.send(replica.model.parameters, to: 0, tag: HandoffTag.parameters)
+                try world.send(replica.optimizer.m, to: 0, tag: HandoffTag.firstMoments)
+                try world.send(replica.optimizer.v, to: 0, tag: HandoffTag.secondMoments)
+                let cursor = replica.stream.cursor
+                var position: [Int64] = [Int64(replica.optimizer.stepCount), Int64(cursor.epoch), Int64(cursor.position)]
+                try position.withUnsafeMutableBytes {
+                    try world.send($0.baseAddress!, byteCount: $0.count, to: 0, tag: HandoffTag.position)
+                }
+            }
+            if plan.stop { break }
+        }
+    }
+}

@@ -1,0 +1,37 @@
+import ArgumentParser
+import Foundation
+import LockstepDistributed
+import LockstepTraining
+
+/// World rank 0 of a run: `mpirun -np 1 lockstep-coordinator --config run.yaml : -np N lockstep-worker`.
+@main
+struct CoordinatorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lockstep-coordinator",
+        abstract: "The coordinator of a data-parallel run (schedule, evaluation, checkpoints, logging).")
+
+    @Option(help: "The run's YAML config.")
+    var config: String
+
+    @Option(name: .customLong("set"), help: "Override a config value: --set training.max_steps=100 (repeatable).")
+    var overrides: [String] = []
+
+    @Option(help: "Resume: 'auto' (the newest valid checkpoint, if any) or a checkpoint directory.")
+    var resume: String?
+
+    func run() throws {
+        let log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        do {
+            try MPIRuntime.initialize()
+            let summary = try DistributedRun.coordinator(
+                configPath: config, overrides: overrides, resume: resume, log: log)
+            print(summary.line)
+            print("model saved to \(summary.modelDirectory.path)")
+            try MPIRuntime.finalize()
+        } catch {
+            // The workers wait on the coordinator: take the whole job down rather than leave them hanging.
+            log("lockstep-coordinator: error: \(error)")
+            MPIRuntime.abort(code: 1)
+        }
+    }
+}

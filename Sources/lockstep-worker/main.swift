@@ -1,0 +1,14 @@
+import Foundation
+import LockstepDistributed
+import LockstepTraining
+
+// World ranks 1...N of a run: `mpirun -np 1 lockstep-coordinator --config run.yaml : -np N lockstep-worker`.
+// Workers take everything from the coordinator; they have no options.
+do {
+    try MPIRuntime.initialize()
+    try DistributedRun.worker()
+    try MPIRuntime.finalize()
+} catch {
+    FileHandle.standardError.write(Data("lockstep-worker: error: \(error)\n".utf8))
+    MPIRuntime.abort(code: 1)
+}
