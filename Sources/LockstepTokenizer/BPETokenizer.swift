@@ -109,9 +109,14 @@ public final class BPETokenizer: Tokenizer {
         caches[0].withCache { cache in encode(text, cache: &cache) }
     }
 
-    /// Encodes each text, spreading the texts over the cores (`threads` of them, default all).
+    /// Encodes each text, spreading the texts over all cores.
     /// - Returns: `result[i] == encode(texts[i])`.
-    public func encodeBatch(_ texts: [String], threads: Int? = nil) -> [[Int32]] {
+    public func encodeBatch(_ texts: [String]) -> [[Int32]] { encodeBatch(texts, threads: nil) }
+
+    /// Encodes each text on `threads` threads (nil: all cores); each thread takes a contiguous run of texts
+    /// with about equal bytes and keeps its own word cache.
+    /// - Returns: `result[i] == encode(texts[i])`.
+    public func encodeBatch(_ texts: [String], threads: Int?) -> [[Int32]] {
         let workers = max(1, min(threads ?? caches.count, texts.count))
         if workers == 1 {
             return caches[0].withCache { cache in texts.map { encode($0, cache: &cache) } }
