@@ -30,6 +30,8 @@ public final class BPETokenizer: Tokenizer {
     public let vocabularySize: Int
     public let endOfTextID: Int32?
 
+    /// Token strings by id; nil for ids the vocabulary skips.
+    let tokenStrings: [String?]
     /// The id of the single-byte token for each byte value.
     let byteIDs: [Int32]
     /// (left id, right id) -> rank of that merge; `mergeRules[rank]` holds the id it produces.
@@ -61,6 +63,7 @@ public final class BPETokenizer: Tokenizer {
 
         var tokenStrings = [String?](repeating: nil, count: size)
         for (token, id) in vocabulary { tokenStrings[Int(id)] = token }
+        self.tokenStrings = tokenStrings
         merges = rules.map { BPEMerge(tokenStrings[Int($0.left)]!, tokenStrings[Int($0.right)]!) }
 
         byteIDs = (0..<256).map { vocabulary[String(ByteLevel.characters[$0])]! }
@@ -97,10 +100,8 @@ public final class BPETokenizer: Tokenizer {
 
     /// The token string for `id` (byte-level characters), or nil when no token has that id.
     public func token(for id: Int32) -> String? {
-        guard id >= 0, Int(id) < vocabularySize, tokenExists[Int(id)] else { return nil }
-        let raw = tokenBytes[tokenByteStarts[Int(id)] ..< tokenByteStarts[Int(id) + 1]]
-        if specialTokens.values.contains(id) { return String(decoding: raw, as: UTF8.self) }
-        return ByteLevel.string(for: raw)
+        guard id >= 0, Int(id) < vocabularySize else { return nil }
+        return tokenStrings[Int(id)]
     }
 
     // MARK: - Encoding
