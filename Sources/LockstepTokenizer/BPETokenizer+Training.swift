@@ -44,9 +44,11 @@ extension BPETokenizer {
     /// Trains on plain UTF-8 text files, read in pieces of about 8 MiB, so memory stays bounded by the
     /// distinct words rather than the corpus. Each piece ends just before a newline that follows a visible
     /// ASCII character, where GPT-2's pattern always splits, so the result equals training on whole files.
+    /// - Parameter replacingInvalidUTF8: read invalid UTF-8 as U+FFFD instead of failing.
     /// - Throws: `TokenizerError` for a missing or unreadable file, or invalid UTF-8 (with its byte offset).
     public static func train(
-        files: [URL], vocabularySize: Int, specialTokens: [String] = ["<|endoftext|>"], threads: Int? = nil
+        files: [URL], vocabularySize: Int, specialTokens: [String] = ["<|endoftext|>"], threads: Int? = nil,
+        replacingInvalidUTF8: Bool = false
     ) throws -> BPETokenizer {
         var counter = WordCounter(splitter: PieceSplitter(specialTokens: initialSpecials(specialTokens)), threads: threads)
         for file in files {
@@ -85,7 +87,9 @@ extension BPETokenizer {
                         while end < cut && !(pending[end] == 0x0A && (0x21...0x7E).contains(pending[end - 1])) { end += 1 }
                     }
                     let bytes = pending[start..<end]
-                    guard let text = String(validating: bytes, as: UTF8.self) else {
+                    guard let text = replacingInvalidUTF8
+                        ? String(decoding: bytes, as: UTF8.self) : String(validating: bytes, as: UTF8.self)
+                    else {
                         let bad = offset + start + validUTF8Prefix(bytes)
                         throw TokenizerError.invalidFile(
                             path: file.path, line: nil, reason: "invalid UTF-8 at byte offset \(bad)")

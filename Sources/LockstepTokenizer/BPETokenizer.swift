@@ -30,6 +30,8 @@ public final class BPETokenizer: Tokenizer {
     public let vocabularySize: Int
     public let endOfTextID: Int32?
 
+    /// Token strings by id; nil for ids the vocabulary skips.
+    let tokenStrings: [String?]
     /// The id of the single-byte token for each byte value.
     let byteIDs: [Int32]
     /// (left id, right id) -> rank of that merge; `mergeRules[rank]` holds the id it produces.
@@ -61,6 +63,7 @@ public final class BPETokenizer: Tokenizer {
 
         var tokenStrings = [String?](repeating: nil, count: size)
         for (token, id) in vocabulary { tokenStrings[Int(id)] = token }
+        self.tokenStrings = tokenStrings
         merges = rules.map { BPEMerge(tokenStrings[Int($0.left)]!, tokenStrings[Int($0.right)]!) }
 
         byteIDs = (0..<256).map { vocabulary[String(ByteLevel.characters[$0])]! }
@@ -97,10 +100,8 @@ public final class BPETokenizer: Tokenizer {
 
     /// The token string for `id` (byte-level characters), or nil when no token has that id.
     public func token(for id: Int32) -> String? {
-        guard id >= 0, Int(id) < vocabularySize, tokenExists[Int(id)] else { return nil }
-        let raw = tokenBytes[tokenByteStarts[Int(id)] ..< tokenByteStarts[Int(id) + 1]]
-        if specialTokens.values.contains(id) { return String(decoding: raw, as: UTF8.self) }
-        return ByteLevel.string(for: raw)
+        guard id >= 0, Int(id) < vocabularySize else { return nil }
+        return tokenStrings[Int(id)]
     }
 
     // MARK: - Encoding
@@ -109,9 +110,14 @@ public final class BPETokenizer: Tokenizer {
         caches[0].withCache { cache in encode(text, cache: &cache) }
     }
 
-    /// Encodes each text, spreading the texts over the cores (`threads` of them, default all).
+    /// Encodes each text, spreading the texts over all cores.
     /// - Returns: `result[i] == encode(texts[i])`.
-    public func encodeBatch(_ texts: [String], threads: Int? = nil) -> [[Int32]] {
+    public func encodeBatch(_ texts: [String]) -> [[Int32]] { encodeBatch(texts, threads: nil) }
+
+    /// Encodes each text on `threads` threads (nil: all cores); each thread takes a contiguous run of texts
+    /// with about equal bytes and keeps its own word cache.
+    /// - Returns: `result[i] == encode(texts[i])`.
+    public func encodeBatch(_ texts: [String], threads: Int?) -> [[Int32]] {
         let workers = max(1, min(threads ?? caches.count, texts.count))
         if workers == 1 {
             return caches[0].withCache { cache in texts.map { encode($0, cache: &cache) } }
@@ -170,14 +176,23 @@ public final class BPETokenizer: Tokenizer {
         }
     }
 
+    /// Words longer than this many bytes use the heap (O(n log n)) instead of rounds of scans (O(n²)).
+    static let longWord = 48
+
     /// BPE on one pre-token: `symbols` becomes the ids of `word[0..<length]`.
-    ///
-    /// Each round finds the lowest-rank merge among adjacent pairs and applies it to every occurrence, left
-    /// to right (as GPT-2's `bpe()` does; Hugging Face's heap order gives the same result).
-    /// - Complexity: O(n²) pair lookups for n bytes, but only on words missing from the cache.
     func mergeWord(_ word: UnsafePointer<UInt8>, _ length: Int, into symbols: inout [Int32]) {
         symbols.removeAll(keepingCapacity: true)
         for k in 0..<length { symbols.append(byteIDs[Int(word[k])]) }
+        if length > BPETokenizer.longWord {
+            mergeWithHeap(&symbols)
+        } else {
+            mergeInRounds(&symbols)
+        }
+    }
+
+    /// Each round finds the lowest-rank merge among adjacent pairs and applies it to every occurrence, left
+    /// to right, as GPT-2's `bpe()` does. Fast for the short words that make up almost all text.
+    func mergeInRounds(_ symbols: inout [Int32]) {
         while symbols.count > 1 {
             var bestRank = Int32.max
             var k = 0
@@ -204,6 +219,44 @@ public final class BPETokenizer: Tokenizer {
         }
     }
 
+    /// The same result as `mergeInRounds` in O(n log n), as Hugging Face's `Word::merge_all` does it: a
+    /// min-heap of (rank, position) over a doubly linked list of symbols, always applying the lowest rank
+    /// and, among equal ranks, the leftmost; entries whose pair has changed since they were pushed are
+    /// skipped when popped.
+    func mergeWithHeap(_ symbols: inout [Int32]) {
+        let n = symbols.count
+        var next = (0..<n).map { $0 + 1 }  // n: none
+        var previous = (0..<n).map { $0 - 1 }  // -1: none
+        var alive = [Bool](repeating: true, count: n)
+        var heap = MinHeap()
+        for k in 0 ..< n - 1 {
+            if let rank = mergeRanks.value(symbols[k], symbols[k + 1]) { heap.push(rank: rank, position: k) }
+        }
+        while let (rank, position) = heap.pop() {
+            guard alive[position], next[position] < n else { continue }
+            let right = next[position]
+            guard mergeRanks.value(symbols[position], symbols[right]) == rank else { continue }
+            symbols[position] = mergeRules[Int(rank)].result
+            alive[right] = false
+            next[position] = next[right]
+            if next[right] < n { previous[next[right]] = position }
+            if previous[position] >= 0, let rank = mergeRanks.value(symbols[previous[position]], symbols[position]) {
+                heap.push(rank: rank, position: previous[position])
+            }
+            if next[position] < n, let rank = mergeRanks.value(symbols[position], symbols[next[position]]) {
+                heap.push(rank: rank, position: position)
+            }
+        }
+        var write = 0
+        var k = 0
+        while k < n {
+            symbols[write] = symbols[k]
+            write += 1
+            k = next[k]
+        }
+        symbols.removeLast(n - write)
+    }
+
     // MARK: - Decoding
 
     public func decode(_ ids: [Int32]) -> String {
@@ -217,5 +270,41 @@ public final class BPETokenizer: Tokenizer {
             }
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// A binary min-heap of (rank, position), packed as `rank << 32 | position` so one compare orders both.
+struct MinHeap {
+    private var entries: [UInt64] = []
+
+    mutating func push(rank: Int32, position: Int) {
+        entries.append(UInt64(UInt32(rank)) << 32 | UInt64(position))
+        var child = entries.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            if entries[parent] <= entries[child] { break }
+            entries.swapAt(parent, child)
+            child = parent
+        }
+    }
+
+    mutating func pop() -> (rank: Int32, position: Int)? {
+        guard let last = entries.popLast() else { return nil }
+        var top = last
+        if !entries.isEmpty {
+            top = entries[0]
+            entries[0] = last
+            var parent = 0
+            while true {
+                let left = 2 * parent + 1
+                if left >= entries.count { break }
+                var smallest = left
+                if left + 1 < entries.count && entries[left + 1] < entries[left] { smallest = left + 1 }
+                if entries[parent] <= entries[smallest] { break }
+                entries.swapAt(parent, smallest)
+                parent = smallest
+            }
+        }
+        return (Int32(truncatingIfNeeded: top >> 32), Int(truncatingIfNeeded: top & 0xFFFF_FFFF))
     }
 }

@@ -31,13 +31,6 @@ enum ByteLevel {
         (0x21...0x7E).contains(byte) || (0xA1...0xAC).contains(byte) || (0xAE...0xFF).contains(byte)
     }
 
-    /// The byte-level string for raw bytes, as tokens are written in `vocab.json`.
-    static func string<C: Collection>(for rawBytes: C) -> String where C.Element == UInt8 {
-        var result = String.UnicodeScalarView()
-        for byte in rawBytes { result.append(characters[Int(byte)]) }
-        return String(result)
-    }
-
     /// The raw bytes a byte-level string stands for, or nil when it holds a character outside the 256.
     static func rawBytes(of token: String) -> [UInt8]? {
         var result: [UInt8] = []

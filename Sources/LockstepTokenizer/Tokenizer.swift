@@ -9,4 +9,10 @@ public protocol Tokenizer: Sendable {
     func encode(_ text: String) -> [Int32]
     /// The text for `ids`. Byte sequences that are not valid UTF-8 become U+FFFD (lossy, as Hugging Face does).
     func decode(_ ids: [Int32]) -> String
+    /// `texts.map(encode)`, spread over the cores where the tokenizer can.
+    func encodeBatch(_ texts: [String]) -> [[Int32]]
+}
+
+extension Tokenizer {
+    public func encodeBatch(_ texts: [String]) -> [[Int32]] { texts.map(encode) }
 }

@@ -7,8 +7,8 @@ struct WordCache {
     /// The ids of word i are `ids[idStarts[i] ..< idStarts[i + 1]]`.
     private var ids: [Int32] = []
     private var idStarts: [Int] = [0]
-    static let maximumWords = 500_000
-    static let maximumKeyBytes = 32 << 20
+    static let maximumWords = 100_000
+    static let maximumKeyBytes = 4 << 20
 
     /// Appends the cached ids of `bytes[0..<count]` to `output` and returns true, or returns false.
     @inline(__always)

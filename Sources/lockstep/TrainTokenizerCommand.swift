@@ -27,6 +27,9 @@ struct TrainTokenizerCommand: ParsableCommand {
     @Option(help: "Threads for counting words (default: all cores).")
     var threads: Int?
 
+    @Flag(help: "Read invalid UTF-8 as U+FFFD instead of stopping with an error.")
+    var replaceInvalidUTF8 = false
+
     func validate() throws {
         if !bytes && inputs.isEmpty { throw ValidationError("give at least one --input file, or --bytes") }
         if !bytes && vocabSize < 256 + specialTokens.count {
@@ -40,7 +43,7 @@ struct TrainTokenizerCommand: ParsableCommand {
             ? BPETokenizer.bytes(specialTokens: specialTokens)
             : try BPETokenizer.train(
                 files: inputs.map { URL(fileURLWithPath: $0) }, vocabularySize: vocabSize,
-                specialTokens: specialTokens, threads: threads)
+                specialTokens: specialTokens, threads: threads, replacingInvalidUTF8: replaceInvalidUTF8)
         try tokenizer.save(directory: URL(fileURLWithPath: output))
         let seconds = String(format: "%.2f", Date().timeIntervalSince(start))
         print("wrote \(output)/vocab.json and merges.txt: \(tokenizer.vocabularySize) tokens, \(tokenizer.merges.count) merges (\(seconds) s)")

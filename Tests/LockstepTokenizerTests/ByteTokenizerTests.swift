@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import LockstepTestSupport
 @testable import LockstepTokenizer
 
 @Suite struct ByteTokenizerTests {
@@ -43,5 +44,32 @@ import Testing
         #expect(tokenizer.encodeBatch(texts) == texts.map(tokenizer.encode))
         #expect(tokenizer.encodeBatch(texts, threads: 4) == texts.map(tokenizer.encode))
         #expect(tokenizer.encodeBatch([]) == [])
+    }
+}
+
+/// Long pre-tokens go through the heap merge; it must agree with the round-by-round merge everywhere.
+@Suite struct LongWordTests {
+    @Test func heapMergeEqualsRoundMerge() {
+        let corpus = "aaaa abab abba baab aaab bbba the then there these those other mother bother aa bb ab ba"
+        let tokenizer = BPETokenizer.train(texts: [corpus], vocabularySize: 320)
+        var random = TestRandom(seed: 7)
+        let alphabet = Array("abtheromsr".utf8)
+        for length in [1, 2, 3, 5, 8, 13, 49, 100, 400] {
+            for _ in 0..<20 {
+                let word = (0..<length).map { _ in alphabet[random.int(below: alphabet.count)] }
+                var rounds: [Int32] = []
+                var heap: [Int32] = []
+                word.withUnsafeBufferPointer { bytes in
+                    rounds = bytes.map { tokenizer.byteIDs[Int($0)] }
+                    heap = rounds
+                }
+                tokenizer.mergeInRounds(&rounds)
+                tokenizer.mergeWithHeap(&heap)
+                #expect(rounds == heap, "word \(String(decoding: word, as: UTF8.self))")
+            }
+        }
+        // A very long run stays fast and round-trips.
+        let long = String(repeating: "abba", count: 50_000)
+        #expect(tokenizer.decode(tokenizer.encode(long)) == long)
     }
 }

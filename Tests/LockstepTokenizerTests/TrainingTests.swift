@@ -79,6 +79,8 @@ import LockstepTestSupport
         #expect(throws: TokenizerError.invalidFile(path: file.path, line: nil, reason: "invalid UTF-8 at byte offset 4")) {
             try BPETokenizer.train(files: [file], vocabularySize: 300)
         }
+        let replaced = try BPETokenizer.train(files: [file], vocabularySize: 300, replacingInvalidUTF8: true)
+        #expect(replaced.decode(replaced.encode("c\u{FFFD}d")) == "c\u{FFFD}d")
         let missing = file.appendingPathExtension("absent")
         #expect(throws: TokenizerError.missingFile(path: missing.path)) {
             try BPETokenizer.train(files: [missing], vocabularySize: 300)
