@@ -179,13 +179,12 @@ def main():
         for _ in range(args.steps):
             start = time.perf_counter()
             last_loss = train_step(index)
+            first_loss = last_loss if first_loss is None else first_loss
             seconds = time.perf_counter() - start
             elapsed += seconds
             step_seconds.append(seconds)
             index += 1
         throughputs.append(args.steps * tokens_per_step / elapsed)
-    if first_loss is None:
-        first_loss = last_loss
     if not (math.isfinite(first_loss) and math.isfinite(last_loss)):
         sys.exit(f"bench_pytorch.py: non-finite loss (first {first_loss}, last {last_loss})")
 
