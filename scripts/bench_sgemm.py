@@ -27,7 +27,6 @@ Needs numpy: pip install numpy. The system source needs libopenblas0 (apt-get in
 
 import argparse
 import ctypes
-import ctypes.util
 import json
 import os
 import statistics
@@ -67,16 +66,6 @@ def openblas_info(library):
             except AttributeError:
                 continue
     return core, threads
-
-
-def system_openblas_realpath():
-    """Resolved path of the system OpenBLAS that Lockstep links, or None when it is not installed."""
-    try:
-        library = ctypes.CDLL(SYSTEM_OPENBLAS)
-    except OSError:
-        return None
-    del library
-    return loaded_openblas_path_for(SYSTEM_OPENBLAS)
 
 
 def loaded_openblas_path_for(name):
