@@ -20,15 +20,47 @@ public enum MPIRun {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: binary])
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["mpirun", "--oversubscribe", "--allow-run-as-root", "-x", "OPENBLAS_NUM_THREADS=1",
-                             "-np", "\(processes)", binary] + arguments
-        // A test process that called MPI itself is a singleton MPI job, and Open MPI put its PMIx server and
-        // "singleton" settings into this environment; an mpirun that inherits them fails without a word.
+        return try command(
+            ["mpirun", "--oversubscribe", "--allow-run-as-root", "-x", "OPENBLAS_NUM_THREADS=1", "-np", "\(processes)", binary]
+                + arguments, timeout: timeout)
+    }
+
+    /// An environment for starting mpirun from a test process.
+    ///
+    /// A test process that called MPI itself is a singleton MPI job, and Open MPI put its PMIx server and
+    /// "singleton" settings into this environment; an mpirun that inherits them fails without a word.
+    public static var environment: [String: String] {
         var environment = ProcessInfo.processInfo.environment.filter { key, _ in !isJobVariable(key) }
         environment["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+        environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+        environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        return environment
+    }
+
+    /// Starts `arguments` (the first looked up on PATH) in `directory`, output to `log`.
+    public static func start(_ arguments: [String], directory: URL? = nil, log: URL? = nil) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
         process.environment = environment
+        if let directory { process.currentDirectoryURL = directory }
+        if let log {
+            FileManager.default.createFile(atPath: log.path, contents: nil)
+            let handle = try FileHandle(forWritingTo: log)
+            process.standardOutput = handle
+            process.standardError = handle
+        }
+        try process.run()
+        return process
+    }
+
+    /// Runs `arguments` (the first looked up on PATH) to the end or the timeout, with its output.
+    public static func command(_ arguments: [String], directory: URL? = nil, timeout: TimeInterval = 120) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        process.environment = environment
+        if let directory { process.currentDirectoryURL = directory }
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe

@@ -97,6 +97,15 @@ public final class MPIReplicaLink: ReplicaLink {
         }
         return StepSummary(reports)
     }
+
+    public func release() throws {
+        _ = try groups.broadcastPlan(StepPlan.release)
+    }
+}
+
+extension StepPlan {
+    /// Not a step: the replicas stop at once.
+    static let release = StepPlan(step: -1, learningRate: 0, stop: true, stopReason: "nothing left to do")
 }
 
 extension Communicator {
@@ -183,6 +192,7 @@ public enum DistributedRun {
         }
         while true {
             let plan = try groups.broadcastPlan(nil)
+            if plan.step == StepPlan.release.step { break }
             let report = try replica.execute(plan)
             if plan.verifyReplicas { try group.verifyReplicas(parameters: replica.model.parameters, step: plan.step + 1) }
             _ = try groups.gatherReports(report)

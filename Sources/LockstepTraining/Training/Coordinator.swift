@@ -183,6 +183,7 @@ public final class Coordinator: @unchecked Sendable {
             if isLast { break }
         }
         try waitForSave()
+        if step == (resumed?.step ?? 0) { try link.release() }
         console.finish()
 
         let modelDirectory = outputDirectory.appendingPathComponent("model")

@@ -7,6 +7,8 @@ public protocol ReplicaLink: AnyObject {
     /// Runs one step on every replica and combines their reports. With `plan.checkpoint`, `snapshot` holds
     /// replica 0's state after the update when this returns.
     func execute(_ plan: StepPlan, snapshot: TrainingSnapshot) throws -> StepSummary
+    /// Lets the replicas go without another step (a resumed run that had nothing left to do).
+    func release() throws
 }
 
 /// A replica in this process: `lockstep train` with one worker runs both roles in one process.
@@ -24,4 +26,6 @@ public final class LocalReplicaLink: ReplicaLink {
         if plan.checkpoint { snapshot.capture(from: replica) }
         return StepSummary([report])
     }
+
+    public func release() throws {}
 }

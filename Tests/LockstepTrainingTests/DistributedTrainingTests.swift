@@ -1,0 +1,148 @@
+import Foundation
+import LockstepTestSupport
+import Testing
+
+@testable import LockstepTraining
+
+/// Real multi-process runs: `lockstep train --workers N` starts mpirun with the coordinator and N workers.
+@Suite("Distributed training", .serialized)
+struct DistributedTrainingTests {
+    static let lockstep = MPIRun.productsDirectory.appendingPathComponent("lockstep").path
+    static let coordinator = MPIRun.productsDirectory.appendingPathComponent("lockstep-coordinator").path
+    static let worker = MPIRun.productsDirectory.appendingPathComponent("lockstep-worker").path
+
+    /// A prepared corpus and a config file for a 30-step run that checkpoints every 5 steps.
+    static func setUp(_ directory: URL) throws -> URL {
+        _ = try SingleProcessTrainingTests.prepareCorpus(in: directory)
+        let config = directory.appendingPathComponent("run.yaml")
+        try """
+            model: {context_length: 32, layers: 2, heads: 2, channels: 32, seed: 5}
+            data: {train: "data/train_*.bin", validation: "data/val_*.bin", seed: 9}
+            training: {max_steps: 30, sequence_length: 32, micro_batch_size: 2, global_batch_tokens: 384}
+            schedule: {kind: cosine, learning_rate: 2.0e-3, warmup_steps: 3}
+            evaluation: {every: 10, max_windows: 24}
+            output: {directory: runs/a, log_every: 5}
+            checkpoint: {every: 5, keep_last: 2}
+            distributed: {check_replicas_every: 5}
+            """.write(to: config, atomically: true, encoding: .utf8)
+        return config
+    }
+
+    static func train(_ directory: URL, workers: Int, output: String, extra: [String] = []) throws -> MPIRun.Result {
+        let result = try MPIRun.command(
+            [lockstep, "train", "--config", "run.yaml", "--workers", "\(workers)", "--set", "output.directory=\(output)"]
+                + extra, directory: directory, timeout: 300)
+        #expect(result.status == 0, "lockstep train failed:\n\(result.output)")
+        return result
+    }
+
+    static func finalModel(_ directory: URL, _ output: String) throws -> Data {
+        try Data(contentsOf: directory.appendingPathComponent("\(output)/model/model.safetensors"))
+    }
+
+    static func lastTrainLoss(_ directory: URL, _ output: String) throws -> Double {
+        let records = try MetricsLog.read(url: directory.appendingPathComponent("\(output)/metrics.jsonl"))
+        return try #require(records.last { $0["kind"] == .string("train") }?["loss"]?.doubleValue)
+    }
+
+    @Test func twoWorkersTrainResumeExactlyAndAcrossWorkerCounts() throws {
+        let temporary = try TemporaryDirectory()
+        let directory = temporary.url
+        _ = try Self.setUp(directory)
+
+        let full = try Self.train(directory, workers: 2, output: "runs/full")
+        #expect(full.output.contains("validation loss"))
+        let records = try MetricsLog.read(url: directory.appendingPathComponent("runs/full/metrics.jsonl"))
+        let evaluations = records.filter { $0["kind"] == .string("eval") }
+        #expect(evaluations.count == 3)
+        let firstLoss = try #require(records.first?["loss"]?.doubleValue)
+        let lastLoss = try Self.lastTrainLoss(directory, "runs/full")
+        #expect(lastLoss < firstLoss - 0.5, "loss \(firstLoss) -> \(lastLoss)")
+        let checkpoints = CheckpointDirectory(root: directory.appendingPathComponent("runs/full/checkpoints"))
+        #expect(checkpoints.checkpoints().map(\.step) == [30, 25])
+        let events = try FileManager.default.contentsOfDirectory(atPath: directory.appendingPathComponent("runs/full/tensorboard").path)
+        #expect(events.contains { $0.hasPrefix("events.out.tfevents.") })
+
+        // Resume from step 25: with 2 workers byte-identical at the end, with 3 (12 windows a step are
+        // 3 workers × 2 micro-steps × 2) the same data stream, so the same loss up to rounding.
+        for (workers, output) in [(2, "runs/resume2"), (3, "runs/resume3")] {
+            let checkpointRoot = directory.appendingPathComponent("\(output)/checkpoints")
+            try FileManager.default.createDirectory(at: checkpointRoot, withIntermediateDirectories: true)
+            // Take step 25 of the full run as the point of interruption.
+            try FileManager.default.copyItem(
+                at: directory.appendingPathComponent("runs/full/checkpoints/step-0000025"),
+                to: checkpointRoot.appendingPathComponent("step-0000025"))
+            let resumed = try MPIRun.command(
+                [Self.lockstep, "train", "--config", "run.yaml", "--workers", "\(workers)", "--resume", "auto",
+                 "--set", "output.directory=\(output)"],
+                directory: directory, timeout: 300)
+            if workers == 3 {
+                #expect(resumed.status == 0, "\(resumed.output)")
+                let loss = try Self.lastTrainLoss(directory, output)
+                #expect(abs(loss - lastLoss) < 1e-4, "3-worker resume ends at loss \(loss), the 2-worker run at \(lastLoss)")
+            } else {
+                #expect(resumed.status == 0, "\(resumed.output)")
+                #expect(try Self.finalModel(directory, output) == Self.finalModel(directory, "runs/full"))
+            }
+        }
+    }
+
+    /// SIGKILL the coordinator or a worker at random moments (during steps or checkpoint writes), resume,
+    /// and end byte-identical to the uninterrupted run, ten times over.
+    @Test func killedRunsResumeBitIdentical() throws {
+        let temporary = try TemporaryDirectory()
+        let directory = temporary.url
+        _ = try Self.setUp(directory)
+        let started = Date()
+        _ = try Self.train(directory, workers: 2, output: "runs/full")
+        let duration = Date().timeIntervalSince(started)
+        let expected = try Self.finalModel(directory, "runs/full")
+
+        var random = TestRandom(seed: 2024)
+        var kills = 0
+        for trial in 0..<10 {
+            let output = "runs/killed\(trial)"
+            let process = try MPIRun.start(
+                ["mpirun", "--oversubscribe", "--bind-to", "none", "--allow-run-as-root", "-x", "OPENBLAS_NUM_THREADS=1",
+                 "-np", "1", Self.coordinator, "--config", "run.yaml", "--set", "output.directory=\(output)",
+                 "--set", "distributed.workers=2", ":", "-np", "2", Self.worker],
+                directory: directory, log: directory.appendingPathComponent("kill\(trial).log"))
+            // Somewhere between mpirun's start-up and the end of the run.
+            let delay = duration * (0.1 + 0.75 * Double(random.next() % 1000) / 1000)
+            Thread.sleep(forTimeInterval: delay)
+            let victims = Self.children(of: process.processIdentifier)
+            if let victim = victims.isEmpty ? nil : victims[Int(random.next() % UInt64(victims.count))] {
+                kill(victim, SIGKILL)
+                kills += 1
+            }
+            process.waitUntilExit()
+            // Resume (maybe from scratch if killed before the first checkpoint) until the run completes.
+            let resumed = try MPIRun.command(
+                [Self.lockstep, "train", "--config", "run.yaml", "--workers", "2", "--resume", "auto",
+                 "--set", "output.directory=\(output)"], directory: directory, timeout: 300)
+            #expect(resumed.status == 0, "trial \(trial): \(resumed.output)")
+            #expect(try Self.finalModel(directory, output) == expected, "trial \(trial) (killed after \(delay) s)")
+            // Resuming a finished run does nothing and exits cleanly.
+            if trial == 0 {
+                let again = try MPIRun.command(
+                    [Self.lockstep, "train", "--config", "run.yaml", "--workers", "2", "--resume", "auto",
+                     "--set", "output.directory=\(output)"], directory: directory, timeout: 120)
+                #expect(again.status == 0, "\(again.output)")
+            }
+            try? FileManager.default.removeItem(at: directory.appendingPathComponent(output))
+        }
+        #expect(kills >= 8, "only \(kills) of 10 runs were still running when the kill came")
+    }
+
+    /// Process ids whose parent is `parent` (mpirun's ranks).
+    static func children(of parent: Int32) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { Int32($0) }.filter { pid in
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return false }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 1 && Int32(fields[1]) == parent
+        }
+    }
+}
