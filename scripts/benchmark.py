@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Lockstep against PyTorch on the same CPU, in one run (issue 8). Prints a markdown table.
+
+For each configuration (issue 8's small model: 4 layers, 4 heads, 256 channels, vocabulary 50304; and
+GPT-2 124M), at B=4, T=64, it measures in this order, all on the same cores:
+  - the sgemm peak of the system OpenBLAS (scripts/bench_sgemm.py --source system), 1 and 2 threads;
+  - Lockstep's training tokens/s with 1 worker x 1 thread, 1 worker x 2 threads, 2 workers x 1 thread
+    (`lockstep train` on random token shards; tokens/s is the median of the per-step figures of
+    metrics.jsonl after the warm-up steps, over --repeats runs);
+  - PyTorch's (scripts/bench_pytorch.py) with 1 and 2 threads, when torch is installed.
+MFU = 6 x N x tokens/s / sgemm peak (N: non-embedding parameters plus the LM head, as bench_pytorch.py
+counts them). Data-parallel efficiency = tokens/s of 2 workers x 1 thread / (2 x 1 worker x 1 thread).
+
+Usage (after `swift build -c release`):
+  python3 scripts/benchmark.py                       # both configurations
+  python3 scripts/benchmark.py --configs small --repeats 3
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = {
+    "small": dict(layers=4, heads=4, channels=256, vocab=50304, steps=12, warmup=3),
+    "124M": dict(layers=12, heads=12, channels=768, vocab=50304, steps=5, warmup=2),
+}
+BATCH, SEQ = 4, 64
+
+
+def run(args, env=None):
+    result = subprocess.run(args, capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        sys.exit(f"benchmark: {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def write_random_shard(path, vocab, tokens, seed):
+    """An llm.c shard (version 1, uint16) of uniformly random tokens."""
+    import random
+    import struct
+    rng = random.Random(seed)
+    header = [0] * 256
+    header[0], header[1], header[2] = 20240520, 1, tokens
+    with open(path, "wb") as f:
+        f.write(struct.pack("<256i", *header))
+        f.write(struct.pack(f"<{tokens}H", *(rng.randrange(vocab) for _ in range(tokens))))
+
+
+def non_embedding_plus_head(c, layers, vocab):
+    per_block = 12 * c * c + 13 * c
+    return layers * per_block + 2 * c + vocab * c
+
+
+def lockstep_tokens_per_second(binary, work, cfg, workers, threads):
+    config = os.path.join(work, "bench.yaml")
+    with open(config, "w") as f:
+        f.write(f"""model: {{context_length: {SEQ}, layers: {cfg['layers']}, heads: {cfg['heads']},
+  channels: {cfg['channels']}, vocab_size: {cfg['vocab']}}}
+data: {{train: "{work}/train_*.bin", shuffle: false}}
+training: {{max_steps: {cfg['steps']}, sequence_length: {SEQ}, micro_batch_size: {BATCH // workers},
+  global_batch_tokens: {BATCH * SEQ}}}
+schedule: {{kind: constant, learning_rate: 1.0e-4}}
+output: {{directory: {work}/run, log_every: 1, tensorboard: false}}
+checkpoint: {{every: 100000}}
+distributed: {{workers: {workers}, threads_per_worker: {threads}, check_replicas_every: 0}}
+""")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
+    run([binary, "train", "--config", config], env=env)
+    figures = []
+    with open(os.path.join(work, "run", "metrics.jsonl")) as f:
+        for line in f:
+            record = json.loads(line)
+            if record.get("kind") == "train" and record["step"] > cfg["warmup"]:
+                figures.append(record["tokens_per_second"])
+    return statistics.median(figures)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--binary", default=os.path.join(ROOT, ".build", "release", "lockstep"))
+    args = parser.parse_args()
+    if not os.access(args.binary, os.X_OK):
+        sys.exit(f"benchmark: {args.binary} not found; run `swift build -c release` first")
+    os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+    os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+
+    peaks = {}
+    for line in run([sys.executable, os.path.join(ROOT, "scripts", "bench_sgemm.py"), "--source", "system",
+                     "--json"]).splitlines():
+        record = json.loads(line)
+        peaks[record["threads"]] = record["gflops_median"]
+    try:
+        import torch  # noqa: F401
+        have_torch = True
+    except ImportError:
+        have_torch = False
+        print("PyTorch not installed (pip install torch==2.13.0+cpu): its columns stay empty", file=sys.stderr)
+
+    print(f"sgemm peak (system OpenBLAS): {peaks.get(1, 0):.1f} GFLOP/s on 1 thread, {peaks.get(2, 0):.1f} on 2")
+    print()
+    print("| config | threads | Lockstep tok/s | MFU | PyTorch tok/s | MFU | Lockstep / PyTorch |")
+    print("|---|---|---|---|---|---|---|")
+    efficiency_rows = []
+    for name in args.configs:
+        cfg = CONFIGS[name]
+        n = non_embedding_plus_head(cfg["channels"], cfg["layers"], cfg["vocab"])
+        with tempfile.TemporaryDirectory() as work:
+            write_random_shard(os.path.join(work, "train_000000.bin"), cfg["vocab"],
+                               (cfg["steps"] + 2) * BATCH * SEQ + 1, seed=1)
+            ours = {}
+            for workers, threads in [(1, 1), (1, 2), (2, 1)]:
+                ours[(workers, threads)] = statistics.median(
+                    lockstep_tokens_per_second(args.binary, work, cfg, workers, threads) for _ in range(args.repeats))
+        for threads in (1, 2):
+            mine = ours[(1, threads)]
+            theirs = None
+            if have_torch:
+                figures = []
+                for _ in range(args.repeats):
+                    out = run([sys.executable, os.path.join(ROOT, "scripts", "bench_pytorch.py"),
+                               "--layers", str(cfg["layers"]), "--heads", str(cfg["heads"]),
+                               "--channels", str(cfg["channels"]), "--vocab", str(cfg["vocab"]),
+                               "--batch", str(BATCH), "--seq", str(SEQ), "--threads", str(threads),
+                               "--warmup-steps", str(cfg["warmup"]), "--steps", str(cfg["steps"]),
+                               "--repeats", "1", "--json"])
+                    figures.append(json.loads(out)["tokens_per_second_median"])
+                theirs = statistics.median(figures)
+            peak = peaks[threads] * 1e9
+            mfu = 6 * n * mine / peak
+            cells = [name, str(threads), f"{mine:.0f}", f"{mfu:.0%}"]
+            if theirs:
+                cells += [f"{theirs:.0f}", f"{6 * n * theirs / peak:.0%}", f"{mine / theirs:.2f}x"]
+            else:
+                cells += ["-", "-", "-"]
+            print("| " + " | ".join(cells) + " |")
+        efficiency_rows.append((name, ours[(2, 1)], ours[(1, 1)]))
+    print()
+    print("| config | 2 workers x 1 thread tok/s | 1 worker x 1 thread tok/s | data-parallel efficiency |")
+    print("|---|---|---|---|")
+    for name, two, one in efficiency_rows:
+        print(f"| {name} | {two:.0f} | {one:.0f} | {two / (2 * one):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
