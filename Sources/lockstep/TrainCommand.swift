@@ -18,6 +18,9 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Data-parallel workers (overrides distributed.workers).")
     var workers: Int?
 
+    @Option(help: "An Open MPI hostfile, to run the workers on several machines (the coordinator runs on the first).")
+    var hostfile: String?
+
     @Option(help: "Resume: 'auto' (the newest valid checkpoint of the run, if any) or a checkpoint directory.")
     var resume: String?
 
@@ -25,7 +28,7 @@ struct TrainCommand: ParsableCommand {
         var overrides = overrides
         if let workers { overrides.append("distributed.workers=\(workers)") }
         let runConfig = try RunConfig.load(file: URL(fileURLWithPath: config), overrides: overrides)
-        if runConfig.distributed.workers > 1 {
+        if runConfig.distributed.workers > 1 || hostfile != nil {
             try launchMPI(workers: runConfig.distributed.workers, threads: runConfig.distributed.threadsPerWorker)
             return
         }
@@ -65,6 +68,7 @@ extension TrainCommand {
             ?? CommandLine.arguments[0]).deletingLastPathComponent()
         var arguments = ["mpirun", "--oversubscribe", "--bind-to", "none", "--stdin", "none", "-x", "OPENBLAS_NUM_THREADS=\(threads)"]
         if getuid() == 0 { arguments.append("--allow-run-as-root") }
+        if let hostfile { arguments += ["--hostfile", hostfile] }
         arguments += ["-np", "1", binDirectory.appendingPathComponent("lockstep-coordinator").path, "--config", config]
         for override in overrides { arguments += ["--set", override] }
         if let resume { arguments += ["--resume", resume] }

@@ -164,8 +164,10 @@ public enum DistributedRun {
 
     /// Ranks 1...N. Waits for the launch message, builds its replica, then follows the coordinator's plans.
     public static func worker() throws {
-        // A Ctrl-C meant for the run reaches the whole process group; the coordinator decides when to stop.
+        // Ctrl-C reaches the whole process group, and mpirun passes SIGTERM and SIGUSR1 on to every rank; the
+        // coordinator alone decides when to stop (after the step and a save), and then releases the workers.
         signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
         signal(SIGUSR1, SIG_IGN)
         let groups = try ProcessGroups.fromMPI()
         guard let workers = groups.workers, let workerIndex = groups.workerIndex else {
