@@ -87,6 +87,54 @@ struct DistributedTrainingTests {
         }
     }
 
+    /// 1 (in one process), 2 and 3 workers see the same global batches, so their loss curves agree to
+    /// rounding: 12 windows a step are 6, 3 or 2 micro-steps of 2 windows on each worker.
+    @Test func oneTwoAndThreeWorkersGiveTheSameLossCurve() throws {
+        let temporary = try TemporaryDirectory()
+        let directory = temporary.url
+        _ = try Self.setUp(directory)
+        var curves: [Int: [Double]] = [:]
+        for workers in [1, 2, 3] {
+            let output = "runs/w\(workers)"
+            _ = try Self.train(
+                directory, workers: workers, output: output,
+                extra: ["--set", "training.max_steps=12", "--set", "output.log_every=1", "--set", "checkpoint.every=0"])
+            curves[workers] = try MetricsLog.read(url: directory.appendingPathComponent("\(output)/metrics.jsonl"))
+                .filter { $0["kind"] == .string("train") }.compactMap { $0["loss"]?.doubleValue }
+        }
+        let reference = try #require(curves[1])
+        #expect(reference.count == 12)
+        for workers in [2, 3] {
+            let curve = try #require(curves[workers])
+            #expect(curve.count == reference.count)
+            let worst = zip(curve, reference).map { abs($0 - $1) / abs($1) }.max() ?? .infinity
+            #expect(worst < 1e-5, "\(workers) workers: largest relative difference \(worst)")
+        }
+    }
+
+    /// SIGTERM to mpirun: the coordinator finishes the step, saves, and releases the workers.
+    @Test func sigtermToMPIRunStopsCleanlyAfterSaving() throws {
+        let temporary = try TemporaryDirectory()
+        let directory = temporary.url
+        _ = try Self.setUp(directory)
+        let process = try MPIRun.start(
+            ["mpirun", "--oversubscribe", "--bind-to", "none", "--allow-run-as-root", "-x", "OPENBLAS_NUM_THREADS=1",
+             "-np", "1", Self.coordinator, "--config", "run.yaml", "--set", "output.directory=runs/term",
+             "--set", "training.max_steps=100000", "--set", "checkpoint.every=0", ":", "-np", "2", Self.worker],
+            directory: directory, log: directory.appendingPathComponent("term.log"))
+        let metrics = directory.appendingPathComponent("runs/term/metrics.jsonl")
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline && ((try? MetricsLog.read(url: metrics).count) ?? 0) < 2 { Thread.sleep(forTimeInterval: 0.1) }
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        let log = (try? String(contentsOf: directory.appendingPathComponent("term.log"), encoding: .utf8)) ?? ""
+        #expect(log.contains("(signal)"), "\(log)")
+        let checkpoints = CheckpointDirectory(root: directory.appendingPathComponent("runs/term/checkpoints"))
+        let saved = try #require(checkpoints.newestValid(), "no checkpoint after SIGTERM:\n\(log)")
+        #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("runs/term/model/model.safetensors").path))
+        #expect(try TrainingCheckpoint.readState(saved).step > 0)
+    }
+
     /// SIGKILL the coordinator or a worker at random moments (during steps or checkpoint writes), resume,
     /// and end byte-identical to the uninterrupted run, ten times over.
     @Test func killedRunsResumeBitIdentical() throws {
