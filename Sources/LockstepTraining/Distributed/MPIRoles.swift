@@ -159,7 +159,14 @@ public enum DistributedRun {
         let coordinator = try Coordinator(
             config: config, link: link, modelConfig: modelConfig, tokenizerVocabularySize: tokenizer.vocabularySize,
             resumed: resumed, stopFlag: stopFlag, console: ProgressReporter(plainLineEvery: config.output.logEvery))
-        return try coordinator.run()
+        let summary = try coordinator.run()
+        var usage = rusage()
+        getrusage(RUSAGE_SELF, &usage)
+        let cpu = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+            + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+        log(String(format: "coordinator CPU time: %.2f s over %.1f s of training (%.1f%% of one core)", cpu,
+            summary.seconds, 100 * cpu / max(summary.seconds, 1e-9)))
+        return summary
     }
 
     /// Ranks 1...N. Waits for the launch message, builds its replica, then follows the coordinator's plans.
