@@ -89,4 +89,57 @@ struct SingleProcessTrainingTests {
         }
         #expect(try losses() == losses())
     }
+
+    /// A checkpoint is refused, with a message saying why, when it does not fit the run.
+    @Test func resumeRefusesMismatchedCheckpoints() throws {
+        let directory = try TemporaryDirectory()
+        _ = try Self.prepareCorpus(in: directory.url)
+        let config = try Self.config(directory: directory.url, extra: "checkpoint: {every: 10}")
+        let tokenizer = try RunSetup.tokenizer(config)
+        let modelConfig = try RunSetup.modelConfig(config, tokenizer: tokenizer)
+        let replica = try RunSetup.replica(config, modelConfig: modelConfig, group: LoneReplica())
+        _ = try Coordinator(
+            config: config, link: LocalReplicaLink(replica: replica), modelConfig: modelConfig,
+            tokenizerVocabularySize: tokenizer.vocabularySize,
+            console: ProgressReporter(output: FileHandle(forWritingAtPath: "/dev/null")!)
+        ).run()
+        let checkpoint = try #require(
+            CheckpointDirectory(root: directory.url.appendingPathComponent("run/checkpoints")).newestValid())
+        let snapshot = TrainingSnapshot(count: ParameterLayout(config: modelConfig).count)
+        let state = try RunSetup.loadCheckpoint(
+            checkpoint, config: config, modelConfig: modelConfig, tokenizerVocabularySize: tokenizer.vocabularySize,
+            into: snapshot)
+        #expect(state.step == 60)
+
+        var wider = modelConfig
+        wider.layerCount = 3
+        let shape = #expect(throws: CheckpointError.self) {
+            try RunSetup.loadCheckpoint(
+                checkpoint, config: config, modelConfig: wider, tokenizerVocabularySize: tokenizer.vocabularySize,
+                into: TrainingSnapshot(count: ParameterLayout(config: wider).count))
+        }
+        #expect(shape?.description.contains("differs from the config's") == true)
+
+        let vocabulary = #expect(throws: CheckpointError.self) {
+            try RunSetup.loadCheckpoint(
+                checkpoint, config: config, modelConfig: modelConfig, tokenizerVocabularySize: 1000, into: snapshot)
+        }
+        #expect(vocabulary?.description.contains("tokenizer") == true)
+
+        // A newer format version (with checksums that hold) is refused, not misread.
+        let stateURL = checkpoint.appendingPathComponent("state.json")
+        let text = try String(contentsOf: stateURL, encoding: .utf8)
+            .replacingOccurrences(of: "\"formatVersion\" : 1", with: "\"formatVersion\" : 99")
+        try text.write(to: stateURL, atomically: true, encoding: .utf8)
+        let checksumsURL = checkpoint.appendingPathComponent("checksums.json")
+        var checksums = try JSONDecoder().decode([String: String].self, from: Data(contentsOf: checksumsURL))
+        checksums["state.json"] = try CheckpointDirectory.sha256(of: stateURL)
+        try JSONEncoder().encode(checksums).write(to: checksumsURL)
+        let newer = #expect(throws: CheckpointError.self) {
+            try RunSetup.loadCheckpoint(
+                checkpoint, config: config, modelConfig: modelConfig, tokenizerVocabularySize: tokenizer.vocabularySize,
+                into: snapshot)
+        }
+        #expect(newer?.description.contains("newer Lockstep") == true)
+    }
 }
