@@ -112,29 +112,6 @@ struct DistributedTrainingTests {
         }
     }
 
-    /// SIGTERM to mpirun: the coordinator finishes the step, saves, and releases the workers.
-    @Test func sigtermToMPIRunStopsCleanlyAfterSaving() throws {
-        let temporary = try TemporaryDirectory()
-        let directory = temporary.url
-        _ = try Self.setUp(directory)
-        let process = try MPIRun.start(
-            ["mpirun", "--oversubscribe", "--bind-to", "none", "--allow-run-as-root", "-x", "OPENBLAS_NUM_THREADS=1",
-             "-np", "1", Self.coordinator, "--config", "run.yaml", "--set", "output.directory=runs/term",
-             "--set", "training.max_steps=100000", "--set", "checkpoint.every=0", ":", "-np", "2", Self.worker],
-            directory: directory, log: directory.appendingPathComponent("term.log"))
-        let metrics = directory.appendingPathComponent("runs/term/metrics.jsonl")
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline && ((try? MetricsLog.read(url: metrics).count) ?? 0) < 2 { Thread.sleep(forTimeInterval: 0.1) }
-        kill(process.processIdentifier, SIGTERM)
-        process.waitUntilExit()
-        let log = (try? String(contentsOf: directory.appendingPathComponent("term.log"), encoding: .utf8)) ?? ""
-        #expect(log.contains("(signal)"), "\(log)")
-        let checkpoints = CheckpointDirectory(root: directory.appendingPathComponent("runs/term/checkpoints"))
-        let saved = try #require(checkpoints.newestValid(), "no checkpoint after SIGTERM:\n\(log)")
-        #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("runs/term/model/model.safetensors").path))
-        #expect(try TrainingCheckpoint.readState(saved).step > 0)
-    }
-
     /// SIGKILL the coordinator or a worker at random moments (during steps or checkpoint writes), resume,
     /// and end byte-identical to the uninterrupted run, ten times over.
     @Test func killedRunsResumeBitIdentical() throws {
