@@ -30,7 +30,7 @@ let package = Package(
             dependencies: ["COpenBLAS", .product(name: "RealModule", package: "swift-numerics")]),
         .target(name: "LockstepFormats"),
         .target(name: "LockstepModel", dependencies: ["LockstepKernels", "LockstepFormats"]),
-        .target(name: "LockstepTokenizer"),
+        .target(name: "LockstepTokenizer", dependencies: ["LockstepFormats"]),
         .target(name: "LockstepData", dependencies: ["LockstepTokenizer"]),
         .target(name: "LockstepDistributed", dependencies: ["CMPI"]),
         .target(
@@ -66,7 +66,8 @@ let package = Package(
             ]),
         .testTarget(name: "LockstepFormatsTests", dependencies: ["LockstepFormats", "LockstepTestSupport"]),
         .testTarget(name: "LockstepModelTests", dependencies: ["LockstepModel", "LockstepTestSupport"]),
-        .testTarget(name: "LockstepTokenizerTests", dependencies: ["LockstepTokenizer", "LockstepTestSupport"]),
+        .testTarget(
+            name: "LockstepTokenizerTests", dependencies: ["LockstepTokenizer", "LockstepFormats", "LockstepTestSupport"]),
         .testTarget(name: "LockstepDataTests", dependencies: ["LockstepData", "LockstepTestSupport"]),
         .testTarget(name: "LockstepDistributedTests", dependencies: ["LockstepDistributed", "LockstepTestSupport"]),
         .testTarget(name: "LockstepTrainingTests", dependencies: ["LockstepTraining", "LockstepTestSupport"]),

@@ -1,4 +1,5 @@
 import Foundation
+import LockstepFormats
 
 // MARK: - vocab.json + merges.txt, as GPT-2 and Hugging Face write them
 
@@ -32,7 +33,7 @@ extension BPETokenizer {
         var json = "{"
         for (index, (token, id)) in vocabulary.sorted(by: { $0.value < $1.value }).enumerated() {
             if index > 0 { json += "," }
-            json += BPETokenizer.jsonString(token) + ":" + String(id)
+            json += JSONText.quoted(token) + ":" + String(id)
         }
         json += "}"
         var text = "#version: 0.2\n"
@@ -81,12 +82,12 @@ extension BPETokenizer {
             else {
                 throw TokenizerError.invalidFile(
                     path: url.path, line: nil,
-                    reason: "token \(jsonString(token)) has id \(value); expected a non-negative integer")
+                    reason: "token \(JSONText.quoted(token)) has id \(value); expected a non-negative integer")
             }
             if let other = tokenForID[id] {
                 throw TokenizerError.invalidFile(
                     path: url.path, line: nil,
-                    reason: "tokens \(jsonString(other)) and \(jsonString(token)) both have id \(id)")
+                    reason: "tokens \(JSONText.quoted(other)) and \(JSONText.quoted(token)) both have id \(id)")
             }
             tokenForID[id] = token
             vocabulary[token] = id
@@ -94,7 +95,7 @@ extension BPETokenizer {
         for byte in 0..<256 where vocabulary[String(ByteLevel.characters[byte])] == nil {
             throw TokenizerError.invalidFile(
                 path: url.path, line: nil,
-                reason: "no token for byte \(byte) (\(jsonString(String(ByteLevel.characters[byte])))); "
+                reason: "no token for byte \(byte) (\(JSONText.quoted(String(ByteLevel.characters[byte])))); "
                     + "a byte-level vocabulary has all 256 byte characters")
         }
         return vocabulary
@@ -117,14 +118,14 @@ extension BPETokenizer {
                 .invalidFile(path: url.path, line: index + 1, reason: reason)
             }
             guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
-                throw fail("expected two tokens separated by one space, found \(jsonString(String(line)))")
+                throw fail("expected two tokens separated by one space, found \(JSONText.quoted(String(line)))")
             }
             let left = String(parts[0])
             let right = String(parts[1])
-            guard let leftID = vocabulary[left] else { throw fail("token \(jsonString(left)) is not in vocab.json") }
-            guard let rightID = vocabulary[right] else { throw fail("token \(jsonString(right)) is not in vocab.json") }
+            guard let leftID = vocabulary[left] else { throw fail("token \(JSONText.quoted(left)) is not in vocab.json") }
+            guard let rightID = vocabulary[right] else { throw fail("token \(JSONText.quoted(right)) is not in vocab.json") }
             guard let resultID = vocabulary[left + right] else {
-                throw fail("the merge result \(jsonString(left + right)) is not in vocab.json")
+                throw fail("the merge result \(JSONText.quoted(left + right)) is not in vocab.json")
             }
             rules.append(MergeRule(left: leftID, right: rightID, result: resultID))
         }
@@ -135,24 +136,6 @@ extension BPETokenizer {
         1 + data.prefix(max(0, offset)).reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
     }
 
-    /// `text` as a JSON string literal: quotes, backslashes and control characters escaped, the rest as is.
-    static func jsonString(_ text: String) -> String {
-        var result = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case "\n": result += "\\n"
-            case "\r": result += "\\r"
-            case "\t": result += "\\t"
-            case _ where scalar.value < 0x20:
-                result += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
-                    + String(scalar.value, radix: 16)
-            default: result.unicodeScalars.append(scalar)
-            }
-        }
-        return result + "\""
-    }
 }
 
 // MARK: - The plain byte vocabulary

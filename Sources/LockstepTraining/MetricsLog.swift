@@ -1,4 +1,5 @@
 import Foundation
+import LockstepFormats
 
 /// One value in a metrics record: what a flat JSON object can hold.
 ///
@@ -17,7 +18,7 @@ public enum MetricValue: Equatable, Sendable {
         switch self {
         case .int(let value): return String(value)
         case .double(let value): return value.isFinite ? value.description : "null"
-        case .string(let value): return MetricValue.quoted(value)
+        case .string(let value): return JSONText.quoted(value)
         case .bool(let value): return value ? "true" : "false"
         case .null: return "null"
         }
@@ -32,24 +33,6 @@ public enum MetricValue: Equatable, Sendable {
         }
     }
 
-    /// `text` as a JSON string literal: quotes, backslashes and control characters escaped.
-    static func quoted(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
 }
 
 extension MetricValue: ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral, ExpressibleByStringLiteral,
@@ -164,7 +147,7 @@ public final class MetricsLog {
 
     /// One record as a JSON object with keys in sorted order, without the newline.
     public static func encode(_ record: [String: MetricValue]) -> String {
-        let fields = record.sorted { $0.key < $1.key }.map { MetricValue.quoted($0.key) + ":" + $0.value.jsonText }
+        let fields = record.sorted { $0.key < $1.key }.map { JSONText.quoted($0.key) + ":" + $0.value.jsonText }
         return "{" + fields.joined(separator: ",") + "}"
     }
 

@@ -53,6 +53,7 @@ struct GenerateCommand: ParsableCommand {
         var sampler = Sampler(settings: SamplingSettings(temperature: temperature, topK: topK, topP: topP, seed: seed))
         FileHandle.standardOutput.write(Data(prompt.utf8))
         var generated: [Int32] = []
+        var context = promptIDs
         var printed = 0
         for _ in 0..<maxTokens {
             let next = sampler.sample(UnsafeBufferPointer(decoder.logits))
@@ -66,7 +67,13 @@ struct GenerateCommand: ParsableCommand {
                 FileHandle.standardOutput.write(Data(String(piece).utf8))
                 printed = text.count
             }
-            if decoder.isFull { break }
+            context.append(next)
+            if decoder.isFull {
+                // Past the model's context: start again from the most recent half (an O(T) refill every T/2 tokens).
+                decoder.reset()
+                context = Array(context.suffix(config.contextLength / 2))
+                for id in context.dropLast() { decoder.append(id) }
+            }
             decoder.append(next)
         }
         FileHandle.standardOutput.write(Data("\n".utf8))

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import LockstepFormats
 @testable import LockstepTokenizer
 
 /// Bad tokenizer files give errors that name the file, and the line in merges.txt.
@@ -9,7 +10,7 @@ import Testing
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-bad-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         var json = "{"
-        for byte in 0..<256 { json += BPETokenizer.jsonString(String(ByteLevel.characters[byte])) + ":\(byte)," }
+        for byte in 0..<256 { json += JSONText.quoted(String(ByteLevel.characters[byte])) + ":\(byte)," }
         json += "\"<|endoftext|>\":256,\"ab\":257,\"abc\":258}"
         try Data((vocabularyJSON ?? json).utf8).write(to: url.appendingPathComponent("vocab.json"))
         try Data(merges.utf8).write(to: url.appendingPathComponent("merges.txt"))
