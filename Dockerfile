@@ -7,13 +7,14 @@ RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-ins
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN swift build -c release --product lockstep
+RUN swift build -c release
 
 FROM swift:6.1-bookworm-slim
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         libopenblas0-pthread libopenmpi3 openmpi-bin \
     && rm -rf /var/lib/apt/lists/*
-COPY --from=build /src/.build/release/lockstep /usr/local/bin/
+COPY --from=build /src/.build/release/lockstep /src/.build/release/lockstep-coordinator \
+     /src/.build/release/lockstep-worker /usr/local/bin/
 COPY configs /opt/lockstep/configs
 WORKDIR /opt/lockstep
 ENV OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
