@@ -70,6 +70,7 @@ let package = Package(
             name: "LockstepTokenizerTests", dependencies: ["LockstepTokenizer", "LockstepFormats", "LockstepTestSupport"]),
         .testTarget(name: "LockstepDataTests", dependencies: ["LockstepData", "LockstepTestSupport"]),
         .testTarget(name: "LockstepDistributedTests", dependencies: ["LockstepDistributed", "LockstepTestSupport"]),
-        .testTarget(name: "LockstepTrainingTests", dependencies: ["LockstepTraining", "LockstepTestSupport"]),
+        .testTarget(
+            name: "LockstepTrainingTests", dependencies: ["LockstepTraining", "LockstepDistributed", "LockstepTestSupport"]),
     ]
 )

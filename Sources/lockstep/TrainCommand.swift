@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LockstepDistributed
 import LockstepKernels
 import LockstepTraining
 
@@ -77,7 +78,7 @@ extension TrainCommand {
 
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
-        let pid = try spawnInOwnProcessGroup(arguments)
+        let pid = try ProcessLauncher.spawn(arguments, ownProcessGroup: true)
         var sources: [DispatchSourceSignal] = []
         for signalNumber in [SIGINT, SIGTERM] {
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
@@ -88,29 +89,9 @@ extension TrainCommand {
             source.resume()
             sources.append(source)
         }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        let code = ProcessLauncher.wait(pid)
         sources.forEach { $0.cancel() }
-        let exited = (status & 0x7f) == 0
-        let code = exited ? (status >> 8) & 0xff : 128 + (status & 0x7f)
         if code != 0 { throw ExitCode(code) }
-    }
-
-    /// Starts `arguments` (looked up on PATH) in a new process group, so the terminal's Ctrl-C skips it.
-    func spawnInOwnProcessGroup(_ arguments: [String]) throws -> pid_t {
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
-        posix_spawnattr_setpgroup(&attributes, 0)
-        let argv = arguments.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let result = posix_spawnp(&pid, arguments[0], nil, &attributes, argv, environ)
-        guard result == 0 else {
-            throw ValidationError("cannot start \(arguments[0]): \(String(cString: strerror(result))) (is Open MPI installed? scripts/install-system-packages.sh)")
-        }
-        return pid
     }
 }
 

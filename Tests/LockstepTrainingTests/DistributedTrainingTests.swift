@@ -1,4 +1,5 @@
 import Foundation
+import LockstepDistributed
 import LockstepTestSupport
 import Testing
 
@@ -110,6 +111,43 @@ struct DistributedTrainingTests {
             let worst = zip(curve, reference).map { abs($0 - $1) / abs($1) }.max() ?? .infinity
             #expect(worst < 1e-5, "\(workers) workers: largest relative difference \(worst)")
         }
+    }
+
+    /// SIGTERM to mpirun: mpirun passes it on, the coordinator finishes the step, saves and releases the workers.
+    @Test func sigtermToMPIRunStopsCleanlyAfterSaving() throws {
+        let temporary = try TemporaryDirectory()
+        let directory = temporary.url
+        _ = try Self.setUp(directory)
+        let log = directory.appendingPathComponent("term.log").path
+        // Default signal dispositions and an empty mask for mpirun, whatever this test process has.
+        let pid = try ProcessLauncher.spawn(
+            ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\" > term.log 2>&1", directory.path,
+             "mpirun", "--oversubscribe", "--bind-to", "none", "--allow-run-as-root", "-x", "OPENBLAS_NUM_THREADS=1",
+             "-np", "1", Self.coordinator, "--config", "run.yaml", "--set", "output.directory=runs/term",
+             "--set", "training.max_steps=100000", "--set", "checkpoint.every=0", ":", "-np", "2", Self.worker],
+            environment: MPIRun.environment)
+        let metrics = directory.appendingPathComponent("runs/term/metrics.jsonl")
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline && ((try? MetricsLog.read(url: metrics).count) ?? 0) < 2 {
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        kill(pid, SIGTERM)
+        var status: Int32 = -1
+        let stopDeadline = Date().addingTimeInterval(60)
+        while Date() < stopDeadline {
+            if waitpid(pid, &status, WNOHANG) == pid { break }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        if Date() >= stopDeadline {
+            kill(pid, SIGKILL)
+            _ = ProcessLauncher.wait(pid)
+        }
+        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(output.contains("(signal)"), "\(output)")
+        let checkpoints = CheckpointDirectory(root: directory.appendingPathComponent("runs/term/checkpoints"))
+        let saved = try #require(checkpoints.newestValid(), "no checkpoint after SIGTERM:\n\(output)")
+        #expect(try TrainingCheckpoint.readState(saved).step > 0)
+        #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("runs/term/model/model.safetensors").path))
     }
 
     /// SIGKILL the coordinator or a worker at random moments (during steps or checkpoint writes), resume,
