@@ -45,9 +45,13 @@ struct CheckpointDirectoryTests {
     @Test func retentionKeepsLastAndMultiples() throws {
         let temporary = try TemporaryDirectory()
         let directory = CheckpointDirectory(root: temporary.url)
-        for step in stride(from: 100, through: 800, by: 100) { _ = try save(directory, step: step) }
-        directory.applyRetention(keepLast: 2, keepEvery: 300)
+        var newest: URL? = nil
+        for step in stride(from: 100, through: 800, by: 100) { newest = try save(directory, step: step) }
+        directory.applyRetention(keepLast: 2, keepEvery: 300, protected: newest!)
         #expect(directory.checkpoints().map(\.step) == [800, 700, 600, 300])
+        // The protected checkpoint survives even outside the last two.
+        directory.applyRetention(keepLast: 1, keepEvery: 0, protected: directory.root.appendingPathComponent("step-0000600"))
+        #expect(directory.checkpoints().map(\.step) == [800, 600])
     }
 
     @Test func unwritableDirectoryFailsClearlyAndKeepsEarlierCheckpoints() throws {

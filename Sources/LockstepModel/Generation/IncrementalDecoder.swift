@@ -47,8 +47,9 @@ public final class IncrementalDecoder {
 
     public var isFull: Bool { length == config.contextLength }
 
-    private func weights(_ name: String) -> UnsafePointer<Float> {
-        UnsafePointer(model.parameters.baseAddress! + model.layout.range(of: name)!.lowerBound)
+    /// The parameter at element `offset` of the buffer (offsets from `ParameterLayout`).
+    private func weights(_ offset: Int) -> UnsafePointer<Float> {
+        UnsafePointer(model.parameters.baseAddress! + offset)
     }
 
     /// Appends `token` at the next position and leaves the next-token logits `(V)` in `logits`.
@@ -56,20 +57,21 @@ public final class IncrementalDecoder {
         precondition(!isFull, "the context of \(config.contextLength) positions is full")
         let c = config.channels, heads = config.headCount, headSize = c / heads, t = config.contextLength
         let position = length
-        let wte = weights("transformer.wte.weight"), wpe = weights("transformer.wpe.weight")
+        let layout = model.layout
+        let wte = weights(layout.wte), wpe = weights(layout.wpe)
         for i in 0..<c {
             x[i] = wte[Int(token) * c + i] + wpe[position * c + i]
         }
         let scale = 1 / Float(headSize).squareRoot()
         for layer in 0..<config.layerCount {
-            let prefix = "transformer.h.\(layer)."
+            let block = layout.blocks[layer]
             LayerNorm.forward(
                 out: h.baseAddress!, mean: mean.baseAddress!, rstd: rstd.baseAddress!, input: x.baseAddress!,
-                weight: weights(prefix + "ln_1.weight"), bias: weights(prefix + "ln_1.bias"), rows: 1, channels: c,
+                weight: weights(block.ln1Weight), bias: weights(block.ln1Bias), rows: 1, channels: c,
                 eps: config.layerNormEpsilon)
             Matmul.forward(
-                out: qkv.baseAddress!, input: h.baseAddress!, weight: weights(prefix + "attn.c_attn.weight"),
-                bias: weights(prefix + "attn.c_attn.bias"), rows: 1, inChannels: c, outChannels: 3 * c,
+                out: qkv.baseAddress!, input: h.baseAddress!, weight: weights(block.qkvWeight),
+                bias: weights(block.qkvBias), rows: 1, inChannels: c, outChannels: 3 * c,
                 layout: .inputMajor)
             let cache = layer * t * c
             for i in 0..<c {
@@ -97,26 +99,26 @@ public final class IncrementalDecoder {
                 }
             }
             Matmul.forward(
-                out: projected.baseAddress!, input: attended.baseAddress!, weight: weights(prefix + "attn.c_proj.weight"),
-                bias: weights(prefix + "attn.c_proj.bias"), rows: 1, inChannels: c, outChannels: c, layout: .inputMajor)
+                out: projected.baseAddress!, input: attended.baseAddress!, weight: weights(block.attentionProjectionWeight),
+                bias: weights(block.attentionProjectionBias), rows: 1, inChannels: c, outChannels: c, layout: .inputMajor)
             for i in 0..<c { x[i] += projected[i] }
             LayerNorm.forward(
                 out: h.baseAddress!, mean: mean.baseAddress!, rstd: rstd.baseAddress!, input: x.baseAddress!,
-                weight: weights(prefix + "ln_2.weight"), bias: weights(prefix + "ln_2.bias"), rows: 1, channels: c,
+                weight: weights(block.ln2Weight), bias: weights(block.ln2Bias), rows: 1, channels: c,
                 eps: config.layerNormEpsilon)
             Matmul.forward(
-                out: hidden.baseAddress!, input: h.baseAddress!, weight: weights(prefix + "mlp.c_fc.weight"),
-                bias: weights(prefix + "mlp.c_fc.bias"), rows: 1, inChannels: c, outChannels: 4 * c, layout: .inputMajor)
+                out: hidden.baseAddress!, input: h.baseAddress!, weight: weights(block.fcWeight),
+                bias: weights(block.fcBias), rows: 1, inChannels: c, outChannels: 4 * c, layout: .inputMajor)
             GELU.forward(out: activated.baseAddress!, input: hidden.baseAddress!, count: 4 * c)
             Matmul.forward(
-                out: projected.baseAddress!, input: activated.baseAddress!, weight: weights(prefix + "mlp.c_proj.weight"),
-                bias: weights(prefix + "mlp.c_proj.bias"), rows: 1, inChannels: 4 * c, outChannels: c,
+                out: projected.baseAddress!, input: activated.baseAddress!, weight: weights(block.fcProjectionWeight),
+                bias: weights(block.fcProjectionBias), rows: 1, inChannels: 4 * c, outChannels: c,
                 layout: .inputMajor)
             for i in 0..<c { x[i] += projected[i] }
         }
         LayerNorm.forward(
             out: h.baseAddress!, mean: mean.baseAddress!, rstd: rstd.baseAddress!, input: x.baseAddress!,
-            weight: weights("transformer.ln_f.weight"), bias: weights("transformer.ln_f.bias"), rows: 1, channels: c,
+            weight: weights(layout.lnfWeight), bias: weights(layout.lnfBias), rows: 1, channels: c,
             eps: config.layerNormEpsilon)
         Matmul.forward(
             out: logits.baseAddress!, input: h.baseAddress!, weight: wte, bias: nil, rows: 1, inChannels: c,

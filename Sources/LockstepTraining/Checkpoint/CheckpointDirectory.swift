@@ -135,14 +135,12 @@ public struct CheckpointDirectory {
         return nil
     }
 
-    /// Deletes checkpoints beyond the newest `keepLast`, except multiples of `keepEvery`; never the newest
-    /// valid checkpoint nor the one `latest` names.
-    public func applyRetention(keepLast: Int, keepEvery: Int) {
-        let all = checkpoints()
-        let protected = newestValid()?.lastPathComponent
-        for (index, checkpoint) in all.enumerated() where index >= keepLast {
+    /// Deletes checkpoints beyond the newest `keepLast`, except multiples of `keepEvery` and `protected`
+    /// (the checkpoint just saved, the newest valid one: the caller knows it holds, so nothing is re-hashed).
+    public func applyRetention(keepLast: Int, keepEvery: Int, protected: URL) {
+        for (index, checkpoint) in checkpoints().enumerated() where index >= keepLast {
             if keepEvery > 0 && checkpoint.step % keepEvery == 0 { continue }
-            if checkpoint.url.lastPathComponent == protected { continue }
+            if checkpoint.url.lastPathComponent == protected.lastPathComponent { continue }
             try? FileManager.default.removeItem(at: checkpoint.url)
         }
     }

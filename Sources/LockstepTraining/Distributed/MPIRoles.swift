@@ -27,8 +27,6 @@ public final class MPIReplicaGroup: ReplicaGroup {
     public var replicaCount: Int { communicator.size }
     public var replicaIndex: Int { communicator.rank }
 
-    public func beginGradientAveraging(gradients: UnsafeMutableBufferPointer<Float>) {}
-
     public func blockGradientsReady(_ block: Int) {
         guard bucketed else { return }
         // Errors surface in `finish()`, which waits on every bucket; a callback inside backward cannot throw.

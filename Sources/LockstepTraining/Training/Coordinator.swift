@@ -202,8 +202,9 @@ public final class Coordinator: @unchecked Sendable {
     private func saveInBackground(_ state: CheckpointState) {
         saveQueue.async { [self] in
             do {
-                _ = try TrainingCheckpoint.save(snapshot: snapshot, state: state, layout: layout, to: checkpoints)
-                checkpoints.applyRetention(keepLast: config.checkpoint.keepLast, keepEvery: config.checkpoint.keepEvery)
+                let saved = try TrainingCheckpoint.save(snapshot: snapshot, state: state, layout: layout, to: checkpoints)
+                checkpoints.applyRetention(
+                    keepLast: config.checkpoint.keepLast, keepEvery: config.checkpoint.keepEvery, protected: saved)
             } catch {
                 saveError = error
             }

@@ -3,8 +3,6 @@
 public protocol ReplicaGroup: AnyObject {
     var replicaCount: Int { get }
     var replicaIndex: Int { get }
-    /// Called just before the last micro-step's backward; `gradients` is the model's whole gradient buffer.
-    func beginGradientAveraging(gradients: UnsafeMutableBufferPointer<Float>)
     /// Block `block`'s gradients are final: their averaging may start while backward continues.
     func blockGradientsReady(_ block: Int)
     /// Returns once `gradients` holds the mean over all replicas.
@@ -18,7 +16,6 @@ public final class LoneReplica: ReplicaGroup {
     public init() {}
     public var replicaCount: Int { 1 }
     public var replicaIndex: Int { 0 }
-    public func beginGradientAveraging(gradients: UnsafeMutableBufferPointer<Float>) {}
     public func blockGradientsReady(_ block: Int) {}
     public func finishGradientAveraging() throws {}
     public func allAgree(_ flag: Bool) throws -> Bool { flag }

@@ -82,7 +82,6 @@ public final class WorkerReplica {
                 tokens: inputs.baseAddress! + offset, targets: targets.baseAddress! + offset, batch: micro)
             lossSum += Double(loss)
             let isLast = microStep == accumulationSteps - 1
-            if isLast { group.beginGradientAveraging(gradients: model.gradients) }
             model.backward(
                 lossScale: 1 / Float(accumulationSteps),
                 onBlockGradientsReady: isLast ? { [group] block in group.blockGradientsReady(block) } : nil)
