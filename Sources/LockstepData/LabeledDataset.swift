@@ -48,7 +48,7 @@ public enum FieldSelector: Hashable, Sendable, Codable, CustomStringConvertible 
 }
 
 /// What to do with bytes that are not valid UTF-8.
-public enum InvalidUTF8Handling: String, Codable, Sendable {
+public enum InvalidUTF8Handling: String, Codable, Sendable, CaseIterable {
     /// Throw `DataError.invalidUTF8` naming the file and line.
     case error
     /// Read them as U+FFFD, the replacement character.

@@ -60,11 +60,17 @@ public struct CheckpointState: Codable, Equatable, Sendable {
     public var model: GPTConfig
     public var tokenizerVocabularySize: Int
     public var worldSize: Int
+    /// Classifier runs only: label names in id order.
     public var labelNames: [String]?
     public var skippedSteps: Int
     public var lastLoss: Double?
     public var lastValidationLoss: Double?
     public var elapsedSeconds: Double
+    /// Classifier runs only: the softmax temperature fitted on the dev set at the latest evaluation (1 before
+    /// any); `predict` divides logits by it.
+    public var temperature: Double? = nil
+    /// Classifier runs only: the dev metrics and the best checkpoint so far, so a resumed run keeps both.
+    public var selection: ModelSelection? = nil
 }
 
 /// Reads and writes Lockstep checkpoints: `model.safetensors` (Hugging Face GPT-2 names),

@@ -1,9 +1,12 @@
 import Foundation
+import LockstepData
 
 /// Everything a training run needs, read from one YAML file (see `configs/*.yaml`, where every key is
 /// documented) plus `--set dotted.key=value` overrides. Unknown keys are errors. Relative paths are taken
 /// relative to the directory the command runs in, as with nanoGPT and llm.c.
 public struct RunConfig: Codable, Equatable, Sendable {
+    /// What the model learns: next tokens (pretraining) or one label per text (fine-tuning a classifier).
+    public var task: Task
     public var model: ModelSettings
     public var data: DataSettings
     public var training: TrainingSettings
@@ -14,9 +17,17 @@ public struct RunConfig: Codable, Equatable, Sendable {
     public var output: OutputSettings
     public var checkpoint: CheckpointSettings
     public var distributed: DistributedSettings
+    /// Set exactly when `task` is `classification`.
+    public var classification: ClassificationSettings?
+
+    public enum Task: String, Codable, CaseIterable, Sendable {
+        case languageModel = "language_model"
+        case classification
+    }
 
     public struct ModelSettings: Codable, Equatable, Sendable {
-        /// A Hugging Face GPT-2 directory to take the architecture and starting weights from.
+        /// Where the architecture and starting weights come from: a Hugging Face GPT-2 directory, or (for
+        /// fine-tuning) a Lockstep checkpoint directory.
         public var initFrom: String?
         /// Defaults to the tokenizer's vocabulary size.
         public var vocabularySize: Int?
@@ -33,12 +44,16 @@ public struct RunConfig: Codable, Equatable, Sendable {
     }
 
     public struct DataSettings: Codable, Equatable, Sendable {
-        /// Glob of training token shards, e.g. `data/shakespeare/train_*.bin`.
+        /// Glob of training token shards, e.g. `data/shakespeare/train_*.bin`; for classification, labeled
+        /// files (TSV, CSV or JSONL).
         public var train: String
-        /// Glob of validation token shards; evaluation is off without it.
+        /// Glob of validation token shards (for classification, the labeled dev set used for model
+        /// selection); evaluation is off without it.
         public var validation: String?
         public var format: ShardFormatName
-        /// `bytes` for the plain byte vocabulary, or a directory with `vocab.json` + `merges.txt`.
+        /// `bytes` for the plain byte vocabulary, or a directory with `vocab.json` + `merges.txt`. When the
+        /// key is absent and `model.init_from` is given, the tokenizer of the model started from (see
+        /// `RunSetup.defaultTokenizer`).
         public var tokenizer: String
         public var shuffle: Bool
         public var seed: UInt64
@@ -105,6 +120,61 @@ public struct RunConfig: Codable, Equatable, Sendable {
         public var checkReplicasEvery: Int
     }
 
+    /// Which checkpoint counts as the best during fine-tuning.
+    public enum SelectionMetric: String, Codable, CaseIterable, Sendable {
+        case accuracy
+        case macroF1 = "macro_f1"
+        /// Dev-set cross-entropy: lower is better.
+        case loss
+
+        public var higherIsBetter: Bool { self != .loss }
+    }
+
+    /// How the cross-entropy weighs the classes.
+    public enum ClassWeights: Codable, Equatable, Sendable {
+        case none
+        /// n / (K · count of the class in the training set), as scikit-learn's `class_weight="balanced"`.
+        case balanced
+        /// One positive weight per label, in label-id order.
+        case explicit([Double])
+    }
+
+    /// The `classification` section: how labeled files are read and how the classifier is fine-tuned.
+    public struct ClassificationSettings: Codable, Equatable, Sendable {
+        /// nil: from each file's extension.
+        public var format: LabeledFileFormat?
+        /// nil: column 0 (TSV, CSV) or key `text` (JSONL).
+        public var textField: FieldSelector?
+        /// nil: column 1 (TSV, CSV) or key `label` (JSONL).
+        public var labelField: FieldSelector?
+        /// Whether TSV and CSV files start with a header row (default: true when a field is given by name).
+        public var header: Bool
+        public var invalidUTF8: InvalidUTF8Handling
+        /// Label names in id order; nil: the sorted distinct labels of the training files.
+        public var labels: [String]?
+        public var classWeights: ClassWeights
+        /// Train the head only: the transformer's weights stay as loaded, and backward stops at the head.
+        public var freezeBackbone: Bool
+        /// Peak learning rate of `score.weight` (nil: `schedule.learning_rate`); follows the same schedule.
+        public var headLearningRate: Double?
+        /// Layer-wise decay: block i of L learns at `decay^(L − i)` × the rate, the embeddings at
+        /// `decay^(L + 1)`; `ln_f` and the head at the full rate. 1 turns it off.
+        public var layerDecay: Double
+        /// Keeps the best checkpoint by this dev metric; the final `model/` is the best one.
+        public var metric: SelectionMetric
+        /// Stop after this many evaluations without a better metric (0: never stop early).
+        public var patience: Int
+        /// Fit a softmax temperature on the dev set at each evaluation and store it with the checkpoint.
+        public var calibrate: Bool
+
+        /// How to read the labeled file at `url` under these settings.
+        public func fileOptions(for url: URL) throws -> LabeledFileOptions {
+            LabeledFileOptions(
+                format: try format ?? LabeledFileFormat(inferredFrom: url), textField: textField,
+                labelField: labelField, hasHeader: header, invalidUTF8: invalidUTF8)
+        }
+    }
+
     /// Reads a config file; errors name the file, line and key.
     public static func load(file: URL, overrides: [String] = []) throws -> RunConfig {
         let text: String
@@ -118,6 +188,7 @@ public struct RunConfig: Codable, Equatable, Sendable {
 
     public init(yaml text: String, file: String = "<config>", overrides: [String] = []) throws {
         let root = try ConfigSection.root(yaml: text, file: file, overrides: overrides)
+        self.task = try root.choice("task", default: .languageModel)
 
         let model = try root.section("model")
         self.model = ModelSettings(
@@ -134,7 +205,11 @@ public struct RunConfig: Codable, Equatable, Sendable {
 
         let data = try root.section("data")
         guard let train = try data.optionalString("train") else {
-            throw data.invalid("train", "required: a glob of training token shards, e.g. data/shakespeare/train_*.bin")
+            throw data.invalid(
+                "train",
+                task == .classification
+                    ? "required: labeled training files (TSV, CSV or JSONL), e.g. data/sst2/train.tsv"
+                    : "required: a glob of training token shards, e.g. data/shakespeare/train_*.bin")
         }
         self.data = DataSettings(
             train: train,
@@ -151,13 +226,17 @@ public struct RunConfig: Codable, Equatable, Sendable {
                 "sequence_length", "\(sequenceLength) exceeds model.context_length (\(self.model.contextLength))")
         }
         let microBatchSize = try training.int("micro_batch_size", default: 8, minimum: 1)
+        let globalBatchSequences = try training.optionalInt("global_batch_size", minimum: 1)
+        if globalBatchSequences != nil && training.has("global_batch_tokens") {
+            throw training.invalid("global_batch_size", "give either global_batch_size (sequences) or global_batch_tokens, not both")
+        }
         self.training = TrainingSettings(
             maxSteps: try training.int("max_steps", default: 1000, minimum: 1),
             timeBudgetMinutes: try training.optionalDouble("time_budget_minutes", minimum: 0),
             sequenceLength: sequenceLength,
             microBatchSize: microBatchSize,
             globalBatchTokens: try training.int(
-                "global_batch_tokens", default: microBatchSize * sequenceLength, minimum: 1),
+                "global_batch_tokens", default: (globalBatchSequences ?? microBatchSize) * sequenceLength, minimum: 1),
             gradClip: try training.double("grad_clip", default: 1.0, minimum: 0),
             maxNonFiniteSteps: try training.int("max_nonfinite_steps", default: 5, minimum: 1))
 
@@ -208,8 +287,69 @@ public struct RunConfig: Codable, Equatable, Sendable {
             threadsPerWorker: try distributed.int("threads_per_worker", default: 1, minimum: 1),
             checkReplicasEvery: try distributed.int("check_replicas_every", default: 100, minimum: 0))
 
+        if task == .classification {
+            classification = try Self.classificationSettings(try root.section("classification"), schedule: self.schedule)
+        } else if root.has("classification") {
+            throw root.invalid("classification", "this section needs task: classification")
+        }
+
         try root.finish()
         _ = try accumulationSteps(workers: self.distributed.workers, file: file)
+    }
+
+    private static func classificationSettings(
+        _ section: ConfigSection, schedule: LearningRateSchedule
+    ) throws -> ClassificationSettings {
+        func field(_ key: String) throws -> FieldSelector? {
+            try section.optionalString(key).map { Int($0).map(FieldSelector.index) ?? .name($0) }
+        }
+        let textField = try field("text_field")
+        let labelField = try field("label_field")
+        let namedField = [textField, labelField].contains { if case .name = $0 { true } else { false } }
+        let format: LabeledFileFormat? = section.has("format") ? try section.choice("format", default: .tsv) : nil
+        let labels = try section.optionalStrings("labels")
+        if let labels, Set(labels).count != labels.count || labels.isEmpty {
+            throw section.invalid("labels", "expected a list of distinct label names")
+        }
+        var classWeights = ClassWeights.none
+        if let weights = try section.optionalStrings("class_weights") {
+            if weights == ["balanced"] {
+                classWeights = .balanced
+            } else if weights == ["none"] {
+                classWeights = .none
+            } else {
+                let values = weights.compactMap(Double.init)
+                guard values.count == weights.count, values.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+                    throw section.invalid("class_weights", "expected none, balanced, or a list of positive numbers (one per label)")
+                }
+                if let labels, labels.count != values.count {
+                    throw section.invalid("class_weights", "has \(values.count) weights for \(labels.count) labels")
+                }
+                classWeights = .explicit(values)
+            }
+        }
+        let headLearningRate = try section.optionalDouble("head_learning_rate", minimum: 0)
+        if headLearningRate != nil && !(schedule.peak > 0) {
+            throw section.invalid("head_learning_rate", "needs a positive schedule.learning_rate (the head follows its schedule)")
+        }
+        let layerDecay = try section.double("layer_decay", default: 1, minimum: 0)
+        if !(layerDecay > 0 && layerDecay <= 1) {
+            throw section.invalid("layer_decay", "expected a number in (0, 1], found \(layerDecay)")
+        }
+        return ClassificationSettings(
+            format: format,
+            textField: textField,
+            labelField: labelField,
+            header: try section.bool("header", default: namedField),
+            invalidUTF8: try section.choice("invalid_utf8", default: .error),
+            labels: labels,
+            classWeights: classWeights,
+            freezeBackbone: try section.bool("freeze_backbone", default: false),
+            headLearningRate: headLearningRate,
+            layerDecay: layerDecay,
+            metric: try section.choice("metric", default: .accuracy),
+            patience: try section.int("patience", default: 0, minimum: 0),
+            calibrate: try section.bool("calibrate", default: true))
     }
 
     /// Micro-steps per optimizer step on each worker: global tokens / (workers × micro batch × T).
