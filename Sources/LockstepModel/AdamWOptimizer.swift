@@ -4,6 +4,10 @@ import LockstepKernels
 /// decay on tensors that `ParameterLayout.decays` selects (matrices), none on biases and LayerNorm.
 ///
 /// The moments `m`, `v` use the parameters' layout, so checkpoints and broadcasts handle them as whole buffers.
+///
+/// Each tensor may scale the learning rate (`learningRateScale`), as PyTorch parameter groups with their own
+/// `lr`: for fine-tuning, a smaller rate on the pretrained body than on a fresh head. Scale 0 freezes a tensor:
+/// its parameters and moments never change, as a PyTorch parameter left out of the optimizer.
 public final class AdamWOptimizer {
     public let layout: ParameterLayout
     /// First moments, same layout as the parameters.
@@ -12,25 +16,44 @@ public final class AdamWOptimizer {
     public let v: UnsafeMutableBufferPointer<Float>
     /// Steps taken so far; the next `step` uses `stepCount + 1` for bias correction. Restored from checkpoints.
     public var stepCount = 0
-    /// Maximal runs of consecutive tensors that share a decay setting, so a step is a few kernel calls.
-    private let groups: [(range: Range<Int>, decays: Bool)]
+    /// Maximal runs of consecutive tensors that share a decay setting and a learning-rate scale, so a step is a
+    /// few kernel calls. Frozen tensors (scale 0) are in no group.
+    private let groups: [(range: Range<Int>, decays: Bool, scale: Float)]
+    /// `learningRateScale` of each tensor, in `layout.tensors` order.
+    private let scales: [Float]
 
-    public init(layout: ParameterLayout) {
+    /// - Parameter learningRateScale: the factor on the learning rate for each tensor, asked once here;
+    ///   0 freezes the tensor.
+    /// - Precondition: every scale is finite and not negative.
+    public init(layout: ParameterLayout, learningRateScale: (ParameterTensor) -> Float = { _ in 1 }) {
         self.layout = layout
         m = .allocate(capacity: layout.count)
         m.initialize(repeating: 0)
         v = .allocate(capacity: layout.count)
         v.initialize(repeating: 0)
-        var groups: [(range: Range<Int>, decays: Bool)] = []
-        for tensor in layout.tensors {
+        let scales = layout.tensors.map(learningRateScale)
+        var groups: [(range: Range<Int>, decays: Bool, scale: Float)] = []
+        for (tensor, scale) in zip(layout.tensors, scales) {
+            precondition(scale >= 0 && scale.isFinite, "learning-rate scale \(scale) of \(tensor.name) must be finite and ≥ 0")
+            if scale == 0 { continue }
             let decays = layout.decays(tensor)
-            if let last = groups.last, last.decays == decays, last.range.upperBound == tensor.offset {
+            if let last = groups.last, last.decays == decays, last.scale == scale, last.range.upperBound == tensor.offset {
                 groups[groups.count - 1].range = last.range.lowerBound..<tensor.range.upperBound
             } else {
-                groups.append((tensor.range, decays))
+                groups.append((tensor.range, decays, scale))
             }
         }
         self.groups = groups
+        self.scales = scales
+    }
+
+    /// The factor on the learning rate that `tensor` got in `init` (0: frozen).
+    /// - Precondition: `tensor` is one of `layout.tensors`.
+    public func learningRateScale(of tensor: ParameterTensor) -> Float {
+        guard let index = layout.tensors.firstIndex(of: tensor) else {
+            preconditionFailure("\(tensor.name) at offset \(tensor.offset) is not a tensor of this optimizer's layout")
+        }
+        return scales[index]
     }
 
     deinit {
@@ -45,7 +68,8 @@ public final class AdamWOptimizer {
         stepCount = 0
     }
 
-    /// One AdamW update of every parameter in place.
+    /// One AdamW update of every parameter in place, each tensor at `learningRate × learningRateScale(of:)`
+    /// (weight decay too, as in a PyTorch group with that `lr`); frozen tensors are skipped.
     /// - Precondition: both buffers have `layout.count` elements.
     public func step(
         parameters: UnsafeMutableBufferPointer<Float>, gradients: UnsafeMutableBufferPointer<Float>,
@@ -58,7 +82,8 @@ public final class AdamWOptimizer {
             let offset = group.range.lowerBound
             AdamW.update(
                 parameters: p + offset, gradients: g + offset, m: m + offset, v: v + offset, count: group.range.count,
-                step: stepCount, learningRate: learningRate, settings: settings, applyWeightDecay: group.decays)
+                step: stepCount, learningRate: learningRate * group.scale, settings: settings,
+                applyWeightDecay: group.decays)
         }
     }
 }

@@ -21,6 +21,19 @@ extension GPT {
             }
         }
     }
+
+    /// Draws a fresh classification head: `score.weight (K, C)` normal(0, 0.02), as Hugging Face initialises
+    /// `GPT2ForSequenceClassification.score` on top of a pretrained GPT-2 body. Every other parameter is left
+    /// as it is. Deterministic in `seed` (its own stream, not the one `initializeRandomly` continues).
+    /// - Precondition: the model has a score head (`config.labelCount` is set).
+    public func initializeHead(seed: UInt64) {
+        guard let K = config.labelCount, let score = layout.score else {
+            preconditionFailure("initializeHead needs a model with labelCount")
+        }
+        var random = NormalRandom(seed: seed)
+        let values = UnsafeMutableBufferPointer(rebasing: parameters[score..<(score + K * config.channels)])
+        for i in values.indices { values[i] = 0.02 * random.next() }
+    }
 }
 
 /// Standard normal samples: SplitMix64 for uniform bits, Box–Muller for the transform (both outputs used).

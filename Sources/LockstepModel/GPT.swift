@@ -29,7 +29,8 @@ public final class GPT {
     private enum Pending {
         case none
         case languageModel(batch: Int, counted: Int)
-        case classifier(batch: Int, counted: Int)
+        /// `weighted`: `acts.classRowWeights` holds each row's share of the weighted mean.
+        case classifier(batch: Int, counted: Int, weighted: Bool)
     }
 
     private var pending = Pending.none
@@ -71,6 +72,23 @@ public final class GPT {
     /// Label logits `(B, K)` of the last `classify`; empty for a language model.
     public var classLogits: UnsafeBufferPointer<Float> {
         UnsafeBufferPointer(start: acts.classLogits, count: lastClassifierBatch * (config.labelCount ?? 0))
+    }
+
+    /// Per-label loss weights `(K)` for `classify`, as PyTorch's `CrossEntropyLoss(weight:)`: the loss becomes
+    /// `Σ_b w[y_b]·loss_b / Σ_b w[y_b]` over counted rows, so rare labels can count more. nil: every row
+    /// counts the same (the plain mean). Read by `classify`; `backwardClassification` uses the weights of the
+    /// `classify` before it.
+    /// - Precondition: when set, `labelCount` entries, each finite and positive.
+    public var classWeights: [Float]? {
+        didSet {
+            guard let classWeights else { return }
+            precondition(
+                classWeights.count == config.labelCount ?? 0,
+                "classWeights has \(classWeights.count) entries, the model has \(config.labelCount ?? 0) labels")
+            for (k, w) in classWeights.enumerated() {
+                precondition(w > 0 && w.isFinite, "classWeights[\(k)] = \(w) must be finite and positive")
+            }
+        }
     }
 
     public func zeroGradients() {
@@ -158,7 +176,8 @@ public final class GPT {
     /// Runs the classifier on `tokens (batch, T)`, right-padded; `lengths (batch)` counts each row's real
     /// tokens (1...T). The label logits `(batch, K)` come from the hidden state at position `length - 1`.
     /// - Parameter labels: `(batch)` label ids (`-100` to skip a row), or nil for logits only.
-    /// - Returns: the mean cross-entropy over counted rows, or NaN when `labels` is nil.
+    /// - Returns: the mean cross-entropy over counted rows (weighted by `classWeights` when set; 0 when no row
+    ///   counts), or NaN when `labels` is nil.
     @discardableResult
     public func classify(
         tokens: UnsafePointer<Int32>, lengths: UnsafePointer<Int32>, labels: UnsafePointer<Int32>?, batch: Int
@@ -191,23 +210,65 @@ public final class GPT {
         let (meanLoss, counted) = SoftmaxCrossEntropy.forward(
             losses: acts.classLosses, probabilities: acts.classProbabilities, logits: acts.classLogits,
             targets: acts.labels, rows: B, vocab: K)
-        pending = .classifier(batch: B, counted: counted)
-        return meanLoss
+        guard let classWeights else {
+            pending = .classifier(batch: B, counted: counted, weighted: false)
+            return meanLoss
+        }
+        // Weighted mean in Double, serially (as the kernel's plain mean); each row's share w[y_b] / Σw is kept
+        // for backward, 0 for ignored rows.
+        var weightSum = 0.0, weightedLoss = 0.0
+        for b in 0..<B where labels[b] != -100 {
+            let w = Double(classWeights[Int(labels[b])])
+            weightSum += w
+            weightedLoss += w * Double(acts.classLosses[b])
+        }
+        for b in 0..<B {
+            acts.classRowWeights[b] = labels[b] == -100 ? 0 : Float(Double(classWeights[Int(labels[b])]) / weightSum)
+        }
+        pending = .classifier(batch: B, counted: counted, weighted: true)
+        return counted == 0 ? 0 : Float(weightedLoss / weightSum)
     }
 
-    /// `backward` for the classifier: adds the gradient of `lossScale × (mean loss of the last classify)`.
+    /// `backward` for the classifier: adds the gradient of `lossScale × (loss of the last classify)`, the
+    /// plain or `classWeights`-weighted mean that `classify` returned.
+    /// - Parameters:
+    ///   - headOnly: accumulate only `score.weight`'s gradient and skip the trunk's backward entirely (a frozen
+    ///     backbone costs no backward pass); the other gradients are left as they are and
+    ///     `onBlockGradientsReady` is never called.
+    ///   - onBlockGradientsReady: as in `backward`.
     /// - Precondition: the last call was `classify` with labels.
-    public func backwardClassification(lossScale: Float = 1, onBlockGradientsReady: ((Int) -> Void)? = nil) {
-        guard case .classifier(let B, let counted) = pending, let K = config.labelCount, let score = layout.score else {
+    public func backwardClassification(
+        lossScale: Float = 1, headOnly: Bool = false, onBlockGradientsReady: ((Int) -> Void)? = nil
+    ) {
+        guard case .classifier(let B, let counted, let weighted) = pending, let K = config.labelCount,
+            let score = layout.score
+        else {
             preconditionFailure("backwardClassification needs a classify with labels just before it")
         }
         pending = .none
         let T = sequenceLength, C = config.channels
 
-        let scale = counted > 0 ? lossScale / Float(counted) : 0
-        SoftmaxCrossEntropy.backward(
-            dLogits: acts.classProbabilities, probabilities: acts.classProbabilities, targets: acts.labels, rows: B,
-            vocab: K, scale: scale)
+        // dLogits (B, K), written over the probabilities: row b scaled by lossScale / counted, or by
+        // lossScale · w[y_b] / Σw when weighted.
+        if weighted {
+            for b in 0..<B {
+                SoftmaxCrossEntropy.backward(
+                    dLogits: acts.classProbabilities + b &* K, probabilities: acts.classProbabilities + b &* K,
+                    targets: acts.labels + b, rows: 1, vocab: K, scale: lossScale * acts.classRowWeights[b])
+            }
+        } else {
+            let scale = counted > 0 ? lossScale / Float(counted) : 0
+            SoftmaxCrossEntropy.backward(
+                dLogits: acts.classProbabilities, probabilities: acts.classProbabilities, targets: acts.labels, rows: B,
+                vocab: K, scale: scale)
+        }
+        if headOnly {
+            Matmul.backward(
+                dInput: nil, dWeight: gradients.baseAddress! + score, dBias: nil, dOut: acts.classProbabilities,
+                input: acts.pooled, weight: parameters.baseAddress! + score, rows: B, inChannels: C, outChannels: K,
+                layout: .outputMajor)
+            return
+        }
         acts.dPooled.update(repeating: 0, count: B * C)
         Matmul.backward(
             dInput: acts.dPooled, dWeight: gradients.baseAddress! + score, dBias: nil, dOut: acts.classProbabilities,
@@ -378,6 +439,8 @@ private struct Activations {
     var pooled, classLogits, classProbabilities, classLosses: UnsafeMutablePointer<Float>
     /// `(B)` copies of the classifier's inputs.
     var lengths, labels: UnsafeMutablePointer<Int32>
+    /// `(B)` each row's share `w[y_b] / Σw` of a weighted classifier loss (0 for ignored rows).
+    var classRowWeights: UnsafeMutablePointer<Float>
 
     // Backward scratch.
     var dResidual, dLn, dAttention, dQKV, dFc, dFcGELU, dPooled: UnsafeMutablePointer<Float>
@@ -410,6 +473,7 @@ private struct Activations {
         classLosses = plan.take(B)
         lengths = plan.take(B, as: Int32.self)
         labels = plan.take(B, as: Int32.self)
+        classRowWeights = plan.take(B)
         dResidual = plan.take(N * C)
         dLn = plan.take(N * C)
         dAttention = plan.take(N * C)
