@@ -57,7 +57,7 @@ public final class LabeledBatchStream {
     /// Fills this worker's slice of the next global batch and advances the cursor by the whole global batch.
     /// - Parameters:
     ///   - tokens: (localBatchSize, T): each example's first min(n, T) token ids, then `padID`.
-    ///   - lengths: (localBatchSize): min(n, T), the real tokens per row (0 for an empty text).
+    ///   - lengths: (localBatchSize): max(1, min(n, T)), the tokens the classifier reads per row.
     ///   - labels: (localBatchSize): class ids.
     public func nextBatch(
         tokens: UnsafeMutablePointer<Int32>, lengths: UnsafeMutablePointer<Int32>, labels: UnsafeMutablePointer<Int32>
@@ -80,7 +80,8 @@ public final class LabeledBatchStream {
 
     /// Tokenizes `text` into one row of T ids, truncated and right-padded; also for evaluation code that walks
     /// a whole dev set without dropping a last partial batch.
-    /// - Returns: the real tokens in the row, min(n, T).
+    /// An empty text (no tokens) reads as one pad token, so that every row has a last token to classify.
+    /// - Returns: the tokens the classifier reads, max(1, min(n, T)).
     public static func encode(
         _ text: String, tokenize: (String) -> [Int32], sequenceLength: Int, padID: Int32,
         into row: UnsafeMutablePointer<Int32>
@@ -89,6 +90,6 @@ public final class LabeledBatchStream {
         let length = min(ids.count, sequenceLength)
         for t in 0..<length { row[t] = ids[t] }
         for t in length..<sequenceLength { row[t] = padID }
-        return Int32(length)
+        return Int32(max(length, 1))
     }
 }

@@ -110,6 +110,9 @@ public struct StepSummary: Equatable, Sendable {
     /// Token-weighted mean evaluation loss; nil when no worker evaluated.
     public var evaluationLoss: Double?
     public var evaluationTokens: Int
+    /// Classifier runs, on evaluation steps: the dev set's class logits in dev order (K per example), put
+    /// together by the link from every worker's share; empty otherwise.
+    public var evaluationLogits: [Float] = []
 
     /// Combines the reports of one step.
     /// - Precondition: `reports` is not empty.

@@ -30,7 +30,7 @@ public final class GPT {
         case none
         case languageModel(batch: Int, counted: Int)
         /// `weighted`: `acts.classRowWeights` holds each row's share of the weighted mean.
-        case classifier(batch: Int, counted: Int, weighted: Bool)
+        case classifier(batch: Int, time: Int, counted: Int, weighted: Bool)
     }
 
     private var pending = Pending.none
@@ -121,7 +121,7 @@ public final class GPT {
         let B = batch, T = sequenceLength, C = config.channels, V = config.vocabularySize
         let N = B * T
         precondition((1...batchSize).contains(batch), "batch \(batch) must be in 1...\(batchSize)")
-        forwardTrunk(tokens: tokens, batch: B)
+        forwardTrunk(tokens: tokens, batch: B, time: T)
 
         // LM head tied to wte: logits (N, V) = lnf (N, C) · wteᵀ.
         let p = parameters.baseAddress!
@@ -168,30 +168,36 @@ public final class GPT {
         Matmul.backward(
             dInput: acts.dLn, dWeight: g + layout.wte, dBias: nil, dOut: acts.probabilities, input: acts.lnf,
             weight: p + layout.wte, rows: N, inChannels: C, outChannels: V, layout: .outputMajor)
-        backwardTrunk(batch: B, onBlockGradientsReady: onBlockGradientsReady)
+        backwardTrunk(batch: B, time: T, onBlockGradientsReady: onBlockGradientsReady)
     }
 
     // MARK: - Classifier
 
-    /// Runs the classifier on `tokens (batch, T)`, right-padded; `lengths (batch)` counts each row's real
-    /// tokens (1...T). The label logits `(batch, K)` come from the hidden state at position `length - 1`.
-    /// - Parameter labels: `(batch)` label ids (`-100` to skip a row), or nil for logits only.
+    /// Runs the classifier on `tokens (batch, time)`, right-padded; `lengths (batch)` counts each row's real
+    /// tokens (1...time). The label logits `(batch, K)` come from the hidden state at position `length - 1`.
+    /// - Parameters:
+    ///   - labels: `(batch)` label ids (`-100` to skip a row), or nil for logits only.
+    ///   - time: the rows' length, at most `sequenceLength` (the default). Causal attention makes a row's
+    ///     logits independent of what follows its last real token, so a batch of short texts may be cut to its
+    ///     longest row: the same logits for less work.
     /// - Returns: the mean cross-entropy over counted rows (weighted by `classWeights` when set; 0 when no row
     ///   counts), or NaN when `labels` is nil.
     @discardableResult
     public func classify(
-        tokens: UnsafePointer<Int32>, lengths: UnsafePointer<Int32>, labels: UnsafePointer<Int32>?, batch: Int
+        tokens: UnsafePointer<Int32>, lengths: UnsafePointer<Int32>, labels: UnsafePointer<Int32>?, batch: Int,
+        time: Int? = nil
     ) -> Float {
         guard let K = config.labelCount, let score = layout.score else {
             preconditionFailure("classify needs a model with labelCount")
         }
-        let B = batch, T = sequenceLength, C = config.channels
+        let B = batch, T = time ?? sequenceLength, C = config.channels
         precondition((1...batchSize).contains(batch), "batch \(batch) must be in 1...\(batchSize)")
+        precondition((1...sequenceLength).contains(T), "time \(T) must be in 1...\(sequenceLength)")
         for b in 0..<B {
             precondition((1...Int32(T)).contains(lengths[b]), "length \(lengths[b]) of row \(b) must be in 1...\(T)")
             acts.lengths[b] = lengths[b]
         }
-        forwardTrunk(tokens: tokens, batch: B)
+        forwardTrunk(tokens: tokens, batch: B, time: T)
 
         // score: pooled (B, C) = lnf at each row's last real token; class logits (B, K) = pooled · scoreᵀ.
         LastTokenGather.forward(out: acts.pooled, hidden: acts.lnf, lengths: acts.lengths, batch: B, time: T, channels: C)
@@ -211,7 +217,7 @@ public final class GPT {
             losses: acts.classLosses, probabilities: acts.classProbabilities, logits: acts.classLogits,
             targets: acts.labels, rows: B, vocab: K)
         guard let classWeights else {
-            pending = .classifier(batch: B, counted: counted, weighted: false)
+            pending = .classifier(batch: B, time: T, counted: counted, weighted: false)
             return meanLoss
         }
         // Weighted mean in Double, serially (as the kernel's plain mean); each row's share w[y_b] / Σw is kept
@@ -225,7 +231,7 @@ public final class GPT {
         for b in 0..<B {
             acts.classRowWeights[b] = labels[b] == -100 ? 0 : Float(Double(classWeights[Int(labels[b])]) / weightSum)
         }
-        pending = .classifier(batch: B, counted: counted, weighted: true)
+        pending = .classifier(batch: B, time: T, counted: counted, weighted: true)
         return counted == 0 ? 0 : Float(weightedLoss / weightSum)
     }
 
@@ -240,13 +246,13 @@ public final class GPT {
     public func backwardClassification(
         lossScale: Float = 1, headOnly: Bool = false, onBlockGradientsReady: ((Int) -> Void)? = nil
     ) {
-        guard case .classifier(let B, let counted, let weighted) = pending, let K = config.labelCount,
+        guard case .classifier(let B, let T, let counted, let weighted) = pending, let K = config.labelCount,
             let score = layout.score
         else {
             preconditionFailure("backwardClassification needs a classify with labels just before it")
         }
         pending = .none
-        let T = sequenceLength, C = config.channels
+        let C = config.channels
 
         // dLogits (B, K), written over the probabilities: row b scaled by lossScale / counted, or by
         // lossScale · w[y_b] / Σw when weighted.
@@ -276,14 +282,14 @@ public final class GPT {
             layout: .outputMajor)
         acts.dLn.update(repeating: 0, count: B * T * C)
         LastTokenGather.backward(dHidden: acts.dLn, dOut: acts.dPooled, lengths: acts.lengths, batch: B, time: T, channels: C)
-        backwardTrunk(batch: B, onBlockGradientsReady: onBlockGradientsReady)
+        backwardTrunk(batch: B, time: T, onBlockGradientsReady: onBlockGradientsReady)
     }
 
     // MARK: - Shared trunk
 
     /// Embeddings, the L blocks and `ln_f`: leaves `acts.lnf (B, T, C)`.
-    private func forwardTrunk(tokens source: UnsafePointer<Int32>, batch B: Int) {
-        let T = sequenceLength, C = config.channels, NH = config.headCount, V = Int32(config.vocabularySize)
+    private func forwardTrunk(tokens source: UnsafePointer<Int32>, batch B: Int, time T: Int) {
+        let C = config.channels, NH = config.headCount, V = Int32(config.vocabularySize)
         let N = B * T, eps = config.layerNormEpsilon
         for i in 0..<N {
             let token = source[i]
@@ -329,8 +335,8 @@ public final class GPT {
     /// The residual stream's gradient lives in one buffer, `dResidual`: a residual connection passes its
     /// output gradient unchanged to both inputs, so the branch reads it as its output gradient and each
     /// LayerNorm backward adds its input gradient into it.
-    private func backwardTrunk(batch B: Int, onBlockGradientsReady: ((Int) -> Void)?) {
-        let T = sequenceLength, C = config.channels, NH = config.headCount
+    private func backwardTrunk(batch B: Int, time T: Int, onBlockGradientsReady: ((Int) -> Void)?) {
+        let C = config.channels, NH = config.headCount
         let N = B * T
         let p = UnsafePointer(parameters.baseAddress!), g = gradients.baseAddress!
         let L = config.layerCount

@@ -52,7 +52,7 @@ struct TrainCommand: ParsableCommand {
         stopFlag.installSignalHandlers()
         let coordinator = try Coordinator(
             config: runConfig, link: LocalReplicaLink(replica: replica), modelConfig: modelConfig,
-            tokenizerVocabularySize: tokenizer.vocabularySize, resumed: resumed, stopFlag: stopFlag,
+            tokenizer: tokenizer, resumed: resumed, stopFlag: stopFlag,
             console: ProgressReporter(plainLineEvery: runConfig.output.logEvery))
         let summary = try coordinator.run()
         print(summary.line)

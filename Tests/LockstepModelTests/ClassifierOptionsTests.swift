@@ -284,4 +284,22 @@ import Testing
         #expect(Array(optimizer.m) == m)
         #expect(Array(optimizer.v) == v)
     }
+
+    /// Rows cut to the longest length (here 4 of 5) give the same loss and gradients as full rows: causal
+    /// attention never lets a row's last real token see the padding after it.
+    @Test func shorterRowsGiveTheSameLossAndGradients() throws {
+        let (model, tokens) = Self.makeModel()
+        let labels: [Int32] = [2, 0, 1, 1]
+        let lengths: [Int32] = [4, 3, 1, 4]
+        model.zeroGradients()
+        let full = model.classify(tokens: tokens, lengths: lengths, labels: labels, batch: Self.batch)
+        model.backwardClassification()
+        let fullGradients = Array(model.gradients)
+        let short = (0..<Self.batch).flatMap { b in tokens[(b * Self.time)..<(b * Self.time + 4)] }
+        model.zeroGradients()
+        let cut = model.classify(tokens: short, lengths: lengths, labels: labels, batch: Self.batch, time: 4)
+        model.backwardClassification()
+        #expect(abs(cut - full) <= 1e-6 * abs(full))
+        #expect(maxRelativeError(Array(model.gradients), fullGradients.map(Double.init), floor: 1e-3) <= 1e-4)
+    }
 }

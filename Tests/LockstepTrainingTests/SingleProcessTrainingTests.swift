@@ -57,7 +57,7 @@ struct SingleProcessTrainingTests {
             .trainStep(learningRate: 0).loss
         let result = try Coordinator(
             config: config, link: LocalReplicaLink(replica: replica), modelConfig: modelConfig,
-            tokenizerVocabularySize: tokenizer.vocabularySize, console: ProgressReporter(output: FileHandle(forWritingAtPath: "/dev/null")!)
+            tokenizer: tokenizer, console: ProgressReporter(output: FileHandle(forWritingAtPath: "/dev/null")!)
         ).run()
         #expect(result.steps == 60)
         #expect(first > 4.5)
@@ -100,7 +100,7 @@ struct SingleProcessTrainingTests {
         let replica = try RunSetup.replica(config, modelConfig: modelConfig, group: LoneReplica())
         _ = try Coordinator(
             config: config, link: LocalReplicaLink(replica: replica), modelConfig: modelConfig,
-            tokenizerVocabularySize: tokenizer.vocabularySize,
+            tokenizer: tokenizer,
             console: ProgressReporter(output: FileHandle(forWritingAtPath: "/dev/null")!)
         ).run()
         let checkpoint = try #require(

@@ -13,6 +13,7 @@ public struct CheckpointError: Error, CustomStringConvertible, Equatable {
 ///   step-0000500/   model.safetensors, optimizer.safetensors, state.json, checksums.json
 ///   step-0001000/
 ///   latest          "step-0001000"
+///   best            "step-0000500"   (fine-tuning: the best dev metric so far)
 /// ```
 ///
 /// A save writes into `.tmp-step-…`, fsyncs every file and the folder, renames it into place, and only then
@@ -76,14 +77,36 @@ public struct CheckpointDirectory {
 
     /// Points `latest` at `name` atomically.
     func setLatest(_ name: String) throws {
-        let latest = root.appendingPathComponent("latest")
-        let temporary = root.appendingPathComponent(".latest-\(getpid())")
+        try setPointer("latest", to: name)
+    }
+
+    /// Points `best` at the checkpoint `checkpoint` (one of this folder's) atomically; retention keeps it.
+    public func setBest(_ checkpoint: URL) throws {
+        try setPointer("best", to: checkpoint.lastPathComponent)
+    }
+
+    /// The checkpoint `best` points at, nil when there is none.
+    public var best: URL? {
+        pointer("best").map { root.appendingPathComponent($0) }
+    }
+
+    /// Writes the pointer file `pointer` (a checkpoint's name) through a temporary file, fsync and rename.
+    private func setPointer(_ pointer: String, to name: String) throws {
+        let url = root.appendingPathComponent(pointer)
+        let temporary = root.appendingPathComponent(".\(pointer)-\(getpid())")
         try Data((name + "\n").utf8).write(to: temporary)
         try Self.fsync(temporary)
-        if rename(temporary.path, latest.path) != 0 {
-            throw CheckpointError(description: "\(latest.path): cannot update (\(String(cString: strerror(errno))))")
+        if rename(temporary.path, url.path) != 0 {
+            throw CheckpointError(description: "\(url.path): cannot update (\(String(cString: strerror(errno))))")
         }
         try Self.fsync(root)
+    }
+
+    private func pointer(_ pointer: String) -> String? {
+        guard let name = try? String(contentsOf: root.appendingPathComponent(pointer), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines), !name.isEmpty
+        else { return nil }
+        return name
     }
 
     /// Checkpoint directories by step, newest first.
@@ -117,9 +140,7 @@ public struct CheckpointDirectory {
     /// `rejected` receives a message for each checkpoint passed over.
     public func newestValid(rejected: (String) -> Void = { _ in }) -> URL? {
         var candidates = checkpoints().map(\.url)
-        if let name = try? String(contentsOf: root.appendingPathComponent("latest"), encoding: .utf8)
-            .trimmingCharacters(in: .whitespacesAndNewlines), !name.isEmpty
-        {
+        if let name = pointer("latest") {
             let pointed = root.appendingPathComponent(name)
             candidates.removeAll { $0.lastPathComponent == name }
             candidates.insert(pointed, at: 0)
@@ -135,12 +156,15 @@ public struct CheckpointDirectory {
         return nil
     }
 
-    /// Deletes checkpoints beyond the newest `keepLast`, except multiples of `keepEvery` and `protected`
-    /// (the checkpoint just saved, the newest valid one: the caller knows it holds, so nothing is re-hashed).
+    /// Deletes checkpoints beyond the newest `keepLast`, except multiples of `keepEvery`, `protected` (the
+    /// checkpoint just saved, the newest valid one: the caller knows it holds, so nothing is re-hashed) and the
+    /// one `best` points at.
     public func applyRetention(keepLast: Int, keepEvery: Int, protected: URL) {
+        let best = pointer("best")
         for (index, checkpoint) in checkpoints().enumerated() where index >= keepLast {
             if keepEvery > 0 && checkpoint.step % keepEvery == 0 { continue }
-            if checkpoint.url.lastPathComponent == protected.lastPathComponent { continue }
+            let name = checkpoint.url.lastPathComponent
+            if name == protected.lastPathComponent || name == best { continue }
             try? FileManager.default.removeItem(at: checkpoint.url)
         }
     }

@@ -33,7 +33,7 @@ public final class TrainingSnapshot {
         _ = firstMoments.update(fromContentsOf: replica.optimizer.m)
         _ = secondMoments.update(fromContentsOf: replica.optimizer.v)
         optimizerStep = replica.optimizer.stepCount
-        cursor = replica.stream.cursor
+        cursor = replica.cursor
     }
 
     /// Puts this state into a replica (all replicas of a run get the same).
@@ -42,7 +42,7 @@ public final class TrainingSnapshot {
         _ = replica.optimizer.m.update(fromContentsOf: firstMoments)
         _ = replica.optimizer.v.update(fromContentsOf: secondMoments)
         replica.optimizer.stepCount = optimizerStep
-        replica.stream.cursor = cursor
+        replica.cursor = cursor
     }
 }
 

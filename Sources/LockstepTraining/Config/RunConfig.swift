@@ -120,16 +120,6 @@ public struct RunConfig: Codable, Equatable, Sendable {
         public var checkReplicasEvery: Int
     }
 
-    /// Which checkpoint counts as the best during fine-tuning.
-    public enum SelectionMetric: String, Codable, CaseIterable, Sendable {
-        case accuracy
-        case macroF1 = "macro_f1"
-        /// Dev-set cross-entropy: lower is better.
-        case loss
-
-        public var higherIsBetter: Bool { self != .loss }
-    }
-
     /// How the cross-entropy weighs the classes.
     public enum ClassWeights: Codable, Equatable, Sendable {
         case none
@@ -161,7 +151,7 @@ public struct RunConfig: Codable, Equatable, Sendable {
         /// `decay^(L + 1)`; `ln_f` and the head at the full rate. 1 turns it off.
         public var layerDecay: Double
         /// Keeps the best checkpoint by this dev metric; the final `model/` is the best one.
-        public var metric: SelectionMetric
+        public var metric: ClassificationReport.Metric
         /// Stop after this many evaluations without a better metric (0: never stop early).
         public var patience: Int
         /// Fit a softmax temperature on the dev set at each evaluation and store it with the checkpoint.
@@ -215,7 +205,7 @@ public struct RunConfig: Codable, Equatable, Sendable {
             train: train,
             validation: try data.optionalString("validation"),
             format: try data.choice("format", default: .llmc),
-            tokenizer: try data.string("tokenizer", default: "bytes"),
+            tokenizer: try data.string("tokenizer", default: self.model.initFrom ?? "bytes"),
             shuffle: try data.bool("shuffle", default: true),
             seed: UInt64(try data.int("seed", default: 1234, minimum: 0)))
 
@@ -288,7 +278,11 @@ public struct RunConfig: Codable, Equatable, Sendable {
             checkReplicasEvery: try distributed.int("check_replicas_every", default: 100, minimum: 0))
 
         if task == .classification {
-            classification = try Self.classificationSettings(try root.section("classification"), schedule: self.schedule)
+            let section = try root.section("classification")
+            classification = try Self.classificationSettings(section, schedule: self.schedule)
+            if classification!.patience > 0 && self.data.validation == nil {
+                throw section.invalid("patience", "early stopping needs a dev set: set data.validation")
+            }
         } else if root.has("classification") {
             throw root.invalid("classification", "this section needs task: classification")
         }

@@ -63,12 +63,16 @@ struct RunLaunch: Codable {
 /// Message tags of the checkpoint handoff from worker 0 to the coordinator.
 enum HandoffTag {
     static let parameters = 11, firstMoments = 12, secondMoments = 13, position = 14
+    /// Each worker's share of a classifier's dev logits, before any checkpoint handoff.
+    static let evaluationLogits = 15
 }
 
 /// The coordinator's link to worker processes: plans are broadcast over the world communicator, reports
 /// gathered, and a checkpoint's state sent by worker 0. The coordinator sleeps while it waits.
 public final class MPIReplicaLink: ReplicaLink {
     let groups: ProcessGroups
+    /// Classifier runs with a dev set: its size and K, so that evaluation steps collect the workers' logits.
+    var classifierDevSet: (examples: Int, classes: Int)?
 
     init(groups: ProcessGroups) {
         self.groups = groups
@@ -80,6 +84,10 @@ public final class MPIReplicaLink: ReplicaLink {
         _ = try groups.broadcastPlan(plan)
         guard let reports = try groups.gatherReports(nil) else {
             throw TrainingStopped(description: "the coordinator received no worker reports")
+        }
+        var summary = StepSummary(reports)
+        if plan.evaluate, let (examples, classes) = classifierDevSet {
+            summary.evaluationLogits = try receiveEvaluationLogits(examples: examples, classes: classes)
         }
         if plan.checkpoint {
             let world = groups.world
@@ -93,7 +101,25 @@ public final class MPIReplicaLink: ReplicaLink {
             snapshot.optimizerStep = Int(position[0])
             snapshot.cursor = DataCursor(epoch: Int(position[1]), position: Int(position[2]))
         }
-        return StepSummary(reports)
+        return summary
+    }
+
+    /// Worker w (world rank w + 1) holds the logits of dev examples w, w + N, ...; they are interleaved back
+    /// into dev order.
+    private func receiveEvaluationLogits(examples: Int, classes: Int) throws -> [Float] {
+        let workers = groups.workerCount
+        var logits = [Float](repeating: 0, count: examples * classes)
+        for worker in 0..<min(workers, examples) {
+            let mine = Array(stride(from: worker, to: examples, by: workers))
+            var share = [Float](repeating: 0, count: mine.count * classes)
+            try share.withUnsafeMutableBytes {
+                try groups.world.receive($0.baseAddress!, byteCount: $0.count, from: worker + 1, tag: HandoffTag.evaluationLogits)
+            }
+            for (row, example) in mine.enumerated() {
+                for k in 0..<classes { logits[example * classes + k] = share[row * classes + k] }
+            }
+        }
+        return logits
     }
 
     public func release() throws {
@@ -155,8 +181,9 @@ public enum DistributedRun {
         let stopFlag = StopFlag()
         stopFlag.installSignalHandlers()
         let coordinator = try Coordinator(
-            config: config, link: link, modelConfig: modelConfig, tokenizerVocabularySize: tokenizer.vocabularySize,
+            config: config, link: link, modelConfig: modelConfig, tokenizer: tokenizer,
             resumed: resumed, stopFlag: stopFlag, console: ProgressReporter(plainLineEvery: config.output.logEvery))
+        link.classifierDevSet = coordinator.classifierDevSet
         let summary = try coordinator.run()
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
@@ -192,7 +219,7 @@ public enum DistributedRun {
             try groups.world.broadcast(replica.optimizer.m, root: ProcessGroups.coordinatorRank)
             try groups.world.broadcast(replica.optimizer.v, root: ProcessGroups.coordinatorRank)
             replica.optimizer.stepCount = optimizerStep
-            replica.stream.cursor = cursor
+            replica.cursor = cursor
         } else {
             // Identical replicas from the start, whatever each process computed on its own.
             try workers.broadcast(replica.model.parameters, root: 0)
@@ -203,12 +230,17 @@ public enum DistributedRun {
             let report = try replica.execute(plan)
             if plan.verifyReplicas { try group.verifyReplicas(parameters: replica.model.parameters, step: plan.step + 1) }
             _ = try groups.gatherReports(report)
+            if plan.evaluate && config.task == .classification && !replica.evaluationLogits.isEmpty {
+                try replica.evaluationLogits.withUnsafeBytes {
+                    try groups.world.send($0.baseAddress!, byteCount: $0.count, to: 0, tag: HandoffTag.evaluationLogits)
+                }
+            }
             if plan.checkpoint && workerIndex == 0 {
                 let world = groups.world
                 try world.send(replica.model.parameters, to: 0, tag: HandoffTag.parameters)
                 try world.send(replica.optimizer.m, to: 0, tag: HandoffTag.firstMoments)
                 try world.send(replica.optimizer.v, to: 0, tag: HandoffTag.secondMoments)
-                let cursor = replica.stream.cursor
+                let cursor = replica.cursor
                 var position: [Int64] = [Int64(replica.optimizer.stepCount), Int64(cursor.epoch), Int64(cursor.position)]
                 try position.withUnsafeMutableBytes {
                     try world.send($0.baseAddress!, byteCount: $0.count, to: 0, tag: HandoffTag.position)

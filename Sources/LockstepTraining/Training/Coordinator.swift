@@ -1,12 +1,15 @@
 import Foundation
 import LockstepDistributed
 import LockstepModel
+import LockstepTokenizer
 
 /// Why a run ended.
 public enum StopReason: String, Codable, Sendable {
     case stepBudget = "step budget"
     case timeBudget = "time budget"
     case signal = "signal"
+    /// Fine-tuning: `classification.patience` evaluations in a row without a better dev metric.
+    case earlyStopping = "early stopping"
 }
 
 /// The end of a run, as the CLI reports it.
@@ -18,12 +21,17 @@ public struct RunSummary: Sendable {
     public var skippedSteps: Int
     public var seconds: Double
     public var modelDirectory: URL
+    /// Fine-tuning with a dev set: the best evaluation, whose parameters `modelDirectory` holds.
+    public var best: ModelSelection?
 
     /// One line for the console.
     public var line: String {
         var line = String(
             format: "done: %d steps (%@) in %.1f s, loss %.4f", steps, stopReason.rawValue, seconds, lastLoss)
         if let validation = lastValidationLoss { line += String(format: ", validation loss %.4f", validation) }
+        if let best, let step = best.bestStep, let value = best.bestValue {
+            line += String(format: ", best dev %@ %.4f at step %d", best.metric.rawValue, value, step)
+        }
         if skippedSteps > 0 { line += ", \(skippedSteps) skipped non-finite steps" }
         return line
     }
@@ -50,7 +58,11 @@ public final class Coordinator: @unchecked Sendable {
     let checkpoints: CheckpointDirectory
     let console: ProgressReporter
     let stopFlag: StopFlag
-    let tokenizerVocabularySize: Int
+    let tokenizer: BPETokenizer
+    /// Classifier runs: label names in id order.
+    let labelNames: [String]?
+    /// Classifier runs with a dev set: metrics, temperature, best checkpoint and patience.
+    let judge: DevSetJudge?
     /// The checkpoint this run continues from, if any.
     let resumed: CheckpointState?
     let snapshot: TrainingSnapshot
@@ -59,7 +71,7 @@ public final class Coordinator: @unchecked Sendable {
 
     /// `resumed`: the state of the checkpoint whose contents the replicas were started from.
     public init(
-        config: RunConfig, link: ReplicaLink, modelConfig: GPTConfig, tokenizerVocabularySize: Int,
+        config: RunConfig, link: ReplicaLink, modelConfig: GPTConfig, tokenizer: BPETokenizer,
         resumed: CheckpointState? = nil, stopFlag: StopFlag = StopFlag(), console: ProgressReporter = ProgressReporter()
     ) throws {
         self.config = config
@@ -71,9 +83,23 @@ public final class Coordinator: @unchecked Sendable {
         self.checkpoints = CheckpointDirectory(root: outputDirectory.appendingPathComponent("checkpoints"))
         self.console = console
         self.stopFlag = stopFlag
-        self.tokenizerVocabularySize = tokenizerVocabularySize
+        self.tokenizer = tokenizer
         self.resumed = resumed
         self.snapshot = TrainingSnapshot(count: layout.count)
+        if config.task == .classification {
+            let names = try RunSetup.labels(config).names
+            labelNames = names
+            judge = config.data.validation == nil
+                ? nil : try DevSetJudge(config: config, labelNames: names, resumed: resumed)
+        } else {
+            labelNames = nil
+            judge = nil
+        }
+    }
+
+    /// Classifier runs with a dev set: its size and K, which an MPI link needs to collect the dev logits.
+    public var classifierDevSet: (examples: Int, classes: Int)? {
+        judge.map { ($0.labels.count, $0.labelNames.count) }
     }
 
     public func run() throws -> RunSummary {
@@ -83,6 +109,11 @@ public final class Coordinator: @unchecked Sendable {
         let tensorBoard = config.output.tensorboard
             ? try TensorBoardWriter(logDirectory: outputDirectory.appendingPathComponent("tensorboard")) : nil
 
+        if let step = judge?.selection.bestStep {
+            // A resumed run: keep pointing at the best checkpoint so far (retention spares it).
+            let best = checkpoints.root.appendingPathComponent(CheckpointDirectory.name(step: step))
+            if FileManager.default.fileExists(atPath: best.path) { try checkpoints.setBest(best) }
+        }
         let started = Date()
         let elapsedBefore = resumed?.elapsedSeconds ?? 0
         let maxSteps = config.training.maxSteps
@@ -95,6 +126,7 @@ public final class Coordinator: @unchecked Sendable {
         var step = resumed?.step ?? 0
         var tokensSinceLog = 0.0
         var timeOfLastLog = started
+        var workersReleased = false
 
         while step < maxSteps {
             let elapsed = Date().timeIntervalSince(started)
@@ -107,12 +139,14 @@ public final class Coordinator: @unchecked Sendable {
             let evaluateEvery = config.evaluation.every
             let checkpointEvery = config.checkpoint.every
             let evaluate = hasValidation && (isLast || (evaluateEvery > 0 && (step + 1) % evaluateEvery == 0))
-            let checkpoint = isLast || (checkpointEvery > 0 && (step + 1) % checkpointEvery == 0)
-            if checkpoint { try waitForSave() }
+            var checkpoint = isLast || (checkpointEvery > 0 && (step + 1) % checkpointEvery == 0)
+            // A fine-tuning evaluation may find a new best: have the state at hand to save it.
+            let handoff = checkpoint || (evaluate && judge != nil)
+            if handoff { try waitForSave() }
             let verify = config.distributed.checkReplicasEvery > 0 && (step + 1) % config.distributed.checkReplicasEvery == 0
             let order = StepPlan(
                 step: step, learningRate: schedule.learningRate(atStep: step), evaluate: evaluate,
-                checkpoint: checkpoint, verifyReplicas: verify, stop: isLast,
+                checkpoint: handoff, verifyReplicas: verify, stop: isLast,
                 stopReason: isLast ? stopReason.rawValue : nil)
             let metrics = try link.execute(order, snapshot: snapshot)
 
@@ -150,7 +184,16 @@ public final class Coordinator: @unchecked Sendable {
             if metrics.skippedNonFinite {
                 console.message("step \(step): non-finite loss or gradient norm on some worker; update skipped on all")
             }
-            if let loss = metrics.evaluationLoss {
+            var isBest = false
+            var stopEarly = false
+            if let judge, evaluate {
+                let verdict = try judge.judge(logits: metrics.evaluationLogits, step: step)
+                lastValidation = verdict.report.negativeLogLikelihood
+                isBest = verdict.improved
+                stopEarly = verdict.stop && !isLast
+                try logEvaluation(verdict, step: step, log: metricsLog, tensorBoard: tensorBoard, time: elapsedBefore + Date().timeIntervalSince(started))
+                checkpoint = checkpoint || isBest || stopEarly
+            } else if let loss = metrics.evaluationLoss {
                 lastValidation = loss
                 try metricsLog.write([
                     "kind": .string("eval"), "step": .int(step), "val_loss": .double(loss),
@@ -166,10 +209,20 @@ public final class Coordinator: @unchecked Sendable {
                 let state = CheckpointState(
                     formatVersion: CheckpointState.currentFormatVersion, step: step,
                     optimizerStep: snapshot.optimizerStep, cursor: snapshot.cursor, config: config, model: modelConfig,
-                    tokenizerVocabularySize: tokenizerVocabularySize, worldSize: link.replicaCount, labelNames: nil,
+                    tokenizerVocabularySize: tokenizer.vocabularySize, worldSize: link.replicaCount, labelNames: labelNames,
                     skippedSteps: skippedTotal, lastLoss: lastLoss, lastValidationLoss: lastValidation,
-                    elapsedSeconds: elapsedBefore + Date().timeIntervalSince(started))
-                saveInBackground(state)
+                    elapsedSeconds: elapsedBefore + Date().timeIntervalSince(started), temperature: judge?.temperature,
+                    selection: judge?.selection)
+                saveInBackground(state, isBest: isBest)
+            }
+            if stopEarly {
+                stopReason = .earlyStopping
+                console.message(
+                    "step \(step): no better dev \(config.classification!.metric.rawValue) in \(config.classification!.patience) evaluations; stopping early")
+                try waitForSave()
+                try link.release()
+                workersReleased = true
+                break
             }
             if skippedInARow >= config.training.maxNonFiniteSteps && !isLast {
                 try waitForSave()
@@ -183,26 +236,69 @@ public final class Coordinator: @unchecked Sendable {
             if isLast { break }
         }
         try waitForSave()
-        if step == (resumed?.step ?? 0) { try link.release() }
+        if step == (resumed?.step ?? 0) && !workersReleased { try link.release() }
         console.finish()
 
         let modelDirectory = outputDirectory.appendingPathComponent("model")
         if step > (resumed?.step ?? 0) {
-            let model = GPT(config: modelConfig, batchSize: 1, sequenceLength: 1)
-            _ = model.parameters.update(fromContentsOf: snapshot.parameters)
-            try HuggingFaceGPT2.save(model: model, directory: modelDirectory, extraConfig: nil)
+            try saveModel(to: modelDirectory)
         }
         return RunSummary(
             steps: step, stopReason: stopReason, lastLoss: lastLoss, lastValidationLoss: lastValidation,
-            skippedSteps: skippedTotal, seconds: Date().timeIntervalSince(started), modelDirectory: modelDirectory)
+            skippedSteps: skippedTotal, seconds: Date().timeIntervalSince(started), modelDirectory: modelDirectory,
+            best: judge?.selection)
+    }
+
+    /// The run's model as a Hugging Face directory with its tokenizer: the last parameters, or for a
+    /// fine-tuning run with a dev set the best checkpoint's (with its temperature).
+    private func saveModel(to directory: URL) throws {
+        var temperature = judge?.temperature
+        if judge != nil, let best = checkpoints.best, FileManager.default.fileExists(atPath: best.path) {
+            let state = try TrainingCheckpoint.load(best, expectedModel: modelConfig, into: snapshot)
+            temperature = state.temperature
+        }
+        let model = GPT(config: modelConfig, batchSize: 1, sequenceLength: 1)
+        _ = model.parameters.update(fromContentsOf: snapshot.parameters)
+        var extra: [String: Any] = [:]
+        if let labelNames {
+            extra["id2label"] = Dictionary(uniqueKeysWithValues: labelNames.enumerated().map { ("\($0.offset)", $0.element) })
+        }
+        if let temperature { extra["calibration_temperature"] = temperature }
+        try HuggingFaceGPT2.save(model: model, directory: directory, extraConfig: extra)
+        try tokenizer.save(directory: directory)
+    }
+
+    /// The `eval` record of a fine-tuning evaluation: JSONL, TensorBoard and a console line.
+    private func logEvaluation(
+        _ verdict: DevSetJudge.Verdict, step: Int, log: MetricsLog, tensorBoard: TensorBoardWriter?, time: Double
+    ) throws {
+        let report = verdict.report
+        let temperature = judge?.temperature ?? 1
+        try log.write([
+            "kind": .string("eval"), "step": .int(step), "val_loss": .double(report.negativeLogLikelihood),
+            "accuracy": .double(report.accuracy), "macro_f1": .double(report.macroF1),
+            "ece": .double(report.expectedCalibrationError), "ece_calibrated": .double(verdict.calibratedECE),
+            "temperature": .double(temperature), "examples": .int(report.count), "best": .bool(verdict.improved),
+            "time": .double(time),
+        ])
+        tensorBoard?.addScalar(tag: "val/loss", value: report.negativeLogLikelihood, step: step, wallTime: nil)
+        tensorBoard?.addScalar(tag: "val/accuracy", value: report.accuracy, step: step, wallTime: nil)
+        tensorBoard?.addScalar(tag: "val/macro_f1", value: report.macroF1, step: step, wallTime: nil)
+        tensorBoard?.addScalar(tag: "val/ece", value: report.expectedCalibrationError, step: step, wallTime: nil)
+        console.message(String(
+            format: "step %d: dev accuracy %.4f, macro-F1 %.4f, loss %.4f, ECE %.4f (%.4f at temperature %.2f)%@",
+            step, report.accuracy, report.macroF1, report.negativeLogLikelihood, report.expectedCalibrationError,
+            verdict.calibratedECE, temperature, verdict.improved ? ", best so far" : ""))
     }
 
     /// Writes the snapshot on the save queue; training continues meanwhile. The snapshot is not touched
     /// again until `waitForSave()` has returned.
-    private func saveInBackground(_ state: CheckpointState) {
+    /// `isBest`: point `best` at it once written.
+    private func saveInBackground(_ state: CheckpointState, isBest: Bool) {
         saveQueue.async { [self] in
             do {
                 let saved = try TrainingCheckpoint.save(snapshot: snapshot, state: state, layout: layout, to: checkpoints)
+                if isBest { try checkpoints.setBest(saved) }
                 checkpoints.applyRetention(
                     keepLast: config.checkpoint.keepLast, keepEvery: config.checkpoint.keepEvery, protected: saved)
             } catch {

@@ -24,7 +24,9 @@ public final class LocalReplicaLink: ReplicaLink {
     public func execute(_ plan: StepPlan, snapshot: TrainingSnapshot) throws -> StepSummary {
         let report = try replica.execute(plan)
         if plan.checkpoint { snapshot.capture(from: replica) }
-        return StepSummary([report])
+        var summary = StepSummary([report])
+        summary.evaluationLogits = replica.evaluationLogits
+        return summary
     }
 
     public func release() throws {}

@@ -1,51 +1,91 @@
 import Foundation
 import LockstepData
+import LockstepFormats
 import LockstepModel
 import LockstepTokenizer
 
 /// Turns a `RunConfig` into the objects a run needs. Shared by every role so that the coordinator and the
 /// workers derive the same model shape and data order from the same config.
 public enum RunSetup {
-    /// `bytes` or a directory holding `vocab.json` + `merges.txt`.
+    /// `bytes`, a directory holding `vocab.json` + `merges.txt` (a prepared corpus, an exported model), or a
+    /// Lockstep checkpoint directory, whose run's tokenizer is used.
     public static func tokenizer(_ config: RunConfig) throws -> BPETokenizer {
-        config.data.tokenizer == "bytes"
-            ? BPETokenizer.bytes() : try BPETokenizer.load(directory: URL(fileURLWithPath: config.data.tokenizer))
+        let path = config.data.tokenizer
+        if path == "bytes" { return BPETokenizer.bytes() }
+        let url = URL(fileURLWithPath: path)
+        if let checkpoint = checkpointDirectory(url),
+            !FileManager.default.fileExists(atPath: url.appendingPathComponent("vocab.json").path)
+        {
+            return try tokenizer(TrainingCheckpoint.readState(checkpoint).config)
+        }
+        return try BPETokenizer.load(directory: url)
     }
 
-    /// The architecture: from `model.init_from`'s config.json when given, else from the `model` section with
-    /// the tokenizer's vocabulary size unless `model.vocab_size` says otherwise.
+    /// `url` as a Lockstep checkpoint: itself when it holds `state.json`, the newest valid checkpoint when it is
+    /// a run's `checkpoints/` folder; nil for anything else (such as a Hugging Face directory).
+    public static func checkpointDirectory(_ url: URL) -> URL? {
+        let files = FileManager.default
+        if files.fileExists(atPath: url.appendingPathComponent("state.json").path) { return url }
+        if files.fileExists(atPath: url.appendingPathComponent("latest").path) {
+            return CheckpointDirectory(root: url).newestValid()
+        }
+        return nil
+    }
+
+    /// The architecture: from `model.init_from` (a checkpoint's state.json or a Hugging Face config.json) when
+    /// given, else from the `model` section with the tokenizer's vocabulary size unless `model.vocab_size`
+    /// says otherwise. A classifier gets K = the number of labels and the tokenizer's pad id.
     public static func modelConfig(_ config: RunConfig, tokenizer: some Tokenizer) throws -> GPTConfig {
-        if let directory = config.model.initFrom {
-            let loaded = try HuggingFaceGPT2.loadConfig(directory: URL(fileURLWithPath: directory))
-            if loaded.contextLength < config.training.sequenceLength {
+        var modelConfig: GPTConfig
+        if let path = config.model.initFrom {
+            let url = URL(fileURLWithPath: path)
+            modelConfig = try checkpointDirectory(url).map { try TrainingCheckpoint.readState($0).model }
+                ?? HuggingFaceGPT2.loadConfig(directory: url)
+            if modelConfig.contextLength < config.training.sequenceLength {
                 throw ConfigError(
-                    file: directory + "/config.json", key: "training.sequence_length",
-                    message: "\(config.training.sequenceLength) exceeds the model's n_positions \(loaded.contextLength)")
+                    file: path, key: "training.sequence_length",
+                    message: "\(config.training.sequenceLength) exceeds the model's context length \(modelConfig.contextLength)")
             }
-            return loaded
+            if modelConfig.vocabularySize < tokenizer.vocabularySize {
+                throw ConfigError(
+                    file: path, key: "data.tokenizer",
+                    message: "the tokenizer has \(tokenizer.vocabularySize) entries, more than the model's vocabulary (\(modelConfig.vocabularySize))")
+            }
+        } else {
+            let vocabularySize = config.model.vocabularySize ?? tokenizer.vocabularySize
+            if vocabularySize < tokenizer.vocabularySize {
+                throw ConfigError(
+                    file: "<config>", key: "model.vocab_size",
+                    message: "\(vocabularySize) is smaller than the tokenizer's vocabulary (\(tokenizer.vocabularySize))")
+            }
+            modelConfig = GPTConfig(
+                vocabularySize: vocabularySize, contextLength: config.model.contextLength,
+                layerCount: config.model.layers, headCount: config.model.heads, channels: config.model.channels)
         }
-        let vocabularySize = config.model.vocabularySize ?? tokenizer.vocabularySize
-        if vocabularySize < tokenizer.vocabularySize {
-            throw ConfigError(
-                file: "<config>", key: "model.vocab_size",
-                message: "\(vocabularySize) is smaller than the tokenizer's vocabulary (\(tokenizer.vocabularySize))")
+        if config.task == .classification {
+            modelConfig.labelCount = try labels(config).names.count
+            modelConfig.padTokenID = padID(tokenizer)
         }
-        return GPTConfig(
-            vocabularySize: vocabularySize, contextLength: config.model.contextLength,
-            layerCount: config.model.layers, headCount: config.model.heads, channels: config.model.channels)
+        return modelConfig
     }
 
     /// A replica's model with its starting weights: `init_from`'s, or fresh ones from `model.seed`.
-    /// Every replica that calls this with the same config gets the same parameters.
+    /// Every replica that calls this with the same config gets the same parameters. A classifier started from
+    /// a language model gets a fresh head from `model.seed`.
     public static func model(_ config: RunConfig, modelConfig: GPTConfig) throws -> GPT {
         let model = GPT(
             config: modelConfig, batchSize: config.training.microBatchSize,
             sequenceLength: config.training.sequenceLength)
-        if let directory = config.model.initFrom {
-            try HuggingFaceGPT2.load(directory: URL(fileURLWithPath: directory), into: model)
-        } else {
+        guard let path = config.model.initFrom else {
             model.initializeRandomly(seed: config.model.seed)
+            return model
         }
+        if modelConfig.labelCount != nil { model.initializeHead(seed: config.model.seed) }
+        let directory = URL(fileURLWithPath: path)
+        let weights = (checkpointDirectory(directory) ?? directory).appendingPathComponent(HuggingFaceGPT2.weightsFile)
+        try HuggingFaceGPT2.loadParameters(
+            from: SafeTensorsFile.read(weights), into: model.parameters, layout: model.layout,
+            requireScore: config.task != .classification)
         return model
     }
 
@@ -67,18 +107,27 @@ public enum RunSetup {
         try replica(config, model: model(config, modelConfig: modelConfig), group: group)
     }
 
-    /// Replica `group.replicaIndex` of `group.replicaCount`: `model`, its slice of the training stream, and
-    /// the validation set.
+    /// Replica `group.replicaIndex` of `group.replicaCount`: `model`, its slice of the training stream, the
+    /// validation set, and an optimizer with the task's per-tensor learning rates.
     public static func replica(_ config: RunConfig, model: GPT, group: ReplicaGroup) throws -> WorkerReplica {
-        let modelConfig = model.config
-        let train = try dataset(pattern: config.data.train, config: config, modelConfig: modelConfig)
-        let validation = try config.data.validation.map {
-            try dataset(pattern: $0, config: config, modelConfig: modelConfig)
+        let task: ReplicaTask
+        switch config.task {
+        case .languageModel:
+            let modelConfig = model.config
+            let train = try dataset(pattern: config.data.train, config: config, modelConfig: modelConfig)
+            let validation = try config.data.validation.map {
+                try dataset(pattern: $0, config: config, modelConfig: modelConfig)
+            }
+            let stream = try PretrainingStream(
+                dataset: train, globalBatchWindows: config.globalBatchWindows, seed: config.data.seed,
+                shuffle: config.data.shuffle, rank: group.replicaIndex, worldSize: group.replicaCount)
+            task = LanguageModelTask(
+                model: model, stream: stream, validation: validation, maxValidationWindows: config.evaluation.maxWindows)
+        case .classification:
+            task = try classificationTask(config, model: model, group: group)
         }
-        let stream = try PretrainingStream(
-            dataset: train, globalBatchWindows: config.globalBatchWindows, seed: config.data.seed,
-            shuffle: config.data.shuffle, rank: group.replicaIndex, worldSize: group.replicaCount)
-        return try WorkerReplica(config: config, model: model, stream: stream, validation: validation, group: group)
+        let optimizer = AdamWOptimizer(layout: model.layout, learningRateScale: learningRateScale(config, layout: model.layout))
+        return try WorkerReplica(config: config, model: model, optimizer: optimizer, task: task, group: group)
     }
 }
 

@@ -17,34 +17,28 @@ public struct EvaluationSums: Equatable, Sendable {
 public final class WorkerReplica {
     public let model: GPT
     public let optimizer: AdamWOptimizer
-    public let stream: PretrainingStream
-    let validation: TokenWindowDataset?
+    /// What is learned from which data: pretraining or classification.
+    let task: ReplicaTask
     let group: ReplicaGroup
     let config: RunConfig
     let accumulationSteps: Int
-    /// This replica's windows of one global batch: `(accumulationSteps × microBatch, T)` each.
-    let inputs: UnsafeMutableBufferPointer<Int32>
-    let targets: UnsafeMutableBufferPointer<Int32>
+    /// Classifier runs: the dev logits of the last `execute` that evaluated (this replica's share, K per
+    /// example); empty otherwise. The link passes them to the coordinator.
+    public private(set) var evaluationLogits: [Float] = []
 
-    public init(
-        config: RunConfig, model: GPT, stream: PretrainingStream, validation: TokenWindowDataset?, group: ReplicaGroup
-    ) throws {
+    init(config: RunConfig, model: GPT, optimizer: AdamWOptimizer, task: ReplicaTask, group: ReplicaGroup) throws {
         self.config = config
         self.model = model
-        self.optimizer = AdamWOptimizer(layout: model.layout)
-        self.stream = stream
-        self.validation = validation
+        self.optimizer = optimizer
+        self.task = task
         self.group = group
         self.accumulationSteps = try config.accumulationSteps(workers: group.replicaCount)
-        let windows = stream.localBatchWindows
-        precondition(windows == accumulationSteps * config.training.microBatchSize)
-        inputs = .allocate(capacity: windows * config.training.sequenceLength)
-        targets = .allocate(capacity: windows * config.training.sequenceLength)
     }
 
-    deinit {
-        inputs.deallocate()
-        targets.deallocate()
+    /// Where the next global batch starts; restored from checkpoints.
+    public var cursor: DataCursor {
+        get { task.cursor }
+        set { task.cursor = newValue }
     }
 
     var adamSettings: AdamWSettings {
@@ -59,32 +53,28 @@ public final class WorkerReplica {
     public func execute(_ plan: StepPlan) throws -> WorkerReport {
         var report = try trainStep(learningRate: plan.learningRate)
         report.step = plan.step
+        evaluationLogits = []
         if plan.evaluate {
-            let sums = evaluate()
-            let time = Double(config.training.sequenceLength)
-            report.evaluationLossSum = sums.lossSum * time
-            report.evaluationTokens = Int(sums.windows * time)
+            let evaluation = evaluate()
+            report.evaluationLossSum = evaluation.lossSum
+            report.evaluationTokens = evaluation.count
+            evaluationLogits = evaluation.logits
         }
         return report
     }
 
     public func trainStep(learningRate: Double) throws -> WorkerReport {
         let start = Date()
-        let micro = config.training.microBatchSize
-        let time = config.training.sequenceLength
-        stream.nextBatch(inputs: inputs.baseAddress!, targets: targets.baseAddress!)
+        task.loadNextBatch()
         model.zeroGradients()
         var lossSum = 0.0
         var syncSeconds = 0.0
         for microStep in 0..<accumulationSteps {
-            let offset = microStep * micro * time
-            let loss = model.forward(
-                tokens: inputs.baseAddress! + offset, targets: targets.baseAddress! + offset, batch: micro)
-            lossSum += Double(loss)
             let isLast = microStep == accumulationSteps - 1
-            model.backward(
-                lossScale: 1 / Float(accumulationSteps),
+            let loss = task.forwardBackward(
+                microBatch: microStep, lossScale: 1 / Float(accumulationSteps),
                 onBlockGradientsReady: isLast ? { [group] block in group.blockGradientsReady(block) } : nil)
+            lossSum += Double(loss)
         }
         let syncStart = Date()
         try group.finishGradientAveraging()
@@ -107,21 +97,14 @@ public final class WorkerReplica {
         }
         let end = Date()
         return WorkerReport(
-            step: 0, loss: loss, tokens: accumulationSteps * micro * time, gradNorm: Double(norm),
+            step: 0, loss: loss, tokens: task.tokensPerStep, gradNorm: Double(norm),
             computeSeconds: optimizerStart.timeIntervalSince(start) - syncSeconds, communicationSeconds: syncSeconds,
             optimizerSeconds: end.timeIntervalSince(optimizerStart), stepSeconds: end.timeIntervalSince(start),
             skippedNonFinite: !everyoneFinite)
     }
 
-    /// Loss over this replica's share of the first `evaluation.max_windows` validation windows
-    /// (window i belongs to replica i mod N), in micro-batches.
-    public func evaluate() -> EvaluationSums {
-        guard let validation else { return EvaluationSums(lossSum: 0, windows: 0) }
-        let limit = config.evaluation.maxWindows == 0
-            ? validation.windowCount : min(config.evaluation.maxWindows, validation.windowCount)
-        let mine = Array(stride(from: group.replicaIndex, to: limit, by: group.replicaCount))
-        return ValidationLoss.sums(
-            model: model, dataset: validation, windows: mine, batch: config.training.microBatchSize,
-            sequenceLength: config.training.sequenceLength, inputs: inputs.baseAddress!, targets: targets.baseAddress!)
+    /// This replica's share of the validation set (item i belongs to replica i mod N).
+    func evaluate() -> TaskEvaluation {
+        task.evaluate(replicaIndex: group.replicaIndex, replicaCount: group.replicaCount)
     }
 }

@@ -1,0 +1,104 @@
+import LockstepData
+import LockstepModel
+
+/// Fine-tuning a classifier: rows of T tokens (truncated, right-padded) with one label each, loss on the
+/// label logits read at each row's last real token. With a frozen backbone, backward stops at the head.
+final class ClassificationTask: ReplicaTask {
+    let model: GPT
+    let stream: LabeledBatchStream
+    /// The whole dev set; this replica evaluates every N-th example.
+    let dev: [LabeledExample]
+    let headOnly: Bool
+    let tokenize: (String) -> [Int32]
+    let microBatch: Int
+    let time: Int
+    /// This replica's rows of one global batch: tokens `(accumulation × microBatch, T)`, lengths and labels
+    /// `(accumulation × microBatch)`.
+    let tokens: UnsafeMutableBufferPointer<Int32>
+    let lengths: UnsafeMutableBufferPointer<Int32>
+    let labels: UnsafeMutableBufferPointer<Int32>
+
+    init(model: GPT, stream: LabeledBatchStream, dev: [LabeledExample], headOnly: Bool, tokenize: @escaping (String) -> [Int32]) {
+        self.model = model
+        self.stream = stream
+        self.dev = dev
+        self.headOnly = headOnly
+        self.tokenize = tokenize
+        microBatch = model.batchSize
+        time = model.sequenceLength
+        tokens = .allocate(capacity: stream.localBatchSize * time)
+        lengths = .allocate(capacity: stream.localBatchSize)
+        labels = .allocate(capacity: stream.localBatchSize)
+    }
+
+    deinit {
+        tokens.deallocate()
+        lengths.deallocate()
+        labels.deallocate()
+    }
+
+    var cursor: DataCursor {
+        get { stream.cursor }
+        set { stream.cursor = newValue }
+    }
+
+    var tokensPerStep: Int { stream.localBatchSize * time }
+
+    func loadNextBatch() {
+        stream.nextBatch(tokens: tokens.baseAddress!, lengths: lengths.baseAddress!, labels: labels.baseAddress!)
+    }
+
+    func forwardBackward(microBatch index: Int, lossScale: Float, onBlockGradientsReady: ((Int) -> Void)?) -> Float {
+        let row = index * microBatch
+        let rows = tokens.baseAddress! + row * time
+        let shortTime = compact(rows, lengths: lengths.baseAddress! + row, count: microBatch)
+        let loss = model.classify(
+            tokens: rows, lengths: lengths.baseAddress! + row, labels: labels.baseAddress! + row, batch: microBatch,
+            time: shortTime)
+        model.backwardClassification(lossScale: lossScale, headOnly: headOnly, onBlockGradientsReady: onBlockGradientsReady)
+        return loss
+    }
+
+    /// Cuts `count` rows of T tokens at `rows` to the longest row's length t, in place, so they are
+    /// `(count, t)`: most texts are far shorter than T, and the classifier's logits do not depend on padding.
+    /// Returns t.
+    private func compact(_ rows: UnsafeMutablePointer<Int32>, lengths: UnsafePointer<Int32>, count: Int) -> Int {
+        var longest = 1
+        for b in 0..<count { longest = max(longest, Int(lengths[b])) }
+        // Row b moves from b·T down to b·t ≤ b·T, so copying rows in order never overwrites one not yet moved.
+        if longest < time {
+            for b in 1..<max(count, 1) {
+                (rows + b &* longest).update(from: rows + b &* time, count: longest)
+            }
+        }
+        return longest
+    }
+
+    /// Loss and logits of dev examples `replicaIndex, replicaIndex + N, ...`, in micro-batches (the last one
+    /// partial), reusing the training buffers' first rows.
+    func evaluate(replicaIndex: Int, replicaCount: Int) -> TaskEvaluation {
+        let mine = Array(stride(from: replicaIndex, to: dev.count, by: replicaCount))
+        let classes = model.config.labelCount!
+        var result = TaskEvaluation(lossSum: 0, count: mine.count)
+        result.logits.reserveCapacity(mine.count * classes)
+        var start = 0
+        while start < mine.count {
+            let rows = min(microBatch, mine.count - start)
+            for b in 0..<rows {
+                let example = dev[mine[start + b]]
+                lengths[b] = LabeledBatchStream.encode(
+                    example.text, tokenize: tokenize, sequenceLength: time, padID: stream.padID,
+                    into: tokens.baseAddress! + b * time)
+                labels[b] = example.label
+            }
+            let shortTime = compact(tokens.baseAddress!, lengths: lengths.baseAddress!, count: rows)
+            let loss = model.classify(
+                tokens: tokens.baseAddress!, lengths: lengths.baseAddress!, labels: labels.baseAddress!, batch: rows,
+                time: shortTime)
+            result.lossSum += Double(loss) * Double(rows)
+            result.logits += model.classLogits.prefix(rows * classes)
+            start += rows
+        }
+        return result
+    }
+}

@@ -1,0 +1,87 @@
+import LockstepData
+import LockstepModel
+
+/// What a replica learns, and from which data: next tokens over token windows (`LanguageModelTask`) or one
+/// label per text (`ClassificationTask`). `WorkerReplica` owns everything else in a step: zeroing, gradient
+/// accumulation, averaging over replicas, clipping and the optimizer update.
+protocol ReplicaTask: AnyObject {
+    /// Where the next global batch starts in the seeded data order; saved with checkpoints.
+    var cursor: DataCursor { get set }
+    /// Tokens one step processes on this replica (padding included), for throughput figures.
+    var tokensPerStep: Int { get }
+    /// Reads this replica's slice of the next global batch and advances the cursor past the whole batch.
+    func loadNextBatch()
+    /// Forward and backward over micro-batch `index` of the loaded batch: adds `lossScale` × the gradient of
+    /// its mean loss to the model's gradients and returns that mean loss.
+    func forwardBackward(microBatch index: Int, lossScale: Float, onBlockGradientsReady: ((Int) -> Void)?) -> Float
+    /// Evaluation over this replica's share of the validation set: item i belongs to replica i mod N.
+    func evaluate(replicaIndex: Int, replicaCount: Int) -> TaskEvaluation
+}
+
+/// A replica's part of one evaluation.
+struct TaskEvaluation {
+    /// Loss summed over `count` items: tokens for a language model, examples for a classifier.
+    var lossSum: Double
+    var count: Int
+    /// Classifier only: the class logits of this replica's examples, K per example, in the order
+    /// `replicaIndex, replicaIndex + N, ...` of the dev set.
+    var logits: [Float] = []
+}
+
+/// Pretraining: windows of T + 1 tokens from the shard stream, loss on every next token.
+final class LanguageModelTask: ReplicaTask {
+    let model: GPT
+    let stream: PretrainingStream
+    let validation: TokenWindowDataset?
+    /// Validation windows per evaluation (0: all).
+    let maxValidationWindows: Int
+    let microBatch: Int
+    let time: Int
+    /// This replica's windows of one global batch: `(accumulation × microBatch, T)` each.
+    let inputs: UnsafeMutableBufferPointer<Int32>
+    let targets: UnsafeMutableBufferPointer<Int32>
+
+    init(model: GPT, stream: PretrainingStream, validation: TokenWindowDataset?, maxValidationWindows: Int) {
+        self.model = model
+        self.stream = stream
+        self.validation = validation
+        self.maxValidationWindows = maxValidationWindows
+        microBatch = model.batchSize
+        time = model.sequenceLength
+        inputs = .allocate(capacity: stream.localBatchWindows * time)
+        targets = .allocate(capacity: stream.localBatchWindows * time)
+    }
+
+    deinit {
+        inputs.deallocate()
+        targets.deallocate()
+    }
+
+    var cursor: DataCursor {
+        get { stream.cursor }
+        set { stream.cursor = newValue }
+    }
+
+    var tokensPerStep: Int { stream.localBatchWindows * time }
+
+    func loadNextBatch() {
+        stream.nextBatch(inputs: inputs.baseAddress!, targets: targets.baseAddress!)
+    }
+
+    func forwardBackward(microBatch index: Int, lossScale: Float, onBlockGradientsReady: ((Int) -> Void)?) -> Float {
+        let offset = index * microBatch * time
+        let loss = model.forward(tokens: inputs.baseAddress! + offset, targets: targets.baseAddress! + offset, batch: microBatch)
+        model.backward(lossScale: lossScale, onBlockGradientsReady: onBlockGradientsReady)
+        return loss
+    }
+
+    func evaluate(replicaIndex: Int, replicaCount: Int) -> TaskEvaluation {
+        guard let validation else { return TaskEvaluation(lossSum: 0, count: 0) }
+        let limit = maxValidationWindows == 0 ? validation.windowCount : min(maxValidationWindows, validation.windowCount)
+        let mine = Array(stride(from: replicaIndex, to: limit, by: replicaCount))
+        let sums = ValidationLoss.sums(
+            model: model, dataset: validation, windows: mine, batch: microBatch, sequenceLength: time,
+            inputs: inputs.baseAddress!, targets: targets.baseAddress!)
+        return TaskEvaluation(lossSum: sums.lossSum * Double(time), count: Int(sums.windows) * time)
+    }
+}

@@ -1,0 +1,259 @@
+import Foundation
+import LockstepData
+import LockstepFormats
+import LockstepModel
+import LockstepTestSupport
+import LockstepTokenizer
+import Testing
+
+@testable import LockstepTraining
+
+/// Fine-tuning a classifier end to end: config, per-tensor learning rates, training from scratch and from a
+/// pretrained checkpoint, dev metrics, the best checkpoint, early stopping, resume over MPI, bad input.
+@Suite("Fine-tuning", .serialized)
+struct FineTuningTests {
+    /// A labeled TSV (SST-2's layout: header `sentence\tlabel`) whose label is told by the last word, which a
+    /// tiny byte-level model learns in a few dozen steps.
+    static func writeLabeledFile(_ url: URL, rows: Int, seed: UInt64) throws {
+        var random = TestRandom(seed: seed)
+        let filler = ["the", "film", "was", "a", "story", "of", "two", "friends", "and", "it"]
+        let cue = [["dull", "awful", "poor"], ["great", "fine", "fun"]]
+        var text = "sentence\tlabel\n"
+        for _ in 0..<rows {
+            let label = Int(random.next() % 2)
+            let words = (0..<(2 + Int(random.next() % 4))).map { _ in filler[Int(random.next() % 10)] }
+            text += (words + [cue[label][Int(random.next() % 3)]]).joined(separator: " ") + "\t\(label)\n"
+        }
+        try text.write(to: url, atomically: true, encoding: .utf8)
+    }
+
+    static func setUp(_ directory: URL) throws {
+        try writeLabeledFile(directory.appendingPathComponent("train.tsv"), rows: 400, seed: 1)
+        try writeLabeledFile(directory.appendingPathComponent("dev.tsv"), rows: 60, seed: 2)
+    }
+
+    static let configText = """
+        task: classification
+        model: {context_length: 32, layers: 2, heads: 2, channels: 32, seed: 5}
+        data: {train: train.tsv, validation: dev.tsv, seed: 3}
+        training: {max_steps: 40, sequence_length: 32, micro_batch_size: 4, global_batch_size: 16}
+        schedule: {kind: cosine, learning_rate: 3.0e-3, warmup_steps: 4}
+        evaluation: {every: 10}
+        output: {directory: runs/ft, log_every: 10, tensorboard: false}
+        classification: {text_field: sentence, label_field: label, metric: accuracy}
+        """
+
+    static func config(_ directory: URL, _ overrides: [String] = []) throws -> RunConfig {
+        try RunConfig(yaml: configText, file: "ft.yaml", overrides: overrides.map {
+            $0.replacingOccurrences(of: "DIR", with: directory.path)
+        } + ["data.train=\(directory.path)/train.tsv", "data.validation=\(directory.path)/dev.tsv",
+             "output.directory=\(directory.path)/runs/ft"])
+    }
+
+    /// What `lockstep train` does with one worker.
+    static func train(_ config: RunConfig) throws -> RunSummary {
+        let tokenizer = try RunSetup.tokenizer(config)
+        let modelConfig = try RunSetup.modelConfig(config, tokenizer: tokenizer)
+        let replica = try RunSetup.replica(config, modelConfig: modelConfig, group: LoneReplica())
+        return try Coordinator(
+            config: config, link: LocalReplicaLink(replica: replica), modelConfig: modelConfig, tokenizer: tokenizer,
+            console: ProgressReporter(output: FileHandle(forWritingAtPath: "/dev/null")!)
+        ).run()
+    }
+
+    // MARK: - Config
+
+    @Test func classificationSectionIsReadAndChecked() throws {
+        let config = try RunConfig(
+            yaml: Self.configText, file: "ft.yaml",
+            overrides: ["classification.class_weights=balanced", "classification.layer_decay=0.8",
+                        "classification.head_learning_rate=0.01", "classification.patience=3"])
+        let settings = try #require(config.classification)
+        #expect(config.task == .classification)
+        #expect(settings.classWeights == .balanced)
+        #expect(settings.layerDecay == 0.8 && settings.headLearningRate == 0.01 && settings.patience == 3)
+        #expect(settings.header, "a field given by name implies a header row")
+        #expect(settings.textField == .name("sentence"))
+        #expect(config.globalBatchWindows == 16)
+
+        func error(_ yaml: String, _ overrides: [String] = []) -> String {
+            do {
+                _ = try RunConfig(yaml: yaml, file: "ft.yaml", overrides: overrides)
+                return ""
+            } catch { return "\(error)" }
+        }
+        #expect(error(Self.configText, ["task=language_model"]).contains("classification: this section needs task: classification"))
+        #expect(error(Self.configText, ["classification.layer_decay=1.5"]).contains("classification.layer_decay"))
+        #expect(error(Self.configText, ["classification.class_weights=heavy"]).contains("classification.class_weights"))
+        #expect(error(Self.configText, ["classification.metric=speed"]).contains("classification.metric"))
+        #expect(error(Self.configText.replacingOccurrences(of: ", validation: dev.tsv", with: ""),
+                      ["classification.patience=2"]).contains("early stopping needs a dev set"))
+        #expect(error(Self.configText, ["training.global_batch_tokens=512"]).contains("either global_batch_size"))
+    }
+
+    @Test func learningRatesFollowHeadLayerDecayAndFreezing() throws {
+        let directory = try TemporaryDirectory()
+        try Self.setUp(directory.url)
+        let layout = ParameterLayout(config: GPTConfig(
+            vocabularySize: 300, contextLength: 32, layerCount: 2, headCount: 2, channels: 32, labelCount: 2))
+        func scales(_ overrides: [String]) throws -> [String: Float] {
+            let scale = RunSetup.learningRateScale(try Self.config(directory.url, overrides), layout: layout)
+            return Dictionary(uniqueKeysWithValues: layout.tensors.map { ($0.name, scale($0)) })
+        }
+        let plain = try scales([])
+        #expect(plain.values.allSatisfy { $0 == 1 })
+        let decayed = try scales(["classification.layer_decay=0.5", "classification.head_learning_rate=6e-3"])
+        #expect(decayed["score.weight"] == 2)
+        #expect(decayed["transformer.ln_f.weight"] == 1)
+        #expect(decayed["transformer.h.1.mlp.c_fc.weight"] == 0.5)
+        #expect(decayed["transformer.h.0.attn.c_attn.weight"] == 0.25)
+        #expect(decayed["transformer.wte.weight"] == 0.125 && decayed["transformer.wpe.weight"] == 0.125)
+        let frozen = try scales(["classification.freeze_backbone=true"])
+        #expect(frozen["score.weight"] == 1)
+        #expect(frozen.filter { $0.key != "score.weight" }.values.allSatisfy { $0 == 0 })
+    }
+
+    // MARK: - Training
+
+    @Test func fineTuningLearnsKeepsTheBestAndCalibrates() throws {
+        let directory = try TemporaryDirectory()
+        try Self.setUp(directory.url)
+        let config = try Self.config(directory.url, ["classification.class_weights=balanced"])
+        let summary = try Self.train(config)
+        let run = directory.url.appendingPathComponent("runs/ft")
+
+        let evaluations = try MetricsLog.read(url: run.appendingPathComponent("metrics.jsonl"))
+            .filter { $0["kind"] == .string("eval") }
+        #expect(evaluations.count == 4)
+        let accuracies = evaluations.compactMap { $0["accuracy"]?.doubleValue }
+        let best = try #require(summary.best?.bestValue)
+        #expect(best >= 0.9, "dev accuracies \(accuracies)")
+        #expect(best == accuracies.max())
+        #expect(summary.line.contains("best dev accuracy"))
+
+        // The best checkpoint is kept, and model/ holds its parameters, labels and temperature.
+        let checkpoints = CheckpointDirectory(root: run.appendingPathComponent("checkpoints"))
+        let bestCheckpoint = try #require(checkpoints.best)
+        let bestState = try TrainingCheckpoint.readState(bestCheckpoint)
+        #expect(bestState.step == summary.best?.bestStep)
+        #expect(bestState.labelNames == ["0", "1"])
+        let temperature = try #require(bestState.temperature)
+        #expect(temperature > 0 && temperature != 1)
+        #expect(bestState.selection?.latest["accuracy"] == best)
+
+        let model = run.appendingPathComponent("model")
+        let exported = try SafeTensorsFile.read(model.appendingPathComponent("model.safetensors"))
+        let saved = try SafeTensorsFile.read(bestCheckpoint.appendingPathComponent("model.safetensors"))
+        let name = "score.weight"
+        #expect(try exported.floats(named: name) == saved.floats(named: name))
+        let json = try #require(
+            JSONSerialization.jsonObject(with: Data(contentsOf: model.appendingPathComponent("config.json"))) as? [String: Any])
+        #expect(json["id2label"] as? [String: String] == ["0": "0", "1": "1"])
+        let written = try #require(json["calibration_temperature"] as? Double)
+        #expect(abs(written - temperature) <= 1e-12 * temperature)
+        #expect(json["pad_token_id"] as? Int == 256)
+        #expect(FileManager.default.fileExists(atPath: model.appendingPathComponent("vocab.json").path))
+    }
+
+    @Test func frozenBackboneFromAPretrainedCheckpointTrainsOnlyTheHead() throws {
+        let directory = try TemporaryDirectory()
+        try Self.setUp(directory.url)
+        // A language model pretrained for a few steps on the same sentences.
+        _ = try SingleProcessTrainingTests.prepareCorpus(in: directory.url)
+        let pretrain = try SingleProcessTrainingTests.config(
+            directory: directory.url, extra: "checkpoint: {every: 0}")
+        var lmConfig = pretrain
+        lmConfig.training.maxSteps = 3
+        lmConfig.schedule.totalSteps = 3
+        lmConfig.output.directory = directory.url.appendingPathComponent("runs/lm").path
+        let tokenizer = try RunSetup.tokenizer(lmConfig)
+        let lmModel = try RunSetup.modelConfig(lmConfig, tokenizer: tokenizer)
+        let lmReplica = try RunSetup.replica(lmConfig, modelConfig: lmModel, group: LoneReplica())
+        _ = try Coordinator(
+            config: lmConfig, link: LocalReplicaLink(replica: lmReplica), modelConfig: lmModel, tokenizer: tokenizer,
+            console: ProgressReporter(output: FileHandle(forWritingAtPath: "/dev/null")!)
+        ).run()
+        let lmCheckpoints = directory.url.appendingPathComponent("runs/lm/checkpoints")
+
+        let config = try Self.config(directory.url, [
+            "model.init_from=\(lmCheckpoints.path)", "classification.freeze_backbone=true", "training.max_steps=6",
+            "evaluation.every=3",
+        ])
+        #expect(config.data.tokenizer == lmCheckpoints.path, "the tokenizer defaults to init_from's")
+        _ = try Self.train(config)
+        let before = try SafeTensorsFile.read(
+            try #require(RunSetup.checkpointDirectory(lmCheckpoints)).appendingPathComponent("model.safetensors"))
+        let after = try SafeTensorsFile.read(directory.url.appendingPathComponent("runs/ft/model/model.safetensors"))
+        for tensor in before.tensors {
+            #expect(try after.floats(named: tensor.name) == before.floats(named: tensor.name), "\(tensor.name) changed")
+        }
+        let head = try after.floats(named: "score.weight")
+        #expect(head.count == 2 * 32 && head.contains { $0 != 0 })
+    }
+
+    @Test func earlyStoppingEndsTheRunAfterPatienceRunsOut() throws {
+        let directory = try TemporaryDirectory()
+        try Self.setUp(directory.url)
+        // So small a learning rate leaves every prediction, hence the accuracy, as at the first evaluation.
+        let config = try Self.config(directory.url, [
+            "schedule.learning_rate=1e-12", "evaluation.every=5", "classification.patience=2",
+        ])
+        let summary = try Self.train(config)
+        #expect(summary.stopReason == .earlyStopping)
+        #expect(summary.steps == 15)
+        #expect(summary.best?.bestStep == 5)
+        let checkpoints = CheckpointDirectory(root: directory.url.appendingPathComponent("runs/ft/checkpoints"))
+        #expect(try TrainingCheckpoint.readState(try #require(checkpoints.newestValid())).step == 15)
+    }
+
+    @Test func badLabeledInputIsAClearError() throws {
+        let directory = try TemporaryDirectory()
+        try Self.setUp(directory.url)
+        let dev = directory.url.appendingPathComponent("dev.tsv")
+        try (String(contentsOf: dev, encoding: .utf8) + "a surprising film\tmaybe\n").write(to: dev, atomically: true, encoding: .utf8)
+        let config = try Self.config(directory.url)
+        let unseen = #expect(throws: (any Error).self) { try Self.train(config) }
+        let message = "\(unseen!)"
+        #expect(message.contains("dev.tsv") && message.contains("62") && message.contains("maybe"), "\(message)")
+
+        let missingField = try Self.config(directory.url, ["classification.text_field=review"])
+        let error = #expect(throws: (any Error).self) { try Self.train(missingField) }
+        #expect("\(error!)".contains("train.tsv") && "\(error!)".contains("review"), "\(error!)")
+    }
+
+    // MARK: - Distributed
+
+    @Test func twoWorkersFineTuneAndResumeBitIdentical() throws {
+        let temporary = try TemporaryDirectory()
+        let directory = temporary.url
+        try Self.setUp(directory)
+        try (Self.configText + "\ncheckpoint: {every: 10, keep_last: 5}\n")
+            .write(to: directory.appendingPathComponent("ft.yaml"), atomically: true, encoding: .utf8)
+        let lockstep = DistributedTrainingTests.lockstep
+        func train(_ output: String, resume: Bool = false) throws -> MPIRun.Result {
+            try MPIRun.command(
+                [lockstep, "train", "--config", "ft.yaml", "--workers", "2", "--set", "training.max_steps=20",
+                 "--set", "output.directory=\(output)"] + (resume ? ["--resume", "auto"] : []),
+                directory: directory, timeout: 300)
+        }
+        let full = try train("runs/full")
+        #expect(full.status == 0, "\(full.output)")
+        #expect(full.output.contains("dev accuracy"))
+        let checkpointRoot = directory.appendingPathComponent("runs/resumed/checkpoints")
+        try FileManager.default.createDirectory(at: checkpointRoot, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(
+            at: directory.appendingPathComponent("runs/full/checkpoints/step-0000010"),
+            to: checkpointRoot.appendingPathComponent("step-0000010"))
+        let resumed = try train("runs/resumed", resume: true)
+        #expect(resumed.status == 0, "\(resumed.output)")
+        #expect(resumed.output.contains("resuming from") && resumed.output.contains("at step 10"), "\(resumed.output)")
+        let steps = try MetricsLog.read(url: directory.appendingPathComponent("runs/resumed/metrics.jsonl"))
+            .compactMap { $0["step"]?.doubleValue }
+        #expect(steps.min() ?? 0 > 10, "the resumed run logged steps \(steps)")
+        for file in ["checkpoints/step-0000020/model.safetensors", "model/model.safetensors", "model/config.json"] {
+            let a = try Data(contentsOf: directory.appendingPathComponent("runs/full/\(file)"))
+            let b = try Data(contentsOf: directory.appendingPathComponent("runs/resumed/\(file)"))
+            #expect(a == b, "\(file) differs after resuming")
+        }
+    }
+}
