@@ -33,19 +33,24 @@ import Testing
     }
 
     /// Logits straight from `GPT.classify` on rows built by hand: each text's first T byte ids, then pad 256
-    /// (`<|endoftext|>`), length at least 1.
-    static func referenceLogits(directory: URL, texts: [String], time: Int) throws -> [Float] {
-        let model = GPT(config: config, batchSize: texts.count, sequenceLength: time)
+    /// (`<|endoftext|>`), length at least 1; `batch` rows per call, the last call with the rest.
+    static func referenceLogits(directory: URL, texts: [String], time: Int, batch: Int) throws -> [Float] {
+        let model = GPT(config: config, batchSize: batch, sequenceLength: time)
         try HuggingFaceGPT2.load(directory: directory, into: model)
-        var tokens = [Int32](repeating: 256, count: texts.count * time)
-        var lengths = [Int32](repeating: 1, count: texts.count)
-        for (b, text) in texts.enumerated() {
-            let ids = Array(text.utf8.prefix(time)).map(Int32.init)
-            for (t, id) in ids.enumerated() { tokens[b * time + t] = id }
-            lengths[b] = Int32(max(ids.count, 1))
+        var logits: [Float] = []
+        for start in stride(from: 0, to: texts.count, by: batch) {
+            let rows = Array(texts[start..<min(start + batch, texts.count)])
+            var tokens = [Int32](repeating: 256, count: rows.count * time)
+            var lengths = [Int32](repeating: 1, count: rows.count)
+            for (b, text) in rows.enumerated() {
+                let ids = Array(text.utf8.prefix(time)).map(Int32.init)
+                for (t, id) in ids.enumerated() { tokens[b * time + t] = id }
+                lengths[b] = Int32(max(ids.count, 1))
+            }
+            _ = model.classify(tokens: tokens, lengths: lengths, labels: nil, batch: rows.count)
+            logits += Array(model.classLogits)
         }
-        _ = model.classify(tokens: tokens, lengths: lengths, labels: nil, batch: texts.count)
-        return Array(model.classLogits)
+        return logits
     }
 
     static func argmax(_ logits: [Float], row: Int) -> Int {
@@ -67,17 +72,25 @@ import Testing
         #expect(classifier.fileSettings == nil)
         #expect(classifier.defaultSequenceLength == 16)
 
-        let reference = try Self.referenceLogits(directory: folder.url, texts: Self.texts, time: 16)
-        let whole = try classifier.logits(texts: Self.texts, sequenceLength: 16, batchSize: 7)
-        #expect(whole.count == 7 * 3)
-        #expect(whole == reference)
-        // 2 and 5 rows per pass leave a last partial batch (7 = 2+2+2+1 = 5+2); nothing is dropped.
-        #expect(try classifier.logits(texts: Self.texts, sequenceLength: 16, batchSize: 2) == reference)
-        #expect(try classifier.logits(texts: Self.texts, sequenceLength: 16, batchSize: 5) == reference)
+        // Exactly GPT.classify's logits for the same rows in the same batches, the last partial batch included
+        // (7 = 2+2+2+1 = 5+2 = 7).
+        var byBatch: [Int: [Float]] = [:]
+        for batch in [2, 5, 7] {
+            let reference = try Self.referenceLogits(directory: folder.url, texts: Self.texts, time: 16, batch: batch)
+            let logits = try classifier.logits(texts: Self.texts, sequenceLength: 16, batchSize: batch)
+            #expect(logits.count == 7 * 3)
+            #expect(logits == reference, "batch \(batch)")
+            byBatch[batch] = logits
+        }
+        // Across batch sizes only to rounding: sgemm over B·T rows may sum in another order when B changes.
+        for batch in [2, 5] {
+            for (a, b) in zip(byBatch[batch]!, byBatch[7]!) { #expect(abs(a - b) <= 1e-5 * max(1, abs(b))) }
+        }
         // Default T is the context length; a shorter T is the same as building shorter rows.
-        #expect(try classifier.logits(texts: Self.texts, batchSize: 3) == reference)
-        let short = try Self.referenceLogits(directory: folder.url, texts: Self.texts, time: 4)
-        #expect(try classifier.logits(texts: Self.texts, sequenceLength: 4, batchSize: 3) == short)
+        #expect(try classifier.logits(texts: Self.texts, batchSize: 3)
+            == Self.referenceLogits(directory: folder.url, texts: Self.texts, time: 16, batch: 3))
+        #expect(try classifier.logits(texts: Self.texts, sequenceLength: 4, batchSize: 3)
+            == Self.referenceLogits(directory: folder.url, texts: Self.texts, time: 4, batch: 3))
         #expect(try classifier.logits(texts: [], batchSize: 3).isEmpty)
 
         #expect(throws: ClassifierLoadError.self) { try classifier.logits(texts: ["x"], sequenceLength: 17) }
@@ -124,7 +137,7 @@ import Testing
         #expect(classifier.trainingSequenceLength == 12)
         #expect(classifier.defaultSequenceLength == 12)
         #expect(classifier.fileSettings?.textField == .name("sentence"))
-        let reference = try Self.referenceLogits(directory: huggingFace, texts: Self.texts, time: 12)
+        let reference = try Self.referenceLogits(directory: huggingFace, texts: Self.texts, time: 12, batch: 3)
         #expect(try classifier.logits(texts: Self.texts, batchSize: 3) == reference)
         #expect(try ModelLocation.resolve(checkpoints).hasClassifierHead())
     }
@@ -160,7 +173,7 @@ import Testing
             tokenizerVocabularySize: 257, worldSize: 1, labelNames: names, skippedSteps: 0, lastLoss: nil,
             lastValidationLoss: nil, elapsedSeconds: 0, temperature: 1.75)
         let checkpoints = root.appendingPathComponent("checkpoints")
-        try TrainingCheckpoint.save(
+        _ = try TrainingCheckpoint.save(
             snapshot: snapshot, state: state, layout: model.layout, to: CheckpointDirectory(root: checkpoints))
         return checkpoints
     }
@@ -250,7 +263,7 @@ import Testing
         try Data(Self.tsv().utf8).write(to: data)
 
         let classifier = try TrainedClassifier(contentsOf: folder.url.appendingPathComponent("model"))
-        let logits = try classifier.logits(texts: Self.texts, batchSize: 7)
+        let logits = try classifier.logits(texts: Self.texts, batchSize: 3)
         var correct = 0
         var confusion = [[Int]](repeating: [0, 0, 0], count: 3)
         for (row, label) in Self.labels.enumerated() {
@@ -305,7 +318,8 @@ import Testing
         let modelPath = folder.url.appendingPathComponent("model")
         try Self.saveClassifier(in: modelPath, temperature: 2)
         let classifier = try TrainedClassifier(contentsOf: modelPath)
-        let logits = try classifier.logits(texts: Self.texts, batchSize: 7)
+        // The commands below run 2 and 8 (so 7) rows per pass: compare with the same batches.
+        let logits = try classifier.logits(texts: Self.texts, batchSize: 2)
         let probabilities = try classifier.probabilities(logits: logits)
 
         // Unlabeled JSONL (only `text`) to standard output.
@@ -325,11 +339,13 @@ import Testing
             #expect(record["label"] as? String == Self.names[Self.argmax(logits, row: row)])
             let byName = try #require(record["probabilities"] as? [String: Double])
             for (k, name) in Self.names.enumerated() {
-                #expect(abs(byName[name]! - probabilities[row * 3 + k]) <= 1e-12)
+                // Printed at full precision; 1e-15 covers JSONSerialization's parsing of the decimal.
+                #expect(abs(byName[name]! - probabilities[row * 3 + k]) <= 1e-15)
             }
         }
 
-        // Labeled one-column-per-field TSV to a CSV file.
+        // Labeled TSV to a CSV file.
+        let logitsWhole = try classifier.logits(texts: Self.texts, batchSize: 7)
         let tsv = folder.url.appendingPathComponent("test.tsv")
         try Data(Self.tsv().utf8).write(to: tsv)
         let csv = folder.url.appendingPathComponent("predictions.csv")
@@ -342,7 +358,7 @@ import Testing
             let fields = line.split(separator: ",", omittingEmptySubsequences: false)
             #expect(fields.count == 6)
             #expect(fields[0] == "\(row)")
-            #expect(String(fields[1]) == Self.names[Self.argmax(logits, row: row)])
+            #expect(String(fields[1]) == Self.names[Self.argmax(logitsWhole, row: row)])
             #expect(String(fields[5]) == Self.labels[row])
         }
 
