@@ -61,7 +61,7 @@ import Testing
 
     // MARK: - Library
 
-    @Test func logitsEqualClassifyAndDoNotDependOnBatching() throws {
+    @Test func logitsEqualClassifyBatchByBatch() throws {
         let folder = try TemporaryDirectory()
         try Self.saveClassifier(in: folder.url)
         let classifier = try TrainedClassifier(contentsOf: folder.url)
@@ -371,6 +371,30 @@ import Testing
         #expect(plainRun.status == 0, "\(plainRun.error)")
         #expect(plainRun.output.split(separator: "\n").count == 3)
         #expect(plainRun.output.hasPrefix("index,label,p_neg,p_neu,p_pos\n"))
+    }
+
+    @Test func evaluateKeepsTheLanguageModelPathForModelsWithoutAHead() throws {
+        guard binaryIsBuilt(#function) else { return }
+        let folder = try TemporaryDirectory()
+        let modelPath = folder.url.appendingPathComponent("lm")
+        let languageModel = GPT(
+            config: GPTConfig(vocabularySize: 257, contextLength: 8, layerCount: 1, headCount: 1, channels: 8),
+            batchSize: 1, sequenceLength: 8)
+        languageModel.initializeRandomly(seed: 1)
+        try HuggingFaceGPT2.save(model: languageModel, directory: modelPath)
+        let writer = try TokenShardWriter(
+            directory: folder.url, prefix: "val", tokensPerShard: 1000, width: .uint16)
+        try writer.write((0..<100).map { Int32($0 * 7 % 256) })
+        _ = try writer.finish()
+
+        let run = try lockstep([
+            "evaluate", "--model", modelPath.path, "--data", folder.url.path + "/val_*.bin", "--batch-size", "2",
+        ])
+        #expect(run.status == 0, "\(run.error)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any])
+        #expect(Set(json.keys) == ["loss", "perplexity", "windows", "tokens"])
+        // A random model is near chance: loss about log 257 = 5.55.
+        #expect(abs((json["loss"] as? Double ?? 0) - log(257)) < 0.5)
     }
 
     @Test func badInputsFailNamingTheFileAndLine() throws {
