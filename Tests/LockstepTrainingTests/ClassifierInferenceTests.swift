@@ -63,6 +63,7 @@ import Testing
 
     @Test func logitsEqualClassifyBatchByBatch() throws {
         let folder = try TemporaryDirectory()
+        defer { withExtendedLifetime(folder) {} }  // removed at the end of the test, not after its last use
         try Self.saveClassifier(in: folder.url)
         let classifier = try TrainedClassifier(contentsOf: folder.url)
         #expect(classifier.location == .huggingFace(folder.url))
@@ -98,6 +99,7 @@ import Testing
 
     @Test func calibratedProbabilitiesDivideLogitsByTheTemperature() throws {
         let folder = try TemporaryDirectory()
+        defer { withExtendedLifetime(folder) {} }  // removed at the end of the test, not after its last use
         try Self.saveClassifier(in: folder.url, temperature: 2.5)
         let classifier = try TrainedClassifier(contentsOf: folder.url)
         #expect(classifier.temperature == 2.5)
@@ -126,6 +128,7 @@ import Testing
 
     @Test func readsACheckpointFolderWithItsRunSettings() throws {
         let folder = try TemporaryDirectory()
+        defer { withExtendedLifetime(folder) {} }  // removed at the end of the test, not after its last use
         let huggingFace = folder.url.appendingPathComponent("hf")
         let model = try Self.saveClassifier(in: huggingFace)
         let checkpoints = try Self.saveCheckpoint(of: model, in: folder.url)
@@ -180,6 +183,7 @@ import Testing
 
     @Test func languageModelsAndMissingFilesAreClearErrors() throws {
         let folder = try TemporaryDirectory()
+        defer { withExtendedLifetime(folder) {} }  // removed at the end of the test, not after its last use
         let languageModel = GPT(
             config: GPTConfig(vocabularySize: 257, contextLength: 8, layerCount: 1, headCount: 1, channels: 8),
             batchSize: 1, sequenceLength: 8)
@@ -258,6 +262,7 @@ import Testing
     @Test func evaluatePrintsMetricsThatMatchAHandCount() throws {
         guard binaryIsBuilt(#function) else { return }
         let folder = try TemporaryDirectory()
+        defer { withExtendedLifetime(folder) {} }  // removed at the end of the test, not after its last use
         try Self.saveClassifier(in: folder.url.appendingPathComponent("model"), temperature: 2)
         let data = folder.url.appendingPathComponent("test.tsv")
         try Data(Self.tsv().utf8).write(to: data)
@@ -296,6 +301,7 @@ import Testing
     @Test func evaluateReadsACheckpointWithTheRunsFileSettings() throws {
         guard binaryIsBuilt(#function) else { return }
         let folder = try TemporaryDirectory()
+        defer { withExtendedLifetime(folder) {} }  // removed at the end of the test, not after its last use
         let model = try Self.saveClassifier(in: folder.url.appendingPathComponent("hf"))
         let checkpoints = try Self.saveCheckpoint(of: model, in: folder.url)
         // Fields by name from the run's settings: label first, so defaults (column 0 = text) would misread it.
@@ -315,6 +321,7 @@ import Testing
     @Test func predictWritesOneRecordPerRowAsJSONLinesAndCSV() throws {
         guard binaryIsBuilt(#function) else { return }
         let folder = try TemporaryDirectory()
+        defer { withExtendedLifetime(folder) {} }  // removed at the end of the test, not after its last use
         let modelPath = folder.url.appendingPathComponent("model")
         try Self.saveClassifier(in: modelPath, temperature: 2)
         let classifier = try TrainedClassifier(contentsOf: modelPath)
@@ -376,6 +383,7 @@ import Testing
     @Test func evaluateKeepsTheLanguageModelPathForModelsWithoutAHead() throws {
         guard binaryIsBuilt(#function) else { return }
         let folder = try TemporaryDirectory()
+        defer { withExtendedLifetime(folder) {} }  // removed at the end of the test, not after its last use
         let modelPath = folder.url.appendingPathComponent("lm")
         let languageModel = GPT(
             config: GPTConfig(vocabularySize: 257, contextLength: 8, layerCount: 1, headCount: 1, channels: 8),
@@ -400,6 +408,7 @@ import Testing
     @Test func badInputsFailNamingTheFileAndLine() throws {
         guard binaryIsBuilt(#function) else { return }
         let folder = try TemporaryDirectory()
+        defer { withExtendedLifetime(folder) {} }  // removed at the end of the test, not after its last use
         let modelPath = folder.url.appendingPathComponent("model")
         try Self.saveClassifier(in: modelPath)
 
