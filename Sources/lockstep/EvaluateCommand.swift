@@ -55,7 +55,7 @@ struct EvaluateCommand: ParsableCommand {
         let dataURL = URL(fileURLWithPath: data)
         let options = try file.fileOptions(for: dataURL, settings: classifier.fileSettings)
         let dataset = try LabeledDataset.load(file: dataURL, options: options, labels: LabelMap(names: classifier.labelNames))
-        guard !dataset.examples.isEmpty else { throw ValidationError("\(data): the file has no examples") }
+        guard !dataset.examples.isEmpty else { throw DataError.invalidArgument("\(data): the file has no examples") }
         let time = sequenceLength ?? classifier.defaultSequenceLength
         let logits = try classifier.logits(
             texts: dataset.examples.map(\.text), sequenceLength: time, batchSize: batchSize

@@ -226,8 +226,7 @@ import Testing
         process.standardError = stderr
         try process.run()
         // Read both pipes before waiting, so a full pipe cannot block the child.
-        let errorData = Data()
-        let box = DataBox(errorData)
+        let box = DataBox(Data())
         let reading = DispatchGroup()
         DispatchQueue.global().async(group: reading) { box.data = stderr.fileHandleForReading.readDataToEndOfFile() }
         let output = stdout.fileHandleForReading.readDataToEndOfFile()

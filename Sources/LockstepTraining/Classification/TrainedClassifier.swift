@@ -37,8 +37,11 @@ public enum ModelLocation: Equatable, Sendable {
     public static func resolve(_ path: URL) throws -> ModelLocation {
         let fileManager = FileManager.default
         var isDirectory: ObjCBool = false
-        guard fileManager.fileExists(atPath: path.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+        guard fileManager.fileExists(atPath: path.path, isDirectory: &isDirectory) else {
             throw ClassifierLoadError(path: path.path, "no such directory")
+        }
+        guard isDirectory.boolValue else {
+            throw ClassifierLoadError(path: path.path, "is a file: give the model's directory")
         }
         if fileManager.fileExists(atPath: path.appendingPathComponent("state.json").path) { return .checkpoint(path) }
         if fileManager.fileExists(atPath: path.appendingPathComponent(HuggingFaceGPT2.configFile).path) {
