@@ -11,6 +11,20 @@ public struct LabeledExample: Equatable, Sendable {
     }
 }
 
+/// One row of a file read for inference (`LabeledDataset.loadTexts`): its text, its label as written when
+/// the row has one, and the 1-based line where the row starts.
+public struct TextRecord: Equatable, Sendable {
+    public var text: String
+    public var label: String?
+    public var line: Int
+
+    public init(text: String, label: String?, line: Int) {
+        self.text = text
+        self.label = label
+        self.line = line
+    }
+}
+
 /// The layout of a labeled file.
 public enum LabeledFileFormat: String, Codable, Sendable, CaseIterable {
     /// Tab-separated, with RFC 4180 quoting (see `DelimitedRecords`).
@@ -124,13 +138,15 @@ public struct LabeledDataset: Sendable {
     ///   invalid UTF-8 (unless replaced), invalid JSON, or a label not in `labels`.
     public static func load(files: [URL], options: LabeledFileOptions, labels: LabelMap? = nil) throws -> LabeledDataset {
         var rows: [Row] = []
-        for file in files { rows += try readRows(file, options: options) }
-        let map = labels ?? LabelMap.sorted(rows.map(\.label))
+        for file in files { rows += try readRows(file, options: options, labelRequired: true) }
+        // Every row has a label: readRows throws for a missing one when it is required.
+        let map = labels ?? LabelMap.sorted(rows.map { $0.label! })
         var examples: [LabeledExample] = []
         examples.reserveCapacity(rows.count)
         for row in rows {
-            guard let id = map.id(of: row.label) else {
-                throw DataError.unknownLabel(path: row.path, line: row.line, label: row.label, known: map.names)
+            let label = row.label!
+            guard let id = map.id(of: label) else {
+                throw DataError.unknownLabel(path: row.path, line: row.line, label: label, known: map.names)
             }
             examples.append(LabeledExample(text: row.text, label: id))
         }
@@ -142,17 +158,31 @@ public struct LabeledDataset: Sendable {
         try load(files: [file], options: options, labels: labels)
     }
 
+    /// Reads the texts of `file` for inference, where labels are optional: each record carries its label as
+    /// written when the row has the label field (TSV, CSV: the column exists in that row, or the header names
+    /// it; JSONL: the key is present) and nil otherwise, so a one-column TSV or a JSONL file with only `text`
+    /// reads fine. Labels are not mapped to ids (any string is kept).
+    /// - Throws: `DataError` naming the file and the row's line: missing file, missing text field, bad quoting,
+    ///   invalid UTF-8 (unless replaced), invalid JSON, a label that is neither a string nor an integer.
+    public static func loadTexts(file: URL, options: LabeledFileOptions) throws -> [TextRecord] {
+        try readRows(file, options: options, labelRequired: false).map {
+            TextRecord(text: $0.text, label: $0.label, line: $0.line)
+        }
+    }
+
     // MARK: - Reading rows
 
-    /// A row before its label has an id.
+    /// A row before its label has an id; the label is nil only when it was not required and the row lacks it.
     struct Row {
         var text: String
-        var label: String
+        var label: String?
         var path: String
         var line: Int
     }
 
-    static func readRows(_ url: URL, options: LabeledFileOptions) throws -> [Row] {
+    /// - Parameter labelRequired: true for training and evaluation (a row without the label field is an
+    ///   error); false for inference (the label is read where the row has it).
+    static func readRows(_ url: URL, options: LabeledFileOptions, labelRequired: Bool) throws -> [Row] {
         let path = url.path
         guard FileManager.default.fileExists(atPath: path) else { throw DataError.fileNotFound(path: path) }
         let bytes: [UInt8]
@@ -162,9 +192,13 @@ public struct LabeledDataset: Sendable {
             throw DataError.io(path: path, operation: "read", errno: errno)
         }
         switch options.format {
-        case .tsv: return try readDelimited(bytes, delimiter: UInt8(ascii: "\t"), path: path, options: options)
-        case .csv: return try readDelimited(bytes, delimiter: UInt8(ascii: ","), path: path, options: options)
-        case .jsonl: return try readJSONLines(bytes, path: path, options: options)
+        case .tsv:
+            return try readDelimited(
+                bytes, delimiter: UInt8(ascii: "\t"), path: path, options: options, labelRequired: labelRequired)
+        case .csv:
+            return try readDelimited(
+                bytes, delimiter: UInt8(ascii: ","), path: path, options: options, labelRequired: labelRequired)
+        case .jsonl: return try readJSONLines(bytes, path: path, options: options, labelRequired: labelRequired)
         }
     }
 
@@ -174,13 +208,16 @@ public struct LabeledDataset: Sendable {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    private static func readDelimited(_ bytes: [UInt8], delimiter: UInt8, path: String, options: LabeledFileOptions) throws -> [Row] {
+    private static func readDelimited(
+        _ bytes: [UInt8], delimiter: UInt8, path: String, options: LabeledFileOptions, labelRequired: Bool
+    ) throws -> [Row] {
         var records = DelimitedRecords(bytes: bytes, delimiter: delimiter, path: path)
         var header: [String]? = nil
         if options.hasHeader, let first = try records.next() {
             header = try first.fields.map { try decode($0, path: path, line: first.line, handling: options.invalidUTF8) }
         }
-        func column(_ selector: FieldSelector) throws -> Int {
+        /// The column of `selector`; nil for an optional field the header does not name.
+        func column(_ selector: FieldSelector, required: Bool) throws -> Int? {
             switch selector {
             case .index(let index):
                 guard index >= 0 else { throw DataError.invalidArgument("\(path): column index \(index) is negative") }
@@ -190,15 +227,16 @@ public struct LabeledDataset: Sendable {
                     throw DataError.invalidArgument("\(path): field '\(name)' is named, but the file is read without a header")
                 }
                 guard let index = header.firstIndex(of: name) else {
+                    if !required { return nil }
                     throw DataError.malformedRow(
                         path: path, line: 1, reason: "header has no column '\(name)'; its columns are \(header.joined(separator: ", "))")
                 }
                 return index
             }
         }
-        let textColumn = try column(options.textField)
-        let labelColumn = try column(options.labelField)
-        let needed = max(textColumn, labelColumn) + 1
+        let textColumn = try column(options.textField, required: true)!
+        let labelColumn = try column(options.labelField, required: labelRequired)
+        let needed = labelRequired ? max(textColumn, labelColumn!) + 1 : textColumn + 1
         var rows: [Row] = []
         while let record = try records.next() {
             guard record.fields.count >= needed else {
@@ -208,13 +246,18 @@ public struct LabeledDataset: Sendable {
                     reason: "missing field \(missing): expected at least \(needed) fields, found \(record.fields.count)")
             }
             let text = try decode(record.fields[textColumn], path: path, line: record.line, handling: options.invalidUTF8)
-            let label = try decode(record.fields[labelColumn], path: path, line: record.line, handling: options.invalidUTF8)
+            var label: String? = nil
+            if let labelColumn, labelColumn < record.fields.count {
+                label = try decode(record.fields[labelColumn], path: path, line: record.line, handling: options.invalidUTF8)
+            }
             rows.append(Row(text: text, label: label, path: path, line: record.line))
         }
         return rows
     }
 
-    private static func readJSONLines(_ bytes: [UInt8], path: String, options: LabeledFileOptions) throws -> [Row] {
+    private static func readJSONLines(
+        _ bytes: [UInt8], path: String, options: LabeledFileOptions, labelRequired: Bool
+    ) throws -> [Row] {
         func key(_ selector: FieldSelector) throws -> String {
             guard case .name(let key) = selector else {
                 throw DataError.invalidArgument("\(path): JSONL fields are chosen by key, not by \(selector)")
@@ -245,6 +288,10 @@ public struct LabeledDataset: Sendable {
                 throw DataError.malformedRow(path: path, line: line, reason: "field '\(textKey)' is not a string")
             }
             guard let labelValue = fields[labelKey] else {
+                if !labelRequired {
+                    rows.append(Row(text: rowText, label: nil, path: path, line: line))
+                    continue
+                }
                 throw DataError.malformedRow(path: path, line: line, reason: "missing field '\(labelKey)'")
             }
             let label: String

@@ -5,24 +5,27 @@ import LockstepKernels
 import LockstepModel
 import LockstepTraining
 
-/// `lockstep evaluate --model DIR --data GLOB`: mean next-token loss and perplexity as JSON.
+/// `lockstep evaluate --model DIR --data GLOB|FILE`: for a language model, mean next-token loss and perplexity on
+/// token shards; for a classifier (a model with a classification head), accuracy, F1, confusion matrix,
+/// calibration and loss on a labeled TSV, CSV or JSONL file. Prints JSON either way.
 struct EvaluateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "evaluate", abstract: "Mean loss and perplexity of a model on token shards, as JSON.")
+        commandName: "evaluate",
+        abstract: "Evaluate a model as JSON: loss and perplexity on token shards, or classifier metrics on a labeled file.")
 
-    @Option(help: "A Hugging Face GPT-2 directory (config.json + model.safetensors), e.g. a run's model/.")
+    @Option(help: "A Hugging Face GPT-2 directory (e.g. a run's model/); for a classifier also a Lockstep checkpoint or a run's checkpoints/.")
     var model: String
 
-    @Option(help: "Glob of token shards, e.g. 'data/shakespeare/val_*.bin'.")
+    @Option(help: "Language model: glob of token shards, e.g. 'data/shakespeare/val_*.bin'. Classifier: a labeled TSV, CSV or JSONL file.")
     var data: String
 
     @Option(help: "Shard format: llmc or nanogpt.")
     var format: String = "llmc"
 
-    @Option(help: "Tokens per window (default: the model's context length).")
+    @Option(help: "Tokens per window or row (default: a checkpoint's training sequence length, else the model's context length).")
     var sequenceLength: Int?
 
-    @Option(help: "Windows per forward pass.")
+    @Option(help: "Windows or rows per forward pass.")
     var batchSize: Int = 8
 
     @Option(help: "Evaluate only the first N windows.")
@@ -31,8 +34,58 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "OpenBLAS threads.")
     var threads: Int = 1
 
+    @OptionGroup(title: "Classifier")
+    var file: ClassifierFileOptions
+
     func run() throws {
         BLASThreads.set(threads)
+        let location = try ModelLocation.resolve(URL(fileURLWithPath: model))
+        if try location.hasClassifierHead() {
+            try evaluateClassifier(at: location)
+        } else {
+            try evaluateLanguageModel()
+        }
+    }
+
+    /// Metrics of a classifier on a labeled file. `ece` and `loss` are the raw model's (temperature 1),
+    /// `*_calibrated` use the model's stored temperature, and `*_fitted` a temperature fitted on this very file
+    /// (an optimistic bound on what calibration can do, since it is fitted and measured on the same rows).
+    private func evaluateClassifier(at location: ModelLocation) throws {
+        let classifier = try TrainedClassifier(location: location, tokenizer: try file.tokenizerOverride())
+        let dataURL = URL(fileURLWithPath: data)
+        let options = try file.fileOptions(for: dataURL, settings: classifier.fileSettings)
+        let dataset = try LabeledDataset.load(file: dataURL, options: options, labels: LabelMap(names: classifier.labelNames))
+        guard !dataset.examples.isEmpty else { throw DataError.invalidArgument("\(data): the file has no examples") }
+        let time = sequenceLength ?? classifier.defaultSequenceLength
+        let logits = try classifier.logits(
+            texts: dataset.examples.map(\.text), sequenceLength: time, batchSize: batchSize
+        ).map(Double.init)
+        let labels = dataset.examples.map { Int($0.label) }
+        let names = classifier.labelNames
+        let raw = try ClassificationReport.compute(logits: logits, labels: labels, labelNames: names)
+        let calibrated = try ClassificationReport.compute(
+            logits: logits, labels: labels, labelNames: names, temperature: classifier.temperature)
+        let fittedTemperature = try TemperatureScaling.fit(logits: logits, labels: labels, classCount: names.count)
+        let fitted = try ClassificationReport.compute(
+            logits: logits, labels: labels, labelNames: names, temperature: fittedTemperature)
+        var result = raw.asJSON
+        result["examples"] = raw.count
+        result["loss"] = raw.negativeLogLikelihood
+        result["temperature"] = classifier.temperature
+        result["ece_calibrated"] = calibrated.expectedCalibrationError
+        result["loss_calibrated"] = calibrated.negativeLogLikelihood
+        result["temperature_fitted"] = fittedTemperature
+        result["ece_fitted"] = fitted.expectedCalibrationError
+        result["loss_fitted"] = fitted.negativeLogLikelihood
+        result["sequence_length"] = time
+        result["model"] = location.url.path
+        result["data"] = data
+        let json = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys, .prettyPrinted])
+        print(String(decoding: json, as: UTF8.self))
+    }
+
+    /// Mean next-token loss and perplexity of a language model on token shards.
+    private func evaluateLanguageModel() throws {
         let directory = URL(fileURLWithPath: model)
         let modelConfig = try HuggingFaceGPT2.loadConfig(directory: directory)
         let time = sequenceLength ?? modelConfig.contextLength

@@ -6,8 +6,8 @@ struct Lockstep: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Data-parallel GPT training over MPI on CPUs.",
         subcommands: [
-            PrepareCommand.self, TrainCommand.self, EvaluateCommand.self, GenerateCommand.self, InspectCommand.self,
-            ExportCommand.self,
+            PrepareCommand.self, TrainCommand.self, EvaluateCommand.self, PredictCommand.self, GenerateCommand.self,
+            InspectCommand.self, ExportCommand.self,
             EncodeCommand.self, DecodeCommand.self, TrainTokenizerCommand.self, TokenizerBenchmarkCommand.self,
         ])
 }

@@ -1,0 +1,275 @@
+import Foundation
+import LockstepData
+import LockstepFormats
+import LockstepModel
+import LockstepTokenizer
+
+/// A model directory that cannot be used for classification, naming the path and what was wrong.
+public struct ClassifierLoadError: Error, CustomStringConvertible, Equatable {
+    public var path: String
+    public var reason: String
+
+    public init(path: String, _ reason: String) {
+        self.path = path
+        self.reason = reason
+    }
+
+    public var description: String { "\(path): \(reason)" }
+}
+
+/// Where a trained model lives on disk, as `lockstep evaluate` and `predict` accept it.
+public enum ModelLocation: Equatable, Sendable {
+    /// A Lockstep checkpoint: `state.json`, `model.safetensors`, `checksums.json`.
+    case checkpoint(URL)
+    /// A Hugging Face GPT-2 directory: `config.json`, `model.safetensors` (and `vocab.json` + `merges.txt`).
+    case huggingFace(URL)
+
+    public var url: URL {
+        switch self {
+        case .checkpoint(let url), .huggingFace(let url): return url
+        }
+    }
+
+    /// What `path` is: a checkpoint (it holds `state.json`), a Hugging Face directory (`config.json`), or a run's
+    /// `checkpoints/` folder (`step-*` directories), which stands for its newest checkpoint whose checksums hold.
+    /// - Throws: `ClassifierLoadError` naming `path` when it is none of these, or when no checkpoint in the
+    ///   folder is valid (with the reason each was passed over).
+    public static func resolve(_ path: URL) throws -> ModelLocation {
+        let fileManager = FileManager.default
+        var isDirectory: ObjCBool = false
+        guard fileManager.fileExists(atPath: path.path, isDirectory: &isDirectory) else {
+            throw ClassifierLoadError(path: path.path, "no such directory")
+        }
+        guard isDirectory.boolValue else {
+            throw ClassifierLoadError(path: path.path, "is a file: give the model's directory")
+        }
+        if fileManager.fileExists(atPath: path.appendingPathComponent("state.json").path) { return .checkpoint(path) }
+        if fileManager.fileExists(atPath: path.appendingPathComponent(HuggingFaceGPT2.configFile).path) {
+            return .huggingFace(path)
+        }
+        let folder = CheckpointDirectory(root: path)
+        if !folder.checkpoints().isEmpty {
+            var rejections: [String] = []
+            guard let newest = folder.newestValid(rejected: { rejections.append($0) }) else {
+                throw ClassifierLoadError(
+                    path: path.path, "no valid checkpoint in this folder (\(rejections.joined(separator: "; ")))")
+            }
+            return .checkpoint(newest)
+        }
+        throw ClassifierLoadError(
+            path: path.path,
+            "not a model: expected a checkpoint (state.json), a folder of checkpoints (step-*), or a Hugging Face "
+                + "directory (config.json)")
+    }
+
+    /// Whether the model here has a classification head (a label count), read from `state.json` or
+    /// `config.json` only, without loading weights; for commands that serve both kinds of model.
+    public func hasClassifierHead() throws -> Bool {
+        switch self {
+        case .checkpoint(let url): return try TrainingCheckpoint.readState(url).model.labelCount != nil
+        case .huggingFace(let url): return try HuggingFaceGPT2.loadConfig(directory: url).labelCount != nil
+        }
+    }
+}
+
+/// A fine-tuned GPT-2 sequence classifier loaded for inference: the weights, label names, softmax temperature
+/// and tokenizer, from a Lockstep checkpoint or a Hugging Face directory.
+///
+/// Rows are built as training built them (`LabeledBatchStream.encode`): a text's first T tokens, then
+/// `RunSetup.padID` up to T; the head reads the last real token. A text that tokenizes to no tokens at all
+/// becomes a single pad token (length 1), since the model needs one token to read; its prediction is the
+/// model's answer for the pad token alone.
+///
+/// Not thread-safe: one caller at a time (the model's activation buffers are reused between calls).
+public final class TrainedClassifier {
+    /// Where the weights were read from (for a folder of checkpoints: the checkpoint chosen).
+    public let location: ModelLocation
+    public let config: GPTConfig
+    /// K names in id order: the checkpoint's label names or config.json's `id2label`, else `LABEL_i`.
+    public let labelNames: [String]
+    /// The softmax temperature fitted on the dev set (checkpoint `temperature`, config.json
+    /// `calibration_temperature`), 1 when the model has none.
+    public let temperature: Double
+    public let tokenizer: BPETokenizer
+    /// How the training run read its labeled files; nil for a Hugging Face directory.
+    public let fileSettings: RunConfig.ClassificationSettings?
+    /// The training run's `sequence_length`; nil for a Hugging Face directory.
+    public let trainingSequenceLength: Int?
+    /// The id filling each row after its tokens (see `RunSetup.padID`).
+    public let padID: Int32
+
+    /// The model, sized for the last (batch, T) asked for; replaced when a call needs another size.
+    private var model: GPT
+
+    /// K, the number of classes.
+    public var labelCount: Int { labelNames.count }
+
+    /// T when a caller gives none: the training run's sequence length, else the model's context length.
+    public var defaultSequenceLength: Int { trainingSequenceLength ?? config.contextLength }
+
+    /// Loads the classifier at `path` (see `ModelLocation.resolve`).
+    /// - Parameter tokenizer: replaces the model's own (a checkpoint's `data.tokenizer`, a Hugging Face
+    ///   directory's `vocab.json` + `merges.txt`).
+    /// - Throws: `ClassifierLoadError` naming the path: a language model without a classification head, label
+    ///   names that do not match K, a bad `calibration_temperature`, a tokenizer that cannot be found or whose
+    ///   vocabulary exceeds the model's; and the loaders' own errors (`CheckpointError`, `HuggingFaceError`,
+    ///   `SafeTensorsError`, `TokenizerError`), which name the file.
+    public convenience init(contentsOf path: URL, tokenizer: BPETokenizer? = nil) throws {
+        try self.init(location: ModelLocation.resolve(path), tokenizer: tokenizer)
+    }
+
+    /// Loads the classifier at an already resolved location; see `init(contentsOf:tokenizer:)`.
+    public init(location: ModelLocation, tokenizer override: BPETokenizer? = nil) throws {
+        self.location = location
+        let directory = location.url
+        let path = directory.path
+        let notClassifier = "is a language model; predict/evaluate need a classifier fine-tuned with task: classification"
+        var names: [String]?
+        switch location {
+        case .checkpoint:
+            try CheckpointDirectory.verify(directory)
+            let state = try TrainingCheckpoint.readState(directory)
+            guard state.model.labelCount != nil else { throw ClassifierLoadError(path: path, notClassifier) }
+            if let problem = state.model.problems.first {
+                throw ClassifierLoadError(path: path + "/state.json", "model: \(problem)")
+            }
+            config = state.model
+            names = state.labelNames
+            temperature = state.temperature ?? 1
+            fileSettings = state.config.classification
+            trainingSequenceLength = state.config.training.sequenceLength
+            if let override {
+                tokenizer = override
+            } else {
+                do {
+                    tokenizer = try RunSetup.tokenizer(state.config)
+                } catch {
+                    throw ClassifierLoadError(
+                        path: path,
+                        "cannot load the run's tokenizer '\(state.config.data.tokenizer)' (\(error)); a relative path "
+                            + "is taken from the current directory: run from the training directory or give a tokenizer")
+                }
+            }
+            model = GPT(config: config, batchSize: 1, sequenceLength: 1)
+            try TrainingCheckpoint.readTensors(
+                layout: model.layout, prefix: "", into: model.parameters,
+                from: directory.appendingPathComponent("model.safetensors"))
+
+        case .huggingFace:
+            let loaded = try HuggingFaceGPT2.loadConfig(directory: directory)
+            guard loaded.labelCount != nil else { throw ClassifierLoadError(path: path, notClassifier) }
+            config = loaded
+            names = try HuggingFaceGPT2.loadLabelNames(directory: directory)
+            temperature = try Self.calibrationTemperature(directory: directory)
+            fileSettings = nil
+            trainingSequenceLength = nil
+            if let override {
+                tokenizer = override
+            } else {
+                guard FileManager.default.fileExists(atPath: directory.appendingPathComponent("vocab.json").path) else {
+                    throw ClassifierLoadError(
+                        path: path, "has no vocab.json + merges.txt: give the tokenizer the model was trained with")
+                }
+                tokenizer = try BPETokenizer.load(directory: directory)
+            }
+            model = GPT(config: config, batchSize: 1, sequenceLength: 1)
+            let weights = try SafeTensorsFile.read(directory.appendingPathComponent(HuggingFaceGPT2.weightsFile))
+            guard weights.contains("score.weight") || weights.contains("transformer.score.weight") else {
+                throw ClassifierLoadError(path: path, "has no score.weight: it " + notClassifier)
+            }
+            try HuggingFaceGPT2.loadParameters(from: weights, into: model.parameters, layout: model.layout)
+        }
+
+        let labelCount = config.labelCount!
+        labelNames = names ?? (0..<labelCount).map { "LABEL_\($0)" }
+        guard labelNames.count == labelCount else {
+            throw ClassifierLoadError(
+                path: path, "has \(labelNames.count) label names for a head of \(labelCount) classes")
+        }
+        guard tokenizer.vocabularySize <= config.vocabularySize else {
+            throw ClassifierLoadError(
+                path: path,
+                "the tokenizer has \(tokenizer.vocabularySize) tokens, more than the model's vocabulary of "
+                    + "\(config.vocabularySize): it is not the tokenizer the model was trained with")
+        }
+        padID = RunSetup.padID(tokenizer)
+    }
+
+    /// config.json's optional `calibration_temperature`: 1 when absent.
+    private static func calibrationTemperature(directory: URL) throws -> Double {
+        let url = directory.appendingPathComponent(HuggingFaceGPT2.configFile)
+        let object = (try? JSONSerialization.jsonObject(with: Data(contentsOf: url))) as? [String: Any]
+        guard let value = object?["calibration_temperature"], !(value is NSNull) else { return 1 }
+        guard let number = value as? NSNumber, number.doubleValue.isFinite, number.doubleValue > 0 else {
+            throw ClassifierLoadError(path: url.path, "calibration_temperature is \(value), expected a number > 0")
+        }
+        return number.doubleValue
+    }
+
+    // MARK: - Inference
+
+    /// Class logits of every text, in order, the last partial batch included.
+    ///
+    /// - Parameters:
+    ///   - texts: N texts, tokenized with `tokenizer.encode`; each row holds a text's first T tokens, then pad.
+    ///     A text with no tokens is read as one pad token (length 1).
+    ///   - sequenceLength: T, at most the model's context length; nil: `defaultSequenceLength`.
+    ///   - batchSize: rows per forward pass (memory grows with batch × T).
+    /// - Returns: N·K logits, row-major (row i is texts[i]).
+    /// - Throws: `ClassifierLoadError` for T outside 1...contextLength or a batch size below 1.
+    public func logits(texts: [String], sequenceLength: Int? = nil, batchSize: Int = 8) throws -> [Float] {
+        let T = sequenceLength ?? defaultSequenceLength
+        guard (1...config.contextLength).contains(T) else {
+            throw ClassifierLoadError(
+                path: location.url.path, "sequence length \(T) is outside 1...\(config.contextLength), the model's context")
+        }
+        guard batchSize >= 1 else {
+            throw ClassifierLoadError(path: location.url.path, "batch size must be at least 1, got \(batchSize)")
+        }
+        let N = texts.count, K = labelCount
+        guard N > 0 else { return [] }
+        let B = min(batchSize, N)
+        let gpt = model(batch: B, time: T)
+        var out = [Float](repeating: 0, count: N * K)
+        var tokens = [Int32](repeating: padID, count: B * T)
+        var lengths = [Int32](repeating: 1, count: B)
+        let encode: (String) -> [Int32] = tokenizer.encode
+        let pad = padID
+        for start in stride(from: 0, to: N, by: B) {
+            let rows = min(B, N - start)
+            tokens.withUnsafeMutableBufferPointer { tokenRows in
+                for r in 0..<rows {
+                    let length = LabeledBatchStream.encode(
+                        texts[start + r], tokenize: encode, sequenceLength: T, padID: pad,
+                        into: tokenRows.baseAddress! + r * T)
+                    // An empty row is all pad already; reading its first token keeps GPT.classify's 1...T rule.
+                    lengths[r] = max(length, 1)
+                }
+            }
+            _ = gpt.classify(tokens: tokens, lengths: lengths, labels: nil, batch: rows)
+            let batchLogits = gpt.classLogits
+            for i in 0..<(rows * K) { out[start * K + i] = batchLogits[i] }
+        }
+        return out
+    }
+
+    /// softmax(logits / temperature) row by row; `calibrated` false uses temperature 1 (the raw model).
+    /// - Parameter logits: N·K values, row-major, as `logits(texts:sequenceLength:batchSize:)` returns.
+    /// - Returns: N·K probabilities, each row summing to 1.
+    /// - Throws: `ClassificationMetricsError` for a count not a multiple of K or a non-finite logit.
+    public func probabilities(logits: [Float], calibrated: Bool = true) throws -> [Double] {
+        try TemperatureScaling.apply(
+            logits: logits.map(Double.init), classCount: labelCount, temperature: calibrated ? temperature : 1)
+    }
+
+    /// The model sized for at least `batch` rows of `time` tokens, built (with the weights copied over) when
+    /// the current one is smaller or has another T.
+    private func model(batch: Int, time: Int) -> GPT {
+        if model.batchSize < batch || model.sequenceLength != time {
+            let resized = GPT(config: config, batchSize: batch, sequenceLength: time)
+            _ = resized.parameters.update(fromContentsOf: model.parameters)
+            model = resized
+        }
+        return model
+    }
+}
