@@ -153,6 +153,17 @@ struct FineTuningTests {
         #expect(abs(written - temperature) <= 1e-12 * temperature)
         #expect(json["pad_token_id"] as? Int == 256)
         #expect(FileManager.default.fileExists(atPath: model.appendingPathComponent("vocab.json").path))
+
+        // What evaluate and predict load from model/ scores the dev set as training's best evaluation did.
+        let classifier = try TrainedClassifier(contentsOf: model)
+        #expect(classifier.labelNames == ["0", "1"] && classifier.temperature == written)
+        let dev = try RunSetup.labeledSet(
+            pattern: try #require(config.data.validation), config: config, labels: LabelMap(names: classifier.labelNames))
+        let logits = try classifier.logits(texts: dev.examples.map(\.text), sequenceLength: 32, batchSize: 7)
+        let report = try ClassificationReport.compute(
+            logits: logits.map(Double.init), labels: dev.examples.map { Int($0.label) }, labelNames: classifier.labelNames)
+        #expect(report.accuracy == best)
+        #expect(abs(report.negativeLogLikelihood - (bestState.selection?.latest["loss"] ?? 0)) < 1e-5)
     }
 
     @Test func frozenBackboneFromAPretrainedCheckpointTrainsOnlyTheHead() throws {

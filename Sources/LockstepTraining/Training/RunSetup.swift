@@ -24,12 +24,8 @@ public enum RunSetup {
     /// `url` as a Lockstep checkpoint: itself when it holds `state.json`, the newest valid checkpoint when it is
     /// a run's `checkpoints/` folder; nil for anything else (such as a Hugging Face directory).
     public static func checkpointDirectory(_ url: URL) -> URL? {
-        let files = FileManager.default
-        if files.fileExists(atPath: url.appendingPathComponent("state.json").path) { return url }
-        if files.fileExists(atPath: url.appendingPathComponent("latest").path) {
-            return CheckpointDirectory(root: url).newestValid()
-        }
-        return nil
+        guard case .checkpoint(let checkpoint) = try? ModelLocation.resolve(url) else { return nil }
+        return checkpoint
     }
 
     /// The architecture: from `model.init_from` (a checkpoint's state.json or a Hugging Face config.json) when
