@@ -71,11 +71,17 @@ public enum ModelExport {
     /// - Returns: the checkpoint's state.
     @discardableResult
     public static func writeHuggingFace(checkpoint: URL, to directory: URL) throws -> CheckpointState {
+        try CheckpointDirectory.verify(checkpoint)
         let state = try TrainingCheckpoint.readState(checkpoint)
-        let snapshot = TrainingSnapshot(count: ParameterLayout(config: state.model).count)
-        _ = try TrainingCheckpoint.load(checkpoint, expectedModel: state.model, into: snapshot)
+        let layout = ParameterLayout(config: state.model)
+        // Only the weights: the optimizer moments would double the memory for nothing.
+        let parameters = UnsafeMutableBufferPointer<Float>.allocate(capacity: layout.count)
+        defer { parameters.deallocate() }
+        parameters.initialize(repeating: 0)
+        try TrainingCheckpoint.readTensors(
+            layout: layout, prefix: "", into: parameters, from: checkpoint.appendingPathComponent("model.safetensors"))
         try writeHuggingFace(
-            parameters: UnsafeBufferPointer(snapshot.parameters), model: state.model, labelNames: state.labelNames,
+            parameters: UnsafeBufferPointer(parameters), model: state.model, labelNames: state.labelNames,
             temperature: state.temperature, tokenizer: try tokenizer(checkpoint: checkpoint, state: state),
             to: directory)
         return state
