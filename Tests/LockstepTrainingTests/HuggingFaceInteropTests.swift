@@ -201,6 +201,9 @@ struct HuggingFaceInteropTests {
             }
         }
         #expect(try String(contentsOf: file, encoding: .utf8) == "x")
+        // Exporting over the checkpoint itself is refused, and the checkpoint stays whole.
+        #expect(throws: HuggingFaceError.self) { try ModelExport.writeHuggingFace(checkpoint: checkpoint, to: checkpoint) }
+        try CheckpointDirectory.verify(checkpoint)
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.url.path).sorted() == ["a-file", "run"])
     }
 

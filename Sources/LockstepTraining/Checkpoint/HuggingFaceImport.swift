@@ -42,7 +42,7 @@ extension TrainingCheckpoint {
         let fileManager = FileManager.default
         var isDirectory: ObjCBool = false
         guard fileManager.fileExists(atPath: directory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw HuggingFaceError(file: directory.path, "no such directory")
+            throw HuggingFaceError(file: directory.path, "does not exist or is not a directory")
         }
         let configURL = directory.appendingPathComponent(HuggingFaceGPT2.configFile)
         guard fileManager.fileExists(atPath: configURL.path) else {

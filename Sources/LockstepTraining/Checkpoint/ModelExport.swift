@@ -71,6 +71,9 @@ public enum ModelExport {
     /// - Returns: the checkpoint's state.
     @discardableResult
     public static func writeHuggingFace(checkpoint: URL, to directory: URL) throws -> CheckpointState {
+        if checkpoint.standardizedFileURL.resolvingSymlinksInPath().path == directory.standardizedFileURL.resolvingSymlinksInPath().path {
+            throw HuggingFaceError(file: directory.path, "is the checkpoint being exported; name another directory")
+        }
         try CheckpointDirectory.verify(checkpoint)
         let state = try TrainingCheckpoint.readState(checkpoint)
         let layout = ParameterLayout(config: state.model)
