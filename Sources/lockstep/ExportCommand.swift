@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import LockstepModel
 import LockstepTraining
 
 /// `lockstep export --format hf CHECKPOINT DIR`: a Hugging Face GPT-2 directory from a Lockstep checkpoint.
@@ -15,11 +14,14 @@ struct ExportCommand: ParsableCommand {
     @Argument(help: "A checkpoint directory, or a run's checkpoints/ folder for its newest valid checkpoint.")
     var checkpoint: String
 
-    @Argument(help: "The directory to write.")
+    @Argument(help: "The directory to write (replaced once the new one is complete).")
     var output: String
 
-    func run() throws {
+    func validate() throws {
         guard format == "hf" else { throw ValidationError("--format must be 'hf', not '\(format)'") }
+    }
+
+    func run() throws {
         var url = URL(fileURLWithPath: checkpoint)
         if !FileManager.default.fileExists(atPath: url.appendingPathComponent("state.json").path) {
             guard let newest = CheckpointDirectory(root: url).newestValid(rejected: { warn($0) }) else {
@@ -27,15 +29,8 @@ struct ExportCommand: ParsableCommand {
             }
             url = newest
         }
-        let state = try TrainingCheckpoint.readState(url)
-        let model = GPT(config: state.model, batchSize: 1, sequenceLength: 1)
-        let snapshot = TrainingSnapshot(count: model.layout.count)
-        _ = try TrainingCheckpoint.load(url, expectedModel: state.model, into: snapshot)
-        _ = model.parameters.update(fromContentsOf: snapshot.parameters)
-        let directory = URL(fileURLWithPath: output)
-        try HuggingFaceGPT2.save(model: model, directory: directory, extraConfig: nil)
-        let tokenizer = try RunSetup.tokenizer(state.config)
-        try tokenizer.save(directory: directory)
-        print("exported step \(state.step) of \(url.path) to \(output) (GPT2LMHeadModel, vocab.json, merges.txt)")
+        let state = try ModelExport.writeHuggingFace(checkpoint: url, to: URL(fileURLWithPath: output))
+        let kind = state.model.labelCount.map { "GPT2ForSequenceClassification, \($0) labels" } ?? "GPT2LMHeadModel"
+        print("exported step \(state.step) of \(url.path) to \(output) (\(kind); vocab.json, merges.txt)")
     }
 }

@@ -7,7 +7,7 @@ struct Lockstep: ParsableCommand {
         abstract: "Data-parallel GPT training over MPI on CPUs.",
         subcommands: [
             PrepareCommand.self, TrainCommand.self, EvaluateCommand.self, PredictCommand.self, GenerateCommand.self,
-            InspectCommand.self, ExportCommand.self,
+            InspectCommand.self, ExportCommand.self, ImportCommand.self,
             EncodeCommand.self, DecodeCommand.self, TrainTokenizerCommand.self, TokenizerBenchmarkCommand.self,
         ])
 }

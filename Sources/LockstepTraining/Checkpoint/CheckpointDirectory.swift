@@ -50,19 +50,7 @@ public struct CheckpointDirectory {
         try? fileManager.removeItem(at: temporary)
         do {
             try fileManager.createDirectory(at: temporary, withIntermediateDirectories: false)
-            var checksums: [String: String] = [:]
-            for file in files {
-                let url = temporary.appendingPathComponent(file.name)
-                try file.write(url)
-                try Self.fsync(url)
-                checksums[file.name] = try Self.sha256(of: url)
-            }
-            let checksumURL = temporary.appendingPathComponent("checksums.json")
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try encoder.encode(checksums).write(to: checksumURL)
-            try Self.fsync(checksumURL)
-            try Self.fsync(temporary)
+            try Self.writeChecksummed(files: files, in: temporary)
             if fileManager.fileExists(atPath: final.path) { try fileManager.removeItem(at: final) }
             try fileManager.moveItem(at: temporary, to: final)
             try Self.fsync(root)
@@ -73,6 +61,24 @@ public struct CheckpointDirectory {
                 description: "\(final.path): saving the checkpoint failed (\(error.localizedDescription)); earlier checkpoints are intact")
         }
         return final
+    }
+
+    /// Writes `files` into the existing folder `folder`, then `checksums.json` with the SHA-256 of each, and
+    /// fsyncs every file and the folder: the contents of one checkpoint, ready to be renamed into place.
+    static func writeChecksummed(files: [(name: String, write: (URL) throws -> Void)], in folder: URL) throws {
+        var checksums: [String: String] = [:]
+        for file in files {
+            let url = folder.appendingPathComponent(file.name)
+            try file.write(url)
+            try fsync(url)
+            checksums[file.name] = try sha256(of: url)
+        }
+        let checksumURL = folder.appendingPathComponent("checksums.json")
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(checksums).write(to: checksumURL)
+        try fsync(checksumURL)
+        try fsync(folder)
     }
 
     /// Points `latest` at `name` atomically.

@@ -142,7 +142,7 @@ public final class TrainedClassifier {
                 tokenizer = override
             } else {
                 do {
-                    tokenizer = try RunSetup.tokenizer(state.config)
+                    tokenizer = try ModelExport.tokenizer(checkpoint: url, state: state)
                 } catch {
                     throw ClassifierLoadError(
                         path: path,

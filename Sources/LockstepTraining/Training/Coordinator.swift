@@ -257,15 +257,9 @@ public final class Coordinator: @unchecked Sendable {
             let state = try TrainingCheckpoint.load(best, expectedModel: modelConfig, into: snapshot)
             temperature = state.temperature
         }
-        let model = GPT(config: modelConfig, batchSize: 1, sequenceLength: 1)
-        _ = model.parameters.update(fromContentsOf: snapshot.parameters)
-        var extra: [String: Any] = [:]
-        if let labelNames {
-            extra["id2label"] = Dictionary(uniqueKeysWithValues: labelNames.enumerated().map { ("\($0.offset)", $0.element) })
-        }
-        if let temperature { extra["calibration_temperature"] = temperature }
-        try HuggingFaceGPT2.save(model: model, directory: directory, extraConfig: extra)
-        try tokenizer.save(directory: directory)
+        try ModelExport.writeHuggingFace(
+            parameters: UnsafeBufferPointer(snapshot.parameters), model: modelConfig, labelNames: labelNames,
+            temperature: temperature, tokenizer: tokenizer, to: directory)
     }
 
     /// The `eval` record of a fine-tuning evaluation: JSONL, TensorBoard and a console line.

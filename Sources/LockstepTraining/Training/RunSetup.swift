@@ -13,10 +13,8 @@ public enum RunSetup {
         let path = config.data.tokenizer
         if path == "bytes" { return BPETokenizer.bytes() }
         let url = URL(fileURLWithPath: path)
-        if let checkpoint = checkpointDirectory(url),
-            !FileManager.default.fileExists(atPath: url.appendingPathComponent("vocab.json").path)
-        {
-            return try tokenizer(TrainingCheckpoint.readState(checkpoint).config)
+        if let checkpoint = checkpointDirectory(url) {
+            return try ModelExport.tokenizer(checkpoint: checkpoint, state: TrainingCheckpoint.readState(checkpoint))
         }
         return try BPETokenizer.load(directory: url)
     }
