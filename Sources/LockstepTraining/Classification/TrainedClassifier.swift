@@ -142,7 +142,7 @@ public final class TrainedClassifier {
                 tokenizer = override
             } else {
                 do {
-                    tokenizer = try ModelExport.tokenizer(checkpoint: url, state: state)
+                    tokenizer = try ModelExport.tokenizer(checkpoint: directory, state: state)
                 } catch {
                     throw ClassifierLoadError(
                         path: path,
