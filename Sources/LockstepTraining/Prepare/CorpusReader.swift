@@ -70,7 +70,7 @@ public final class CorpusReader: Sequence, IteratorProtocol {
 
     public static func totalBytes(of files: [URL]) -> Int {
         files.reduce(0) { total, file in
-            total + ((try? FileManager.default.attributesOfItem(atPath: file.path)[.size] as? Int) ?? 0)
+            total + ((try? FileManager.default.attributesOfItem(atPath: file.resolvingSymlinksInPath().path)[.size] as? Int) ?? 0)
         }
     }
 
