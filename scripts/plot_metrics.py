@@ -3,7 +3,8 @@
 
 Each line of a metrics file is one JSON object (see Sources/LockstepTraining/MetricsLog.swift):
   {"kind": "train", "step": S, "loss": ..., "lr": ..., "grad_norm": ..., "tokens_per_second": ..., "time": ...}
-  {"kind": "eval",  "step": S, "loss": ..., "perplexity": ..., "accuracy": ... (fine-tuning only)}
+  {"kind": "eval",  "step": S, "val_loss": ..., "val_perplexity": ... (pretraining)}
+  {"kind": "eval",  "step": S, "val_loss": ..., "accuracy": ..., "macro_f1": ..., "ece": ... (fine-tuning)}
 Non-finite numbers are written as null and are left out of the plots; a partial last line (a crash while
 writing) is skipped with a warning.
 
@@ -116,7 +117,7 @@ def main():
         if steps:
             axes.plot(steps, values, color=colour, linewidth=0.8, alpha=0.7, label=f"{label} train")
             drew = True
-        steps, values = series(records, "eval", "loss")
+        steps, values = series(records, "eval", "val_loss")
         if steps:
             axes.plot(steps, values, color=colour, linewidth=2, marker="o", markersize=3, label=f"{label} validation")
             drew = True
