@@ -130,6 +130,12 @@ struct FineTuningTests {
         #expect(best >= 0.9, "dev accuracies \(accuracies)")
         #expect(best == accuracies.max())
         #expect(summary.line.contains("best dev accuracy"))
+        #expect(evaluations.allSatisfy { $0["precision/0"] != nil && $0["recall/1"] != nil })
+        let lastReport = try #require(JSONSerialization.jsonObject(
+            with: Data(contentsOf: run.appendingPathComponent("evaluations/step-0000040.json"))) as? [String: Any])
+        let matrix = try #require(lastReport["confusion_matrix"] as? [[Int]])
+        #expect(matrix.flatMap { $0 }.reduce(0, +) == 60)
+        #expect(lastReport["accuracy"] as? Double == accuracies.last)
 
         // The best checkpoint is kept, and model/ holds its parameters, labels and temperature.
         let checkpoints = CheckpointDirectory(root: run.appendingPathComponent("checkpoints"))

@@ -1,5 +1,6 @@
 import Foundation
 import LockstepDistributed
+import LockstepFormats
 import LockstepModel
 import LockstepTokenizer
 
@@ -268,13 +269,27 @@ public final class Coordinator: @unchecked Sendable {
     ) throws {
         let report = verdict.report
         let temperature = judge?.temperature ?? 1
-        try log.write([
+        var record: [String: MetricValue] = [
             "kind": .string("eval"), "step": .int(step), "val_loss": .double(report.negativeLogLikelihood),
             "accuracy": .double(report.accuracy), "macro_f1": .double(report.macroF1),
             "ece": .double(report.expectedCalibrationError), "ece_calibrated": .double(verdict.calibratedECE),
             "temperature": .double(temperature), "examples": .int(report.count), "best": .bool(verdict.improved),
             "time": .double(time),
-        ])
+        ]
+        for (k, name) in report.labelNames.enumerated() {
+            record["precision/\(name)"] = .double(report.precision[k])
+            record["recall/\(name)"] = .double(report.recall[k])
+        }
+        try log.write(record)
+        // The whole report (per-class figures, confusion matrix, calibration bins) beside the log.
+        var full = report.asJSON
+        full["step"] = step
+        full["temperature"] = temperature
+        full["ece_calibrated"] = verdict.calibratedECE
+        let json = try JSONSerialization.data(withJSONObject: full, options: [.prettyPrinted, .sortedKeys])
+        let evaluations = outputDirectory.appendingPathComponent("evaluations")
+        try FileManager.default.createDirectory(at: evaluations, withIntermediateDirectories: true)
+        try AtomicFile.write(json, to: evaluations.appendingPathComponent(String(format: "step-%07d.json", step)))
         tensorBoard?.addScalar(tag: "val/loss", value: report.negativeLogLikelihood, step: step, wallTime: nil)
         tensorBoard?.addScalar(tag: "val/accuracy", value: report.accuracy, step: step, wallTime: nil)
         tensorBoard?.addScalar(tag: "val/macro_f1", value: report.macroF1, step: step, wallTime: nil)
