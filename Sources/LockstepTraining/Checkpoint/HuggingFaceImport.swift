@@ -67,7 +67,7 @@ extension TrainingCheckpoint {
             }
             labelNames = names
         }
-        let temperature = try calibrationTemperature(configURL)
+        let temperature = try ModelExport.temperature(directory: directory)
 
         // The tokenizer: its files are loaded here to check them, and copied as they are.
         let tokenizer: BPETokenizer
@@ -109,17 +109,7 @@ extension TrainingCheckpoint {
             tokenizerVocabularySize: tokenizer.vocabularySize, worldSize: 1, labelNames: labelNames, skippedSteps: 0,
             lastLoss: nil, lastValidationLoss: nil, elapsedSeconds: 0, temperature: temperature)
 
-        var files: [(name: String, write: (URL) throws -> Void)] = [
-            ("model.safetensors", { url in try writeTensors(layout: layout, buffers: [("", snapshot.parameters)], to: url) }),
-            ("optimizer.safetensors", { url in
-                try writeTensors(layout: layout, buffers: [("m.", snapshot.firstMoments), ("v.", snapshot.secondMoments)], to: url)
-            }),
-            ("state.json", { url in
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                try encoder.encode(state).write(to: url)
-            }),
-        ]
+        var files = files(snapshot: snapshot, state: state, layout: layout)
         if let tokenizerFiles {
             for name in ["vocab.json", "merges.txt"] {
                 files.append((name, { url in try fileManager.copyItem(at: tokenizerFiles.appendingPathComponent(name), to: url) }))
@@ -129,16 +119,6 @@ extension TrainingCheckpoint {
             try CheckpointDirectory.writeChecksummed(files: files, in: folder)
         }
         return state
-    }
-
-    /// `calibration_temperature` from config.json, when present.
-    private static func calibrationTemperature(_ configURL: URL) throws -> Double? {
-        let object = (try? JSONSerialization.jsonObject(with: Data(contentsOf: configURL))) as? [String: Any]
-        guard let value = object?[ModelExport.temperatureKey], !(value is NSNull) else { return nil }
-        guard let number = value as? NSNumber, number.doubleValue > 0, number.doubleValue.isFinite else {
-            throw HuggingFaceError(file: configURL.path, "key '\(ModelExport.temperatureKey)' is \(value), expected a positive number")
-        }
-        return number.doubleValue
     }
 
     /// The config recorded in an imported checkpoint: its model section matches the imported model and its

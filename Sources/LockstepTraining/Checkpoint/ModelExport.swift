@@ -20,6 +20,18 @@ public enum ModelExport {
     /// logits by it before the softmax. `transformers` keeps unknown config keys through load and save.
     public static let temperatureKey = "calibration_temperature"
 
+    /// `calibration_temperature` from `directory`'s config.json; nil when absent.
+    /// - Throws: `HuggingFaceError` naming config.json when the value is not a positive number.
+    public static func temperature(directory: URL) throws -> Double? {
+        let url = directory.appendingPathComponent(HuggingFaceGPT2.configFile)
+        let object = (try? JSONSerialization.jsonObject(with: Data(contentsOf: url))) as? [String: Any]
+        guard let value = object?[temperatureKey], !(value is NSNull) else { return nil }
+        guard let number = value as? NSNumber, number.doubleValue > 0, number.doubleValue.isFinite else {
+            throw HuggingFaceError(file: url.path, "key '\(temperatureKey)' is \(value), expected a positive number")
+        }
+        return number.doubleValue
+    }
+
     /// Writes config.json, model.safetensors, vocab.json and merges.txt into `directory`, replacing it if it
     /// exists.
     /// - Parameters:

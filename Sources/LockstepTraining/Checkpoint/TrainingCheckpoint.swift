@@ -79,7 +79,14 @@ public enum TrainingCheckpoint {
     public static func save(
         snapshot: TrainingSnapshot, state: CheckpointState, layout: ParameterLayout, to directory: CheckpointDirectory
     ) throws -> URL {
-        try directory.save(step: state.step, files: [
+        try directory.save(step: state.step, files: files(snapshot: snapshot, state: state, layout: layout))
+    }
+
+    /// A checkpoint's files holding `snapshot` and `state`, for `CheckpointDirectory` to write and checksum.
+    static func files(
+        snapshot: TrainingSnapshot, state: CheckpointState, layout: ParameterLayout
+    ) -> [(name: String, write: (URL) throws -> Void)] {
+        [
             ("model.safetensors", { url in
                 try writeTensors(layout: layout, buffers: [("", snapshot.parameters)], to: url)
             }),
@@ -92,7 +99,7 @@ public enum TrainingCheckpoint {
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
                 try encoder.encode(state).write(to: url)
             }),
-        ])
+        ]
     }
 
     static func writeTensors(

@@ -160,7 +160,7 @@ public final class TrainedClassifier {
             guard loaded.labelCount != nil else { throw ClassifierLoadError(path: path, notClassifier) }
             config = loaded
             names = try HuggingFaceGPT2.loadLabelNames(directory: directory)
-            temperature = try Self.calibrationTemperature(directory: directory)
+            temperature = try ModelExport.temperature(directory: directory) ?? 1
             fileSettings = nil
             trainingSequenceLength = nil
             if let override {
@@ -196,15 +196,6 @@ public final class TrainedClassifier {
     }
 
     /// config.json's optional `calibration_temperature`: 1 when absent.
-    private static func calibrationTemperature(directory: URL) throws -> Double {
-        let url = directory.appendingPathComponent(HuggingFaceGPT2.configFile)
-        let object = (try? JSONSerialization.jsonObject(with: Data(contentsOf: url))) as? [String: Any]
-        guard let value = object?["calibration_temperature"], !(value is NSNull) else { return 1 }
-        guard let number = value as? NSNumber, number.doubleValue.isFinite, number.doubleValue > 0 else {
-            throw ClassifierLoadError(path: url.path, "calibration_temperature is \(value), expected a number > 0")
-        }
-        return number.doubleValue
-    }
 
     // MARK: - Inference
 

@@ -55,9 +55,12 @@ extension RunSetup {
     static func classificationTask(_ config: RunConfig, model: GPT, group: ReplicaGroup) throws -> ClassificationTask {
         let settings = config.classification!
         let tokenizer = try tokenizer(config)
-        let labels = try labels(config)
-        let training = try labeledSet(pattern: config.data.train, config: config, labels: labels)
-        let dev = try config.data.validation.map { try labeledSet(pattern: $0, config: config, labels: labels) }
+        // Read once: with no `classification.labels`, the file's own sorted labels are the map (as `labels`).
+        let training = try labeledSet(
+            pattern: config.data.train, config: config, labels: settings.labels.map(LabelMap.init(names:)))
+        let dev = try config.data.validation.map {
+            try labeledSet(pattern: $0, config: config, labels: training.labels)
+        }
         model.classWeights = try classWeights(settings.classWeights, training: training)
         let tokenize: (String) -> [Int32] = { tokenizer.encode($0) }
         let stream = try LabeledBatchStream(
