@@ -1,5 +1,4 @@
 import COpenBLAS
-import Dispatch
 import RealModule
 
 /// Causal multi-head self-attention (scaled dot product, causal softmax), after GPT-2's `c_attn`.
@@ -12,7 +11,7 @@ import RealModule
 /// Per (batch, head), with `Q, K, V (T, hs)` read in place from `qkv` as strided views (leading dimension
 /// 3C, so nothing is copied): `att = causalSoftmax(Q·Kᵀ / √hs)`, `out = att·V`. Both products are single
 /// `cblas_sgemm` calls. Pairs are independent (they read and write disjoint rows or column ranges), so they
-/// run in parallel with `DispatchQueue.concurrentPerform` when the call is big enough to pay for it.
+/// run in parallel over `ComputeThreads` when the call is big enough to pay for it.
 public enum Attention {
     /// Below this many multiply-adds per call (`B·NH·T²·hs`, one product's worth), the pairs run one after
     /// another: dispatching to other threads costs more than it saves.
@@ -118,18 +117,13 @@ public enum Attention {
 
     // MARK: - Helpers
 
-    /// Runs `body(b, h)` for every (batch, head) pair: concurrently when the call has at least
-    /// `parallelMinimumWork` multiply-adds, else in order on the calling thread.
+    /// Runs `body(b, h)` for every (batch, head) pair: spread over `ComputeThreads` when the call has at
+    /// least `parallelMinimumWork` multiply-adds, else in order on the calling thread.
     private static func forEachHead(batch: Int, heads: Int, time: Int, headSize: Int, _ body: (Int, Int) -> Void) {
         let pairs = batch &* heads
-        if pairs > 1 && pairs &* time &* time &* headSize >= parallelMinimumWork {
-            // The pairs write disjoint memory through raw pointers, which Sendable checking cannot see.
-            withoutActuallyEscaping(body) { body in
-                let work = UncheckedSendable(value: body)
-                DispatchQueue.concurrentPerform(iterations: pairs) { i in work.value(i / heads, i % heads) }
-            }
-        } else {
-            for i in 0..<pairs { body(i / heads, i % heads) }
+        let perPair = max(1, time &* time &* headSize)
+        Parallel.forEachRange(pairs, minimumChunk: max(1, parallelMinimumWork / perPair)) { range in
+            for i in range { body(i / heads, i % heads) }
         }
     }
 
@@ -138,16 +132,7 @@ public enum Attention {
     private static func causalSoftmax(_ rows: UnsafeMutablePointer<Float>, time: Int) {
         for t in 0..<time {
             let row = rows + t &* time
-            var largest = row[0]
-            for s in 1..<(t &+ 1) where row[s] > largest { largest = row[s] }
-            var total: Float = 0
-            for s in 0...t {
-                let e = Float.exp(row[s] - largest)
-                row[s] = e
-                total += e
-            }
-            let inverse = 1 / total
-            for s in 0...t { row[s] *= inverse }
+            _ = VectorMath.softmax(row, into: row, count: t &+ 1)
             for s in (t &+ 1)..<time { row[s] = 0 }
         }
     }
@@ -159,15 +144,9 @@ public enum Attention {
     ) {
         for t in 0..<time {
             let dRow = gradient + t &* time, pRow = probabilities + t &* time
-            var weighted: Float = 0
-            for s in 0...t { weighted += pRow[s] * dRow[s] }
+            let weighted = VectorMath.dot(pRow, dRow, count: t &+ 1)
             for s in 0...t { dRow[s] = pRow[s] * (dRow[s] - weighted) }
             for s in (t &+ 1)..<time { dRow[s] = 0 }
         }
     }
-}
-
-/// Carries a value into a `@Sendable` closure when the caller guarantees the concurrent uses do not race.
-private struct UncheckedSendable<Value>: @unchecked Sendable {
-    let value: Value
 }

@@ -6,17 +6,16 @@ import RealModule
 /// Token ids are not range-checked here (the kernel does not know V): the data loader and the model check
 /// them against the vocabulary before they reach this hot loop.
 public enum Embedding {
-    /// Overwrites `out`.
+    /// Overwrites `out`. Rows are spread over `ComputeThreads`.
     public static func forward(
         out: UnsafeMutablePointer<Float>, tokens: UnsafePointer<Int32>, wte: UnsafePointer<Float>,
         wpe: UnsafePointer<Float>, batch: Int, time: Int, channels: Int
     ) {
-        for b in 0..<batch {
-            for t in 0..<time {
-                let n = b &* time &+ t
+        Parallel.forEachRange(batch &* time, minimumChunk: max(1, (1 << 14) / max(1, channels))) { rows in
+            for n in rows {
                 let row = out + n &* channels
                 let tokenRow = wte + Int(tokens[n]) &* channels
-                let positionRow = wpe + t &* channels
+                let positionRow = wpe + (n % time) &* channels
                 for i in 0..<channels { row[i] = tokenRow[i] + positionRow[i] }
             }
         }
@@ -24,17 +23,19 @@ public enum Embedding {
 
     /// Scatter-adds `dOut` rows into `dWte` (by token) and `dWpe` (by position). Accumulates: a token that
     /// occurs several times, and every position across the batch, receive the sum of their rows.
+    /// Spread over `ComputeThreads` by channels (two rows of one token never race), each channel adding its
+    /// rows in order.
     public static func backward(
         dWte: UnsafeMutablePointer<Float>, dWpe: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
         tokens: UnsafePointer<Int32>, batch: Int, time: Int, channels: Int
     ) {
-        for b in 0..<batch {
-            for t in 0..<time {
-                let n = b &* time &+ t
+        let rows = batch &* time
+        Parallel.forEachRange(channels, minimumChunk: max(8, (1 << 14) / max(1, rows))) { columns in
+            for n in 0..<rows {
                 let row = dOut + n &* channels
                 let tokenRow = dWte + Int(tokens[n]) &* channels
-                let positionRow = dWpe + t &* channels
-                for i in 0..<channels {
+                let positionRow = dWpe + (n % time) &* channels
+                for i in columns {
                     let g = row[i]
                     tokenRow[i] += g
                     positionRow[i] += g

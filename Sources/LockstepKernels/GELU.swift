@@ -10,12 +10,20 @@ public enum GELU {
     /// The cubic term's coefficient.
     static let cubic: Float = 0.044715
 
+    /// Values per chunk when spread over `ComputeThreads` (a chunk takes a few microseconds).
+    static let minimumChunk = 1 << 14
+
     /// Overwrites `out`; `out` may alias `input`.
     public static func forward(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, count: Int) {
-        for i in 0..<count {
-            let x = input[i]
-            let u = scale * (x + cubic * x * x * x)
-            out[i] = 0.5 * x * (1 + Float.tanh(u))
+        Parallel.forEachRange(count, minimumChunk: minimumChunk) { range in
+            var i = range.lowerBound
+            while i < range.upperBound {
+                let lanes = min(8, range.upperBound &- i)
+                let x = VectorMath.load(input + i, count: lanes)
+                let u = scale * (x + cubic * x * x * x)
+                VectorMath.store(0.5 * x * (1 + VectorMath.tanh(u)), to: out + i, count: lanes)
+                i &+= 8
+            }
         }
     }
 
@@ -26,13 +34,20 @@ public enum GELU {
     public static func backward(
         dInput: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, dOut: UnsafePointer<Float>, count: Int
     ) {
-        for i in 0..<count {
-            let x = input[i]
-            let x2 = x * x
-            let t = Float.tanh(scale * (x + cubic * x2 * x))
-            let du = scale * (1 + 3 * cubic * x2)
-            let derivative = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du
-            dInput[i] += derivative * dOut[i]
+        Parallel.forEachRange(count, minimumChunk: minimumChunk) { range in
+            var i = range.lowerBound
+            while i < range.upperBound {
+                let lanes = min(8, range.upperBound &- i)
+                let x = VectorMath.load(input + i, count: lanes)
+                let x2 = x * x
+                let t = VectorMath.tanh(scale * (x + cubic * x2 * x))
+                let du = scale * (1 + 3 * cubic * x2)
+                let derivative = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du
+                let sum = VectorMath.load(dInput + i, count: lanes)
+                    + derivative * VectorMath.load(dOut + i, count: lanes)
+                VectorMath.store(sum, to: dInput + i, count: lanes)
+                i &+= 8
+            }
         }
     }
 

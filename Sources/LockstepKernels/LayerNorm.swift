@@ -6,28 +6,27 @@ import RealModule
 /// Shapes: `input, out (N, C)`, `weight, bias (C)`, saved statistics `mean, rstd (N)` (kept for backward).
 /// N is rows (B·T), C channels.
 public enum LayerNorm {
-    /// Overwrites `out`, `mean` and `rstd`.
+    /// Overwrites `out`, `mean` and `rstd`. Rows are spread over `ComputeThreads`.
     public static func forward(
         out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
         input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
         rows: Int, channels: Int, eps: Float = 1e-5
     ) {
         let count = Float(channels)
-        for r in 0..<rows {
-            let x = input + r &* channels, y = out + r &* channels
-            var sum: Float = 0
-            for i in 0..<channels { sum += x[i] }
-            let m = sum / count
-            // Two passes (mean, then squared deviations) avoid the cancellation of E[x²] − E[x]².
-            var squares: Float = 0
-            for i in 0..<channels {
-                let d = x[i] - m
-                squares += d * d
+        Parallel.forEachRange(rows, minimumChunk: rowsPerChunk(channels)) { range in
+            for r in range {
+                let x = input + r &* channels, y = out + r &* channels
+                let m = sum(channels) { VectorMath.load(x + $0, count: $1) } / count
+                // Two passes (mean, then squared deviations) avoid the cancellation of E[x²] − E[x]².
+                let squares = sum(channels) { i, lanes in
+                    let d = VectorMath.load(x + i, count: lanes) - m
+                    return d * d
+                }
+                let s = 1 / (squares / count + eps).squareRoot()
+                for i in 0..<channels { y[i] = (x[i] - m) * s * weight[i] + bias[i] }
+                mean[r] = m
+                rstd[r] = s
             }
-            let s = 1 / (squares / count + eps).squareRoot()
-            for i in 0..<channels { y[i] = (x[i] - m) * s * weight[i] + bias[i] }
-            mean[r] = m
-            rstd[r] = s
         }
     }
 
@@ -35,31 +34,63 @@ public enum LayerNorm {
     ///
     /// With `n = (x − mean)·rstd` and `dn = weight·dOut`, per row:
     /// `dInput += rstd·(dn − mean(dn) − n·mean(dn·n))`, `dWeight += n·dOut`, `dBias += dOut`.
+    /// `dInput` is spread over the cores by rows; `dWeight` and `dBias`, sums over rows, by channels, each
+    /// channel adding its rows in order (so the sums do not depend on the thread count).
     public static func backward(
         dInput: UnsafeMutablePointer<Float>, dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>,
         dOut: UnsafePointer<Float>, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
         mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, rows: Int, channels: Int
     ) {
         let count = Float(channels)
-        for r in 0..<rows {
-            let x = input + r &* channels, dy = dOut + r &* channels, dx = dInput + r &* channels
-            let m = mean[r], s = rstd[r]
-            var dnMean: Float = 0, dnNormMean: Float = 0
-            for i in 0..<channels {
-                let dn = weight[i] * dy[i]
-                dnMean += dn
-                dnNormMean += dn * (x[i] - m) * s
-            }
-            dnMean /= count
-            dnNormMean /= count
-            for i in 0..<channels {
-                let n = (x[i] - m) * s
-                let dn = weight[i] * dy[i]
-                dBias[i] += dy[i]
-                dWeight[i] += n * dy[i]
-                dx[i] += (dn - dnMean - n * dnNormMean) * s
+        Parallel.forEachRange(rows, minimumChunk: rowsPerChunk(channels)) { range in
+            for r in range {
+                let x = input + r &* channels, dy = dOut + r &* channels, dx = dInput + r &* channels
+                let m = mean[r], s = rstd[r]
+                var dnSums = VectorMath.Vector(), dnNormSums = VectorMath.Vector()
+                var i = 0
+                while i < channels {
+                    let lanes = min(8, channels &- i)
+                    let dn = VectorMath.load(weight + i, count: lanes) * VectorMath.load(dy + i, count: lanes)
+                    dnSums += dn
+                    dnNormSums += dn * (VectorMath.load(x + i, count: lanes) - m) * s
+                    i &+= 8
+                }
+                let dnMean = dnSums.sum() / count, dnNormMean = dnNormSums.sum() / count
+                for i in 0..<channels {
+                    let n = (x[i] - m) * s
+                    dx[i] += (weight[i] * dy[i] - dnMean - n * dnNormMean) * s
+                }
             }
         }
+        Parallel.forEachRange(channels, minimumChunk: max(8, (1 << 13) / max(1, rows))) { columns in
+            for r in 0..<rows {
+                let x = input + r &* channels, dy = dOut + r &* channels
+                let m = mean[r], s = rstd[r]
+                for i in columns {
+                    dBias[i] += dy[i]
+                    dWeight[i] += (x[i] - m) * s * dy[i]
+                }
+            }
+        }
+    }
+
+    /// Rows per chunk when spread over threads: about 8,192 values.
+    private static func rowsPerChunk(_ channels: Int) -> Int { max(1, (1 << 13) / max(1, channels)) }
+
+    /// Σ over `count` values of `lane(i, lanes)`, eight at a time (a serial Float sum cannot be vectorised);
+    /// `lane` returns the values at `i ..< i + lanes`, lanes past `lanes` must be 0.
+    @inline(__always)
+    private static func sum(_ count: Int, _ lane: (Int, Int) -> VectorMath.Vector) -> Float {
+        var sums = VectorMath.Vector()
+        var i = 0
+        while i < count {
+            let lanes = min(8, count &- i)
+            var v = lane(i, lanes)
+            if lanes < 8 { v.replace(with: 0, where: VectorMath.laneIndices .>= Int32(lanes)) }
+            sums += v
+            i &+= 8
+        }
+        return sums.sum()
     }
 
     /// The same two-pass formula in `T`, the oracle for tests. Returns `out (N, C)`.

@@ -24,7 +24,9 @@ public enum Matmul {
     ) {
         let n = Int32(rows), c = Int32(inChannels), oc = Int32(outChannels)
         if let bias {
-            for r in 0..<rows { (out + r * outChannels).update(from: bias, count: outChannels) }
+            Parallel.forEachRange(rows, minimumChunk: max(1, (1 << 14) / max(1, outChannels))) { range in
+                for r in range { (out + r &* outChannels).update(from: bias, count: outChannels) }
+            }
         }
         let beta: Float = bias == nil ? 0 : 1
         switch layout {
@@ -60,9 +62,12 @@ public enum Matmul {
             }
         }
         if let dBias {
-            for r in 0..<rows {
-                let row = dOut + r * outChannels
-                for o in 0..<outChannels { dBias[o] += row[o] }
+            // By column ranges over the cores, each column adding its rows in order.
+            Parallel.forEachRange(outChannels, minimumChunk: max(8, (1 << 14) / max(1, rows))) { columns in
+                for r in 0..<rows {
+                    let row = dOut + r &* outChannels
+                    for o in columns { dBias[o] += row[o] }
+                }
             }
         }
     }

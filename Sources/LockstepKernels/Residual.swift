@@ -8,7 +8,9 @@ public enum Residual {
     public static func forward(
         out: UnsafeMutablePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>, count: Int
     ) {
-        for i in 0..<count { out[i] = a[i] + b[i] }
+        Parallel.forEachRange(count, minimumChunk: 1 << 15) { range in
+            for i in range { out[i] = a[i] + b[i] }
+        }
     }
 
     /// Accumulates `dA += dOut`, `dB += dOut`: the sum passes its gradient unchanged to both branches.

@@ -1,4 +1,3 @@
-import Dispatch
 import RealModule
 
 /// Fused softmax + cross-entropy over the vocabulary, with an ignore index for padded targets.
@@ -10,8 +9,8 @@ import RealModule
 ///
 /// Every target must be `ignoreIndex` or lie in `0 ..< V`; anything else is a caller bug (the data loader
 /// validates token ids), so it stops with a precondition rather than reading outside the row.
-/// Rows are independent, so large calls (`N·V > 65,536`, a few rows of a real vocabulary) are split into
-/// contiguous row ranges across cores with `concurrentPerform`; small ones stay on the calling thread.
+/// Rows are independent, so large calls (`N·V ≥ 65,536`, a few rows of a real vocabulary) are split into
+/// contiguous row ranges across `ComputeThreads`; small ones stay on the calling thread.
 public enum SoftmaxCrossEntropy {
     /// Writes `probabilities` and per-row `losses`; returns the mean loss over counted rows and their count.
     /// Ignored rows still get their probabilities (softmax does not depend on the target). With no counted
@@ -92,19 +91,9 @@ public enum SoftmaxCrossEntropy {
     ) {
         for r in range {
             let x = logits + r &* vocab
-            let p = probabilities + r &* vocab
-            var maximum = -Float.infinity
-            for i in 0..<vocab { maximum = max(maximum, x[i]) }
             let target = targets[r]
             let targetLogit = target == ignoreIndex ? 0 : x[Int(target)]
-            var sum: Float = 0
-            for i in 0..<vocab {
-                let e = Float.exp(x[i] - maximum)
-                p[i] = e
-                sum += e
-            }
-            let inverse = 1 / sum
-            for i in 0..<vocab { p[i] *= inverse }
+            let (maximum, sum) = VectorMath.softmax(x, into: probabilities + r &* vocab, count: vocab)
             // log(Σ exp(x − max)) − (x_t − max) rather than −log p_t: exact even when p_t underflows to 0.
             losses[r] = target == ignoreIndex ? 0 : Float.log(sum) - (targetLogit - maximum)
         }
@@ -122,25 +111,9 @@ public enum SoftmaxCrossEntropy {
         }
     }
 
-    /// Calls `body` on contiguous row ranges covering `0 ..< rows`: one range on this thread when the work is
-    /// small, otherwise up to 64 ranges that `concurrentPerform` spreads over the cores (more ranges than
-    /// cores, so a core slowed by another process does not hold the rest back).
+    /// Calls `body` on contiguous row ranges covering `0 ..< rows`, spread over the cores when there are at
+    /// least 2¹⁶ values (a few rows of a real vocabulary).
     private static func forEachRowRange(rows: Int, vocab: Int, _ body: (Range<Int>) -> Void) {
-        guard rows > 1, rows &* vocab > 1 << 16 else {
-            body(0..<rows)
-            return
-        }
-        let chunks = min(rows, 64)
-        let perChunk = (rows + chunks - 1) / chunks
-        withoutActuallyEscaping(body) { body in
-            // The ranges are disjoint rows, so the callers' pointers are never written by two threads at once;
-            // that is what this `nonisolated(unsafe)` promises the compiler.
-            nonisolated(unsafe) let body = body
-            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-                let start = chunk &* perChunk
-                let end = min(rows, start &+ perChunk)
-                if start < end { body(start..<end) }
-            }
-        }
+        Parallel.forEachRange(rows, minimumChunk: max(1, (1 << 15) / vocab), body)
     }
 }

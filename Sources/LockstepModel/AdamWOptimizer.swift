@@ -70,10 +70,12 @@ public final class AdamWOptimizer {
 
     /// One AdamW update of every parameter in place, each tensor at `learningRate × learningRateScale(of:)`
     /// (weight decay too, as in a PyTorch group with that `lr`); frozen tensors are skipped.
+    /// - Parameter gradientScale: multiplies every gradient as it is read (gradient clipping's factor from
+    ///   `GradientClipping.factor`), leaving the gradient buffer itself unchanged.
     /// - Precondition: both buffers have `layout.count` elements.
     public func step(
         parameters: UnsafeMutableBufferPointer<Float>, gradients: UnsafeMutableBufferPointer<Float>,
-        learningRate: Float, settings: AdamWSettings
+        learningRate: Float, settings: AdamWSettings, gradientScale: Float = 1
     ) {
         precondition(parameters.count == layout.count && gradients.count == layout.count, "buffers do not match the layout")
         stepCount += 1
@@ -83,7 +85,7 @@ public final class AdamWOptimizer {
             AdamW.update(
                 parameters: p + offset, gradients: g + offset, m: m + offset, v: v + offset, count: group.range.count,
                 step: stepCount, learningRate: learningRate * group.scale, settings: settings,
-                applyWeightDecay: group.decays)
+                applyWeightDecay: group.decays, gradientScale: gradientScale)
         }
     }
 }

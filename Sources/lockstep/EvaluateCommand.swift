@@ -38,7 +38,7 @@ struct EvaluateCommand: ParsableCommand {
     var file: ClassifierFileOptions
 
     func run() throws {
-        BLASThreads.set(threads)
+        ComputeThreads.set(threads)
         let location = try ModelLocation.resolve(URL(fileURLWithPath: model))
         if try location.hasClassifierHead() {
             try evaluateClassifier(at: location)

@@ -57,7 +57,7 @@ struct PredictCommand: ParsableCommand {
     }
 
     func run() throws {
-        BLASThreads.set(threads)
+        ComputeThreads.set(threads)
         let classifier = try TrainedClassifier(contentsOf: URL(fileURLWithPath: model), tokenizer: try file.tokenizerOverride())
         let inputURL = URL(fileURLWithPath: input)
         let options = try file.fileOptions(for: inputURL, settings: classifier.fileSettings)

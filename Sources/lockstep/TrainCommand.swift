@@ -33,7 +33,7 @@ struct TrainCommand: ParsableCommand {
             try launchMPI(workers: runConfig.distributed.workers, threads: runConfig.distributed.threadsPerWorker)
             return
         }
-        BLASThreads.set(runConfig.distributed.threadsPerWorker)
+        ComputeThreads.set(runConfig.distributed.threadsPerWorker)
         let tokenizer = try RunSetup.tokenizer(runConfig)
         let modelConfig = try RunSetup.modelConfig(runConfig, tokenizer: tokenizer)
         let replica = try RunSetup.replica(runConfig, modelConfig: modelConfig, group: LoneReplica())

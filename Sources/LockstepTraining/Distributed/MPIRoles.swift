@@ -207,7 +207,7 @@ public enum DistributedRun {
         }
         let launch: RunLaunch = try groups.world.broadcast(nil, root: ProcessGroups.coordinatorRank)
         let config = launch.config
-        BLASThreads.set(config.distributed.threadsPerWorker)
+        ComputeThreads.set(config.distributed.threadsPerWorker)
         let tokenizer = try RunSetup.tokenizer(config)
         let modelConfig = try RunSetup.modelConfig(config, tokenizer: tokenizer)
         let model = try RunSetup.model(config, modelConfig: modelConfig)

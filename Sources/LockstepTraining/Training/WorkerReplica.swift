@@ -87,13 +87,12 @@ public final class WorkerReplica {
         let finite = norm.isFinite && loss.isFinite
         let everyoneFinite = try group.allAgree(finite)
         if everyoneFinite {
-            if config.training.gradClip > 0 {
-                GradientClipping.clip(
-                    gradients.baseAddress!, count: gradients.count, norm: norm, maxNorm: Float(config.training.gradClip))
-            }
+            let clipFactor =
+                config.training.gradClip > 0
+                ? GradientClipping.factor(norm: norm, maxNorm: Float(config.training.gradClip)) : 1
             optimizer.step(
                 parameters: model.parameters, gradients: gradients, learningRate: Float(learningRate),
-                settings: adamSettings)
+                settings: adamSettings, gradientScale: clipFactor)
         }
         let end = Date()
         return WorkerReport(
