@@ -7,18 +7,29 @@ GPT-2 124M), at B=4, T=64, it measures in this order, all on the same cores:
   - Lockstep's training tokens/s with 1 worker x 1 thread, 1 worker x 2 threads, 2 workers x 1 thread
     (`lockstep train` on random token shards; tokens/s is the median of the per-step figures of
     metrics.jsonl after the warm-up steps, over --repeats runs);
-  - PyTorch's (scripts/bench_pytorch.py) with 1 and 2 threads, when torch is installed.
+  - PyTorch's (scripts/bench_pytorch.py) with 1 and 2 threads, when torch is installed and --skip-pytorch
+    is not given;
+  - the coordinator's CPU share in the 2 workers x 1 thread runs: the "coordinator CPU time: C s over S s of
+    training (P% of one core)" line that the coordinator writes to standard error;
+  - gradient allreduce bandwidth over 2 workers (`mpirun -np 3 lockstep-distributed-check allreduce-bandwidth`:
+    1 coordinator + 2 workers, the process groups of training) for a buffer of the config's parameter count:
+    the bucketed path training takes (GradientBuckets, layers + 2 buckets, then the mean) against one raw
+    in-place MPI_Allreduce sum of the same floats. GB/s = bytes / seconds; ratio = bucketed / raw.
+Every figure is the median over --repeats runs (bandwidth: over --repeats timed allreduces after a warm-up).
 MFU = 6 x N x tokens/s / sgemm peak (N: non-embedding parameters plus the LM head, as bench_pytorch.py
-counts them). Data-parallel efficiency = tokens/s of 2 workers x 1 thread / (2 x 1 worker x 1 thread).
+counts them). Data-parallel efficiency = tokens/s of 2 workers x 1 thread / tokens/s of 1 worker x 2 threads
+(the same two cores, split into processes or shared by threads).
 
 Usage (after `swift build -c release`):
   python3 scripts/benchmark.py                       # both configurations
   python3 scripts/benchmark.py --configs small --repeats 3
+  python3 scripts/benchmark.py --configs small --repeats 1 --skip-pytorch     # a quick run
 """
 
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -33,10 +44,16 @@ BATCH, SEQ = 4, 64
 
 
 def run(args, env=None):
+    """Standard output of a command that must succeed."""
+    return run_both(args, env)[0]
+
+
+def run_both(args, env=None):
+    """(standard output, standard error) of a command that must succeed."""
     result = subprocess.run(args, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         sys.exit(f"benchmark: {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result.stdout
+    return result.stdout, result.stderr
 
 
 def write_random_shard(path, vocab, tokens, seed):
@@ -56,7 +73,19 @@ def non_embedding_plus_head(c, layers, vocab):
     return layers * per_block + 2 * c + vocab * c
 
 
-def lockstep_tokens_per_second(binary, work, cfg, workers, threads):
+def parameter_count(c, layers, vocab, context):
+    """Every parameter of the GPT-2 language model, as ParameterLayout lays them out (the gradient's size):
+    wte (V, C), wpe (context, C), the blocks, ln_f."""
+    return vocab * c + context * c + layers * (12 * c * c + 13 * c) + 2 * c
+
+
+COORDINATOR_CPU = re.compile(
+    r"coordinator CPU time: ([0-9.]+) s over ([0-9.]+) s of training \(([0-9.]+)% of one core\)")
+
+
+def lockstep_run(binary, work, cfg, workers, threads):
+    """(tokens/s, the coordinator's CPU line as (cpu s, training s, % of one core) or None) of one
+    `lockstep train` run."""
     config = os.path.join(work, "bench.yaml")
     with open(config, "w") as f:
         f.write(f"""model: {{context_length: {SEQ}, layers: {cfg['layers']}, heads: {cfg['heads']},
@@ -70,14 +99,27 @@ checkpoint: {{every: 100000}}
 distributed: {{workers: {workers}, threads_per_worker: {threads}, check_replicas_every: 0}}
 """)
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
-    run([binary, "train", "--config", config], env=env)
+    out, err = run_both([binary, "train", "--config", config], env=env)
+    match = COORDINATOR_CPU.search(out + err)
+    coordinator = tuple(float(x) for x in match.groups()) if match else None
     figures = []
     with open(os.path.join(work, "run", "metrics.jsonl")) as f:
         for line in f:
             record = json.loads(line)
             if record.get("kind") == "train" and record["step"] > cfg["warmup"]:
                 figures.append(record["tokens_per_second"])
-    return statistics.median(figures)
+    return statistics.median(figures), coordinator
+
+
+def allreduce_bandwidth(binary_dir, floats, buckets, repeats):
+    """The JSON record of `lockstep-distributed-check allreduce-bandwidth` over 1 coordinator + 2 workers."""
+    out = run(["mpirun", "--oversubscribe", "--bind-to", "none", "-x", "OPENBLAS_NUM_THREADS=1", "-np", "3",
+               os.path.join(binary_dir, "lockstep-distributed-check"), "allreduce-bandwidth",
+               str(floats), str(buckets), str(repeats)])
+    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    if len(records) != 1:
+        sys.exit(f"benchmark: expected one JSON line from allreduce-bandwidth, got:\n{out}")
+    return records[0]
 
 
 def main():
@@ -85,9 +127,12 @@ def main():
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--binary", default=os.path.join(ROOT, ".build", "release", "lockstep"))
+    parser.add_argument("--skip-pytorch", action="store_true", help="leave PyTorch's columns empty (quick runs)")
     args = parser.parse_args()
-    if not os.access(args.binary, os.X_OK):
-        sys.exit(f"benchmark: {args.binary} not found; run `swift build -c release` first")
+    distributed_check = os.path.join(os.path.dirname(args.binary), "lockstep-distributed-check")
+    for binary in (args.binary, distributed_check):
+        if not os.access(binary, os.X_OK):
+            sys.exit(f"benchmark: {binary} not found; run `swift build -c release` first")
     os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
     os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
 
@@ -96,28 +141,40 @@ def main():
                      "--json"]).splitlines():
         record = json.loads(line)
         peaks[record["threads"]] = record["gflops_median"]
-    try:
-        import torch  # noqa: F401
-        have_torch = True
-    except ImportError:
-        have_torch = False
-        print("PyTorch not installed (pip install torch==2.13.0+cpu): its columns stay empty", file=sys.stderr)
+    have_torch = False
+    if args.skip_pytorch:
+        print("--skip-pytorch: PyTorch's columns stay empty", file=sys.stderr)
+    else:
+        try:
+            import torch  # noqa: F401
+            have_torch = True
+        except ImportError:
+            print("PyTorch not installed (pip install torch==2.13.0+cpu): its columns stay empty", file=sys.stderr)
 
     print(f"sgemm peak (system OpenBLAS): {peaks.get(1, 0):.1f} GFLOP/s on 1 thread, {peaks.get(2, 0):.1f} on 2")
     print()
     print("| config | threads | Lockstep tok/s | MFU | PyTorch tok/s | MFU | Lockstep / PyTorch |")
     print("|---|---|---|---|---|---|---|")
-    efficiency_rows = []
+    efficiency_rows, coordinator_rows, bandwidth_rows = [], [], []
     for name in args.configs:
         cfg = CONFIGS[name]
         n = non_embedding_plus_head(cfg["channels"], cfg["layers"], cfg["vocab"])
         with tempfile.TemporaryDirectory() as work:
             write_random_shard(os.path.join(work, "train_000000.bin"), cfg["vocab"],
                                (cfg["steps"] + 2) * BATCH * SEQ + 1, seed=1)
-            ours = {}
+            ours, coordinator = {}, []
             for workers, threads in [(1, 1), (1, 2), (2, 1)]:
-                ours[(workers, threads)] = statistics.median(
-                    lockstep_tokens_per_second(args.binary, work, cfg, workers, threads) for _ in range(args.repeats))
+                runs = [lockstep_run(args.binary, work, cfg, workers, threads) for _ in range(args.repeats)]
+                ours[(workers, threads)] = statistics.median(tokens for tokens, _ in runs)
+                if workers == 2:
+                    coordinator = [line for _, line in runs if line]
+        if coordinator:
+            coordinator_rows.append((name, *(statistics.median(line[i] for line in coordinator) for i in range(3))))
+        else:
+            print(f"benchmark: no 'coordinator CPU time' line in the {name} 2-worker runs", file=sys.stderr)
+        floats = parameter_count(cfg["channels"], cfg["layers"], cfg["vocab"], SEQ)
+        bandwidth_rows.append((name, allreduce_bandwidth(os.path.dirname(args.binary), floats, cfg["layers"] + 2,
+                                                         args.repeats)))
         for threads in (1, 2):
             mine = ours[(1, threads)]
             theirs = None
@@ -140,12 +197,23 @@ def main():
             else:
                 cells += ["-", "-", "-"]
             print("| " + " | ".join(cells) + " |")
-        efficiency_rows.append((name, ours[(2, 1)], ours[(1, 1)]))
+        efficiency_rows.append((name, ours[(2, 1)], ours[(1, 2)]))
     print()
-    print("| config | 2 workers x 1 thread tok/s | 1 worker x 1 thread tok/s | data-parallel efficiency |")
+    print("| config | 2 workers x 1 thread tok/s | 1 worker x 2 threads tok/s | data-parallel efficiency |")
     print("|---|---|---|---|")
-    for name, two, one in efficiency_rows:
-        print(f"| {name} | {two:.0f} | {one:.0f} | {two / (2 * one):.2f} |")
+    for name, processes, threads in efficiency_rows:
+        print(f"| {name} | {processes:.0f} | {threads:.0f} | {processes / threads:.2f} |")
+    print()
+    print("| config | coordinator CPU s | training s | coordinator share of one core |")
+    print("|---|---|---|---|")
+    for name, cpu, seconds, share in coordinator_rows:
+        print(f"| {name} | {cpu:.2f} | {seconds:.1f} | {share:.1f}% |")
+    print()
+    print("| config | gradient MB | buckets | bucketed GB/s | raw MPI_Allreduce GB/s | bucketed / raw |")
+    print("|---|---|---|---|---|---|")
+    for name, record in bandwidth_rows:
+        print(f"| {name} | {record['bytes'] / 1e6:.1f} | {record['buckets']} | {record['bucketed_gb_per_s']:.2f} | "
+              f"{record['raw_gb_per_s']:.2f} | {record['bucketed_over_raw']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@
 //   mpirun -np 4 lockstep-distributed-check handoff [floats] [maxCountPerCall]
 //   mpirun -np 4 lockstep-distributed-check idle-cpu [seconds] [maxShare] [--blocking]
 //   mpirun -np 4 lockstep-distributed-check kill-worker
+//   mpirun -np 3 lockstep-distributed-check allreduce-bandwidth [floats] [buckets] [repeats]
+// allreduce-bandwidth checks its sums too, but prints a single JSON line, from worker 0 (for scripts/benchmark.py).
 import Foundation
 import LockstepDistributed
 
@@ -252,6 +254,89 @@ func killedWorker(_ groups: ProcessGroups) throws {
     fail("\(role(groups)): the job outlived a killed worker")
 }
 
+/// The value `smallIntegers(count:seed:)` gives at `index`, without the array: SplitMix64's state after
+/// `index + 1` steps is a closed form, so a check over a large buffer needs no copy of every worker's values.
+func smallInteger(seed: UInt64, index: Int) -> Float {
+    var z = (seed &* 0x9e37_79b9_7f4a_7c15 &+ 1) &+ UInt64(index + 1) &* 0x9e37_79b9_7f4a_7c15
+    z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+    z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+    z ^= z >> 31
+    return Float(Int(z % 33) - 16)
+}
+
+/// Gradient averaging bandwidth among the workers (issue 8): (a) the path training takes, `GradientBuckets`
+/// over the buffer cut into `bucketCount` near-equal buckets started last first (bucketReady + poll each),
+/// then `finish()` (which also scales by 1 / workers); (b) one blocking in-place `MPI_Allreduce` sum of the
+/// same `count` floats over the workers' communicator. Each is run once to warm up, then `repeats` times; a
+/// run's time is the slowest worker's, after a barrier; the figure is the median. Every run's result is
+/// checked exactly (small integers, so every sum is exact in Float). Worker 0 prints one JSON line:
+/// floats, bytes (4 x floats), and seconds and GB/s (bytes / seconds / 1e9) for both paths, and
+/// bucketed_over_raw = bucketed GB/s / raw GB/s. The coordinator waits (sleeping) in a world barrier.
+func allreduceBandwidth(_ groups: ProcessGroups, count: Int, bucketCount: Int, repeats: Int) throws {
+    check(count >= bucketCount && bucketCount >= 1 && repeats >= 1, "need floats >= buckets >= 1 and repeats >= 1")
+    if let index = groups.workerIndex, let workers = groups.workers {
+        let n = groups.workerCount
+        // Values are recomputed rather than kept: for GPT-2 124M one copy of the buffer is already 0.5 GB.
+        func sum(_ i: Int) -> Float { (0..<n).reduce(Float(0)) { $0 + smallInteger(seed: UInt64($1), index: i) } }
+        let factor = 1 / Float(n)
+        // Near-equal buckets covering the buffer, listed last first, as backward produces them.
+        let cuts = (0...bucketCount).map { $0 * count / bucketCount }
+        let ranges = zip(cuts, cuts.dropFirst()).map { $0 ..< $1 }.reversed().map { $0 }
+        var buffer = [Float](repeating: 0, count: count)
+
+        /// The slowest worker's seconds for `body`, started together after a barrier.
+        func timed(_ body: () throws -> Void) throws -> Double {
+            try workers.barrier()
+            let start = wallSeconds()
+            try body()
+            var nanoseconds = [UInt64((wallSeconds() - start) * 1e9)]
+            try workers.allreduce(&nanoseconds, count: 1, op: .max)
+            return Double(nanoseconds[0]) / 1e9
+        }
+
+        var bucketedSeconds: [Double] = [], rawSeconds: [Double] = []
+        try buffer.withUnsafeMutableBufferPointer { buffer in
+            let buckets = try GradientBuckets(communicator: workers, buffer: buffer, ranges: ranges)
+            for run in 0...repeats {
+                for i in 0..<count { buffer[i] = smallInteger(seed: UInt64(index), index: i) }
+                let bucketed = try timed {
+                    for bucket in ranges.indices {
+                        try buckets.bucketReady(bucket)
+                        try buckets.poll()
+                    }
+                    try buckets.finish()
+                }
+                let wrongMean = (0..<count).filter { buffer[$0] != sum($0) * factor }
+                check(wrongMean.isEmpty, "worker \(index) bucketed run \(run): \(wrongMean.count) wrong, first at \(wrongMean.first ?? -1)")
+
+                for i in 0..<count { buffer[i] = smallInteger(seed: UInt64(index), index: i) }
+                let raw = try timed { try workers.allreduceSum(buffer.baseAddress!, count: count) }
+                let wrongSum = (0..<count).filter { buffer[$0] != sum($0) }
+                check(wrongSum.isEmpty, "worker \(index) raw run \(run): \(wrongSum.count) wrong, first at \(wrongSum.first ?? -1)")
+                if run > 0 {  // run 0 warms up
+                    bucketedSeconds.append(bucketed)
+                    rawSeconds.append(raw)
+                }
+            }
+        }
+        func median(_ values: [Double]) -> Double {
+            let sorted = values.sorted()
+            return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+        }
+        if index == 0 {
+            let bytes = 4 * count
+            let bucketed = median(bucketedSeconds), raw = median(rawSeconds)
+            let bucketedRate = Double(bytes) / bucketed / 1e9, rawRate = Double(bytes) / raw / 1e9
+            print(String(
+                format: "{\"scenario\": \"allreduce-bandwidth\", \"workers\": %ld, \"floats\": %ld, \"bytes\": %ld, "
+                    + "\"buckets\": %ld, \"repeats\": %ld, \"bucketed_seconds\": %.6f, \"bucketed_gb_per_s\": %.4f, "
+                    + "\"raw_seconds\": %.6f, \"raw_gb_per_s\": %.4f, \"bucketed_over_raw\": %.4f}",
+                n, count, bytes, bucketCount, repeats, bucketed, bucketedRate, raw, rawRate, bucketedRate / rawRate))
+        }
+    }
+    try groups.world.barrier()
+}
+
 // MARK: - Main
 
 do {
@@ -268,7 +353,11 @@ do {
         let seconds = arguments.count > 2 ? Double(arguments[2]) ?? 1 : 1
         let maxShare = arguments.count > 3 ? Double(arguments[3]) ?? 0.3 : 0.3
         try idleCPU(groups, seconds: seconds, maxShare: maxShare)
-    default: fail("unknown scenario '\(scenario)'; use control, buckets, replicas or idle-cpu")
+    case "allreduce-bandwidth":
+        try allreduceBandwidth(
+            groups, count: argument(2, default: 1_000_000), bucketCount: argument(3, default: 6), repeats: argument(4, default: 3))
+    default:
+        fail("unknown scenario '\(scenario)'; use control, buckets, replicas, handoff, idle-cpu, kill-worker or allreduce-bandwidth")
     }
     try MPIRuntime.finalize()
 } catch {

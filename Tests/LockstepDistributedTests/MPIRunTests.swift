@@ -112,6 +112,25 @@ import Testing
         }
     }
 
+    /// The benchmark's bandwidth scenario over one coordinator and two workers: 100 003 floats in 4 buckets,
+    /// 2 timed runs; it checks every sum itself (non-zero status otherwise) and worker 0 prints one JSON line.
+    @Test func allreduceBandwidthPrintsOneJSONLine() throws {
+        let result = try MPIRun.run(
+            processes: 3, executable: "lockstep-distributed-check", arguments: ["allreduce-bandwidth", "100003", "4", "2"])
+        #expect(result.status == 0, "mpirun failed:\n\(result.output)")
+        let lines = result.output.split(separator: "\n").filter { $0.hasPrefix("{") }
+        #expect(lines.count == 1, "\(result.output)")
+        let record = try lines.first.flatMap {
+            try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        #expect(record?["floats"] as? Int == 100_003 && record?["bytes"] as? Int == 400_012, "\(result.output)")
+        #expect(record?["workers"] as? Int == 2 && record?["buckets"] as? Int == 4, "\(result.output)")
+        for key in ["bucketed_gb_per_s", "raw_gb_per_s", "bucketed_over_raw"] {
+            let value = (record?[key] as? NSNumber)?.doubleValue ?? 0
+            #expect(value > 0 && value.isFinite, "\(key) in \(result.output)")
+        }
+    }
+
     @Test func divergedReplicaIsNamed() throws {
         let result = try MPIRun.run(processes: 4, executable: "lockstep-distributed-check", arguments: ["replicas"])
         #expect(result.status == 0, "mpirun failed:\n\(result.output)")
