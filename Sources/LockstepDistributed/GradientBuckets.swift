@@ -58,9 +58,12 @@ public final class GradientBuckets {
         requests.reserveCapacity(ranges.count * 2)
     }
 
-    /// Starts averaging bucket `index` without waiting: a non-blocking in-place sum (`MPI_Iallreduce`).
+    /// Starts averaging bucket `index`: a non-blocking in-place sum (`MPI_Iallreduce`), or with `wait` the
+    /// blocking `MPI_Allreduce`, done on return. Use `wait` for buckets filled at the very end of backward:
+    /// nothing is left to overlap with them, and Open MPI's blocking allreduce (with the ring algorithm that
+    /// `lockstep train` selects) moves large buffers about twice as fast as the non-blocking one.
     /// - Throws: `DistributedError.invalidBucket` for an unknown index or one already started this step.
-    public func bucketReady(_ index: Int) throws {
+    public func bucketReady(_ index: Int, wait: Bool = false) throws {
         guard ranges.indices.contains(index) else {
             throw DistributedError.invalidBucket(index: index, bucketCount: ranges.count, reason: "no such bucket")
         }
@@ -72,7 +75,7 @@ public final class GradientBuckets {
         startedCount += 1
         let range = ranges[index]
         let base = buffer.baseAddress! + range.lowerBound
-        if let mpi {
+        if let mpi, !wait {
             try mpi.startAllreduceSum(base, count: range.count, appendingTo: &requests)
         } else {
             try communicator.allreduceSum(base, count: range.count)

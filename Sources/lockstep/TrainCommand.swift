@@ -69,6 +69,11 @@ extension TrainCommand {
             ?? CommandLine.arguments[0]).deletingLastPathComponent()
         var arguments = ["mpirun", "--oversubscribe", "--bind-to", "none", "--stdin", "none", "-x", "OPENBLAS_NUM_THREADS=\(threads)"]
         if getuid() == 0 { arguments.append("--allow-run-as-root") }
+        // The ring allreduce: for gradient-sized buffers about twice the bandwidth of Open MPI's default choice
+        // (docs/BENCHMARKS.md). An algorithm chosen in the environment wins.
+        if ProcessInfo.processInfo.environment["OMPI_MCA_coll_tuned_allreduce_algorithm"] == nil {
+            arguments += ["--mca", "coll_tuned_use_dynamic_rules", "1", "--mca", "coll_tuned_allreduce_algorithm", "4"]
+        }
         if let hostfile { arguments += ["--hostfile", hostfile] }
         arguments += ["-np", "1", binDirectory.appendingPathComponent("lockstep-coordinator").path, "--config", config]
         for override in overrides { arguments += ["--set", override] }

@@ -35,8 +35,9 @@ public final class MPIReplicaGroup: ReplicaGroup {
 
     public func finishGradientAveraging() throws {
         if bucketed {
-            try buckets.bucketReady(layerCount)
-            try buckets.bucketReady(layerCount + 1)
+            // The embeddings and ln_f are complete only now, so nothing is left to overlap with them.
+            try buckets.bucketReady(layerCount, wait: true)
+            try buckets.bucketReady(layerCount + 1, wait: true)
             try buckets.finish()
         } else {
             try buckets.allreduceAll()
