@@ -9,12 +9,15 @@ GPT-2 124M), at B=4, T=64, it measures in this order, all on the same cores:
     metrics.jsonl after the warm-up steps, over --repeats runs);
   - PyTorch's (scripts/bench_pytorch.py) with 1 and 2 threads, when torch is installed and --skip-pytorch
     is not given;
-  - the coordinator's CPU share in the 2 workers x 1 thread runs: the "coordinator CPU time: C s over S s of
-    training (P% of one core)" line that the coordinator writes to standard error;
+  - the coordinator's CPU share in the 2 workers x 1 thread runs: the "coordinator CPU time while stepping:
+    C s over S s (P% of one core)" line that the coordinator writes to standard error (from the first step
+    to the last; start-up, the final checkpoint and the model export are not included);
   - gradient allreduce bandwidth over 2 workers (`mpirun -np 3 lockstep-distributed-check allreduce-bandwidth`:
-    1 coordinator + 2 workers, the process groups of training) for a buffer of the config's parameter count:
-    the bucketed path training takes (GradientBuckets, layers + 2 buckets, then the mean) against one raw
-    in-place MPI_Allreduce sum of the same floats. GB/s = bytes / seconds; ratio = bucketed / raw.
+    1 coordinator + 2 workers, the process groups of training, with the ring allreduce `lockstep train`
+    selects) for a buffer of the config's parameter count: the bucketed path training takes (GradientBuckets:
+    one bucket per block started during backward, then the embeddings and ln_f with the blocking allreduce,
+    then the mean) against one raw in-place MPI_Allreduce sum of the same floats. GB/s = bytes / seconds;
+    ratio = bucketed / raw.
 Every figure is the median over --repeats runs (bandwidth: over --repeats timed allreduces after a warm-up).
 MFU = 6 x N x tokens/s / sgemm peak (N: non-embedding parameters plus the LM head, as bench_pytorch.py
 counts them). Data-parallel efficiency = tokens/s of 2 workers x 1 thread / tokens/s of 1 worker x 2 threads
@@ -80,7 +83,9 @@ def parameter_count(c, layers, vocab, context):
 
 
 COORDINATOR_CPU = re.compile(
-    r"coordinator CPU time: ([0-9.]+) s over ([0-9.]+) s of training \(([0-9.]+)% of one core\)")
+    r"coordinator CPU time while stepping: ([0-9.]+) s over ([0-9.]+) s \(([0-9.]+)% of one core\)")
+# What `lockstep train` passes to mpirun: Open MPI's ring allreduce.
+RING_ALLREDUCE = ["--mca", "coll_tuned_use_dynamic_rules", "1", "--mca", "coll_tuned_allreduce_algorithm", "4"]
 
 
 def lockstep_run(binary, work, cfg, workers, threads):
@@ -111,11 +116,11 @@ distributed: {{workers: {workers}, threads_per_worker: {threads}, check_replicas
     return statistics.median(figures), coordinator
 
 
-def allreduce_bandwidth(binary_dir, floats, buckets, repeats):
+def allreduce_bandwidth(binary_dir, floats, buckets, repeats, tail):
     """The JSON record of `lockstep-distributed-check allreduce-bandwidth` over 1 coordinator + 2 workers."""
-    out = run(["mpirun", "--oversubscribe", "--bind-to", "none", "-x", "OPENBLAS_NUM_THREADS=1", "-np", "3",
-               os.path.join(binary_dir, "lockstep-distributed-check"), "allreduce-bandwidth",
-               str(floats), str(buckets), str(repeats)])
+    out = run(["mpirun", "--oversubscribe", "--bind-to", "none", "-x", "OPENBLAS_NUM_THREADS=1", *RING_ALLREDUCE,
+               "-np", "3", os.path.join(binary_dir, "lockstep-distributed-check"), "allreduce-bandwidth",
+               str(floats), str(buckets), str(repeats), str(tail)])
     records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     if len(records) != 1:
         sys.exit(f"benchmark: expected one JSON line from allreduce-bandwidth, got:\n{out}")
@@ -173,8 +178,10 @@ def main():
         else:
             print(f"benchmark: no 'coordinator CPU time' line in the {name} 2-worker runs", file=sys.stderr)
         floats = parameter_count(cfg["channels"], cfg["layers"], cfg["vocab"], SEQ)
-        bandwidth_rows.append((name, allreduce_bandwidth(os.path.dirname(args.binary), floats, cfg["layers"] + 2,
-                                                         args.repeats)))
+        # As training: one bucket per block, started during backward, then the embeddings and ln_f (the tail).
+        tail = cfg["vocab"] * cfg["channels"] + SEQ * cfg["channels"] + 2 * cfg["channels"]
+        bandwidth_rows.append((name, allreduce_bandwidth(os.path.dirname(args.binary), floats, cfg["layers"] + 1,
+                                                         args.repeats, tail)))
         for threads in (1, 2):
             mine = ours[(1, threads)]
             theirs = None
@@ -204,7 +211,7 @@ def main():
     for name, processes, threads in efficiency_rows:
         print(f"| {name} | {processes:.0f} | {threads:.0f} | {processes / threads:.2f} |")
     print()
-    print("| config | coordinator CPU s | training s | coordinator share of one core |")
+    print("| config | coordinator CPU s while stepping | stepping s | coordinator share of one core |")
     print("|---|---|---|---|")
     for name, cpu, seconds, share in coordinator_rows:
         print(f"| {name} | {cpu:.2f} | {seconds:.1f} | {share:.1f}% |")

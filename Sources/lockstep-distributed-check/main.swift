@@ -7,7 +7,7 @@
 //   mpirun -np 4 lockstep-distributed-check handoff [floats] [maxCountPerCall]
 //   mpirun -np 4 lockstep-distributed-check idle-cpu [seconds] [maxShare] [--blocking]
 //   mpirun -np 4 lockstep-distributed-check kill-worker
-//   mpirun -np 3 lockstep-distributed-check allreduce-bandwidth [floats] [buckets] [repeats]
+//   mpirun -np 3 lockstep-distributed-check allreduce-bandwidth [floats] [buckets] [repeats] [tail]
 // allreduce-bandwidth checks its sums too, but prints a single JSON line, from worker 0 (for scripts/benchmark.py).
 import Foundation
 import LockstepDistributed
@@ -265,23 +265,28 @@ func smallInteger(seed: UInt64, index: Int) -> Float {
 }
 
 /// Gradient averaging bandwidth among the workers (issue 8): (a) the path training takes, `GradientBuckets`
-/// over the buffer cut into `bucketCount` near-equal buckets started last first (bucketReady + poll each),
-/// then `finish()` (which also scales by 1 / workers); (b) one blocking in-place `MPI_Allreduce` sum of the
+/// over the buffer cut into `bucketCount` buckets started last first (bucketReady + poll each), then
+/// `finish()` (which also scales by 1 / workers). With `tail` > 0 the last `tail` floats form the last bucket,
+/// reduced with the blocking allreduce as training does for the embeddings and `ln_f` (complete only at the
+/// end of backward), and the rest is cut into `bucketCount - 1` near-equal buckets (the blocks); (b) one blocking in-place `MPI_Allreduce` sum of the
 /// same `count` floats over the workers' communicator. Each is run once to warm up, then `repeats` times; a
 /// run's time is the slowest worker's, after a barrier; the figure is the median. Every run's result is
 /// checked exactly (small integers, so every sum is exact in Float). Worker 0 prints one JSON line:
 /// floats, bytes (4 x floats), and seconds and GB/s (bytes / seconds / 1e9) for both paths, and
 /// bucketed_over_raw = bucketed GB/s / raw GB/s. The coordinator waits (sleeping) in a world barrier.
-func allreduceBandwidth(_ groups: ProcessGroups, count: Int, bucketCount: Int, repeats: Int) throws {
+func allreduceBandwidth(_ groups: ProcessGroups, count: Int, bucketCount: Int, repeats: Int, tail: Int) throws {
     check(count >= bucketCount && bucketCount >= 1 && repeats >= 1, "need floats >= buckets >= 1 and repeats >= 1")
+    check(tail == 0 || (bucketCount >= 2 && tail <= count - (bucketCount - 1)), "need buckets >= 2 and tail < floats")
     if let index = groups.workerIndex, let workers = groups.workers {
         let n = groups.workerCount
         // Values are recomputed rather than kept: for GPT-2 124M one copy of the buffer is already 0.5 GB.
         func sum(_ i: Int) -> Float { (0..<n).reduce(Float(0)) { $0 + smallInteger(seed: UInt64($1), index: i) } }
         let factor = 1 / Float(n)
-        // Near-equal buckets covering the buffer, listed last first, as backward produces them.
-        let cuts = (0...bucketCount).map { $0 * count / bucketCount }
-        let ranges = zip(cuts, cuts.dropFirst()).map { $0 ..< $1 }.reversed().map { $0 }
+        // Near-equal buckets covering the buffer (or its part before the tail), listed last first, as backward
+        // produces them; then the tail.
+        let body = count - tail, pieces = tail > 0 ? bucketCount - 1 : bucketCount
+        let cuts = (0...pieces).map { $0 * body / pieces }
+        let ranges = zip(cuts, cuts.dropFirst()).map { $0 ..< $1 }.reversed() + (tail > 0 ? [body ..< count] : [])
         var buffer = [Float](repeating: 0, count: count)
 
         /// The slowest worker's seconds for `body`, started together after a barrier.
@@ -301,7 +306,7 @@ func allreduceBandwidth(_ groups: ProcessGroups, count: Int, bucketCount: Int, r
                 for i in 0..<count { buffer[i] = smallInteger(seed: UInt64(index), index: i) }
                 let bucketed = try timed {
                     for bucket in ranges.indices {
-                        try buckets.bucketReady(bucket)
+                        try buckets.bucketReady(bucket, wait: tail > 0 && bucket == ranges.count - 1)
                         try buckets.poll()
                     }
                     try buckets.finish()
@@ -355,7 +360,8 @@ do {
         try idleCPU(groups, seconds: seconds, maxShare: maxShare)
     case "allreduce-bandwidth":
         try allreduceBandwidth(
-            groups, count: argument(2, default: 1_000_000), bucketCount: argument(3, default: 6), repeats: argument(4, default: 3))
+            groups, count: argument(2, default: 1_000_000), bucketCount: argument(3, default: 6), repeats: argument(4, default: 3),
+            tail: argument(5, default: 0))
     default:
         fail("unknown scenario '\(scenario)'; use control, buckets, replicas, handoff, idle-cpu, kill-worker or allreduce-bandwidth")
     }

@@ -186,12 +186,12 @@ public enum DistributedRun {
             resumed: resumed, stopFlag: stopFlag, console: ProgressReporter(plainLineEvery: config.output.logEvery))
         link.classifierDevSet = coordinator.classifierDevSet
         let summary = try coordinator.run()
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        let cpu = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
-            + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+        let cpu = processCPUSeconds()
         log(String(format: "coordinator CPU time: %.2f s over %.1f s of training (%.1f%% of one core)", cpu,
             summary.seconds, 100 * cpu / max(summary.seconds, 1e-9)))
+        log(String(format: "coordinator CPU time while stepping: %.2f s over %.1f s (%.1f%% of one core)",
+            summary.steppingCPUSeconds, summary.steppingSeconds,
+            100 * summary.steppingCPUSeconds / max(summary.steppingSeconds, 1e-9)))
         return summary
     }
 

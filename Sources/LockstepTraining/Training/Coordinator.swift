@@ -21,6 +21,10 @@ public struct RunSummary: Sendable {
     public var lastValidationLoss: Double?
     public var skippedSteps: Int
     public var seconds: Double
+    /// From the first step's start to the last step's end (final save and model export not included), and
+    /// this process's CPU time over the same span: the coordinator's steady-state cost.
+    public var steppingSeconds: Double
+    public var steppingCPUSeconds: Double
     public var modelDirectory: URL
     /// Fine-tuning with a dev set: the best evaluation, whose parameters `modelDirectory` holds.
     public var best: ModelSelection?
@@ -116,6 +120,8 @@ public final class Coordinator: @unchecked Sendable {
             if FileManager.default.fileExists(atPath: best.path) { try checkpoints.setBest(best) }
         }
         let started = Date()
+        let cpuAtStart = processCPUSeconds()
+        var steppingSeconds = 0.0, steppingCPUSeconds = 0.0
         let elapsedBefore = resumed?.elapsedSeconds ?? 0
         let maxSteps = config.training.maxSteps
         let hasValidation = config.data.validation != nil
@@ -150,6 +156,8 @@ public final class Coordinator: @unchecked Sendable {
                 checkpoint: handoff, verifyReplicas: verify, stop: isLast,
                 stopReason: isLast ? stopReason.rawValue : nil)
             let metrics = try link.execute(order, snapshot: snapshot)
+            steppingSeconds = Date().timeIntervalSince(started)
+            steppingCPUSeconds = processCPUSeconds() - cpuAtStart
 
             lastLoss = metrics.loss
             let gradientNorm = metrics.gradNorm
@@ -171,7 +179,9 @@ public final class Coordinator: @unchecked Sendable {
                     "kind": .string("train"), "step": .int(step), "loss": .double(lastLoss),
                     "lr": .double(order.learningRate), "grad_norm": .double(gradientNorm),
                     "tokens_per_second": .double(tokensPerSecond), "skipped": .bool(metrics.skippedNonFinite),
-                    "step_seconds": .double(metrics.stepSeconds), "communication_seconds": .double(metrics.communicationSeconds),
+                    "step_seconds": .double(metrics.stepSeconds), "compute_seconds": .double(metrics.computeSeconds),
+                    "communication_seconds": .double(metrics.communicationSeconds),
+                    "optimizer_seconds": .double(metrics.optimizerSeconds),
                     "time": .double(elapsedBefore + now.timeIntervalSince(started)),
                 ])
                 tensorBoard?.addScalar(tag: "train/loss", value: lastLoss, step: step, wallTime: nil)
@@ -246,7 +256,8 @@ public final class Coordinator: @unchecked Sendable {
         }
         return RunSummary(
             steps: step, stopReason: stopReason, lastLoss: lastLoss, lastValidationLoss: lastValidation,
-            skippedSteps: skippedTotal, seconds: Date().timeIntervalSince(started), modelDirectory: modelDirectory,
+            skippedSteps: skippedTotal, seconds: Date().timeIntervalSince(started), steppingSeconds: steppingSeconds,
+            steppingCPUSeconds: steppingCPUSeconds, modelDirectory: modelDirectory,
             best: judge?.selection)
     }
 
@@ -350,4 +361,12 @@ public final class StopFlag: @unchecked Sendable {
             sources.append(source)
         }
     }
+}
+
+/// User plus system CPU time of this whole process (every thread), in seconds.
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+        + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
 }
