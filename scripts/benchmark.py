@@ -15,9 +15,9 @@ GPT-2 124M), at B=4, T=64, it measures in this order, all on the same cores:
   - gradient allreduce bandwidth over 2 workers (`mpirun -np 3 lockstep-distributed-check allreduce-bandwidth`:
     1 coordinator + 2 workers, the process groups of training, with the ring allreduce `lockstep train`
     selects) for a buffer of the config's parameter count: the bucketed path training takes (GradientBuckets:
-    one bucket per block started during backward, then the embeddings and ln_f with the blocking allreduce,
-    then the mean) against one raw in-place MPI_Allreduce sum of the same floats. GB/s = bytes / seconds;
-    ratio = bucketed / raw.
+    one bucket per block started during backward, then the embeddings and ln_f with the blocking allreduce;
+    the sum, as training folds the 1 / workers into the optimizer) against one raw in-place MPI_Allreduce
+    sum of the same floats. GB/s = bytes / seconds; ratio = bucketed / raw.
 Every figure is the median over --repeats runs (bandwidth: over --repeats timed allreduces after a warm-up).
 MFU = 6 x N x tokens/s / sgemm peak (N: non-embedding parameters plus the LM head, as bench_pytorch.py
 counts them). Data-parallel efficiency = tokens/s of 2 workers x 1 thread / tokens/s of 1 worker x 2 threads
@@ -40,8 +40,8 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {
-    "small": dict(layers=4, heads=4, channels=256, vocab=50304, steps=12, warmup=3),
-    "124M": dict(layers=12, heads=12, channels=768, vocab=50304, steps=5, warmup=2),
+    "small": dict(layers=4, heads=4, channels=256, vocab=50304, steps=20, warmup=3),
+    "124M": dict(layers=12, heads=12, channels=768, vocab=50304, steps=6, warmup=2),
 }
 BATCH, SEQ = 4, 64
 

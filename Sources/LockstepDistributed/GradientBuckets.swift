@@ -90,24 +90,26 @@ public final class GradientBuckets {
         return try mpi.testAll(&requests)
     }
 
-    /// Waits for every bucket, then divides the reduced ranges by the number of workers, so each holds the
-    /// mean gradient. Afterwards the next step may start buckets again.
+    /// Waits for every bucket, then with `averaging` divides the reduced ranges by the number of workers, so
+    /// each holds the mean gradient; without, they hold the sum (training folds the 1 / workers into the
+    /// optimizer rather than spend a pass over the buffer on it). Afterwards the next step may start buckets again.
     /// - Throws: `DistributedError.bucketsNotStarted` if some bucket was never started this step.
-    public func finish() throws {
+    public func finish(averaging: Bool = true) throws {
         if startedCount != ranges.count {
             throw DistributedError.bucketsNotStarted(missing: started.indices.filter { !started[$0] })
         }
         if let mpi { try mpi.waitAll(&requests, policy: .blocking, "GradientBuckets.finish") }
-        for range in ranges { scale(range) }
+        if averaging { for range in ranges { scale(range) } }
         for index in started.indices { started[index] = false }
         startedCount = 0
     }
 
     /// The comparison mode: one blocking allreduce of the whole buffer after backward (pieces only past
-    /// Int32.max floats), then the mean. Ignores the buckets; do not mix with `bucketReady` in one step.
-    public func allreduceAll() throws {
+    /// Int32.max floats), then the mean when `averaging`. Ignores the buckets; do not mix with `bucketReady`
+    /// in one step.
+    public func allreduceAll(averaging: Bool = true) throws {
         try communicator.allreduceSum(buffer.baseAddress!, count: buffer.count)
-        scale(0..<buffer.count)
+        if averaging { scale(0..<buffer.count) }
     }
 
     private func scale(_ range: Range<Int>) {

@@ -266,7 +266,7 @@ func smallInteger(seed: UInt64, index: Int) -> Float {
 
 /// Gradient averaging bandwidth among the workers (issue 8): (a) the path training takes, `GradientBuckets`
 /// over the buffer cut into `bucketCount` buckets started last first (bucketReady + poll each), then
-/// `finish()` (which also scales by 1 / workers). With `tail` > 0 the last `tail` floats form the last bucket,
+/// `finish(averaging: false)` (training folds the 1 / workers into the optimizer). With `tail` > 0 the last `tail` floats form the last bucket,
 /// reduced with the blocking allreduce as training does for the embeddings and `ln_f` (complete only at the
 /// end of backward), and the rest is cut into `bucketCount - 1` near-equal buckets (the blocks); (b) one blocking in-place `MPI_Allreduce` sum of the
 /// same `count` floats over the workers' communicator. Each is run once to warm up, then `repeats` times; a
@@ -281,7 +281,6 @@ func allreduceBandwidth(_ groups: ProcessGroups, count: Int, bucketCount: Int, r
         let n = groups.workerCount
         // Values are recomputed rather than kept: for GPT-2 124M one copy of the buffer is already 0.5 GB.
         func sum(_ i: Int) -> Float { (0..<n).reduce(Float(0)) { $0 + smallInteger(seed: UInt64($1), index: i) } }
-        let factor = 1 / Float(n)
         // Near-equal buckets covering the buffer (or its part before the tail), listed last first, as backward
         // produces them; then the tail.
         let body = count - tail, pieces = tail > 0 ? bucketCount - 1 : bucketCount
@@ -309,15 +308,15 @@ func allreduceBandwidth(_ groups: ProcessGroups, count: Int, bucketCount: Int, r
                         try buckets.bucketReady(bucket, wait: tail > 0 && bucket == ranges.count - 1)
                         try buckets.poll()
                     }
-                    try buckets.finish()
+                    try buckets.finish(averaging: false)
                 }
-                let wrongMean = (0..<count).filter { buffer[$0] != sum($0) * factor }
-                check(wrongMean.isEmpty, "worker \(index) bucketed run \(run): \(wrongMean.count) wrong, first at \(wrongMean.first ?? -1)")
+                let wrongSum = (0..<count).filter { buffer[$0] != sum($0) }
+                check(wrongSum.isEmpty, "worker \(index) bucketed run \(run): \(wrongSum.count) wrong, first at \(wrongSum.first ?? -1)")
 
                 for i in 0..<count { buffer[i] = smallInteger(seed: UInt64(index), index: i) }
                 let raw = try timed { try workers.allreduceSum(buffer.baseAddress!, count: count) }
-                let wrongSum = (0..<count).filter { buffer[$0] != sum($0) }
-                check(wrongSum.isEmpty, "worker \(index) raw run \(run): \(wrongSum.count) wrong, first at \(wrongSum.first ?? -1)")
+                let wrongRaw = (0..<count).filter { buffer[$0] != sum($0) }
+                check(wrongRaw.isEmpty, "worker \(index) raw run \(run): \(wrongRaw.count) wrong, first at \(wrongRaw.first ?? -1)")
                 if run > 0 {  // run 0 warms up
                     bucketedSeconds.append(bucketed)
                     rawSeconds.append(raw)

@@ -4,7 +4,7 @@ import LockstepDistributed
 import LockstepKernels
 import LockstepModel
 
-/// Averages gradients over the workers' communicator, in buckets: block L-1 down to 0 as backward finishes
+/// Sums gradients over the workers' communicator, in buckets: block L-1 down to 0 as backward finishes
 /// each (non-blocking allreduces overlap the rest of backward), then the embeddings and final LayerNorm,
 /// whose gradients are complete only at the end. `gradient_sync: single` does one allreduce after backward.
 public final class MPIReplicaGroup: ReplicaGroup {
@@ -33,15 +33,16 @@ public final class MPIReplicaGroup: ReplicaGroup {
         try? buckets.bucketReady(layerCount - 1 - block)
     }
 
-    public func finishGradientAveraging() throws {
+    public func finishGradientSum() throws -> Float {
         if bucketed {
             // The embeddings and ln_f are complete only now, so nothing is left to overlap with them.
             try buckets.bucketReady(layerCount, wait: true)
             try buckets.bucketReady(layerCount + 1, wait: true)
-            try buckets.finish()
+            try buckets.finish(averaging: false)
         } else {
-            try buckets.allreduceAll()
+            try buckets.allreduceAll(averaging: false)
         }
+        return 1 / Float(communicator.size)
     }
 
     public func allAgree(_ flag: Bool) throws -> Bool {

@@ -5,8 +5,10 @@ public protocol ReplicaGroup: AnyObject {
     var replicaIndex: Int { get }
     /// Block `block`'s gradients are final: their averaging may start while backward continues.
     func blockGradientsReady(_ block: Int)
-    /// Returns once `gradients` holds the mean over all replicas.
-    func finishGradientAveraging() throws
+    /// Returns once `gradients` holds the sum over all replicas. The mean is that sum times the returned
+    /// factor, 1 / `replicaCount`, which the caller folds into clipping and the optimizer step instead of
+    /// spending a pass over the gradients on it.
+    func finishGradientSum() throws -> Float
     /// True only when `flag` is true on every replica.
     func allAgree(_ flag: Bool) throws -> Bool
 }
@@ -17,6 +19,6 @@ public final class LoneReplica: ReplicaGroup {
     public var replicaCount: Int { 1 }
     public var replicaIndex: Int { 0 }
     public func blockGradientsReady(_ block: Int) {}
-    public func finishGradientAveraging() throws {}
+    public func finishGradientSum() throws -> Float { 1 }
     public func allAgree(_ flag: Bool) throws -> Bool { flag }
 }

@@ -77,12 +77,13 @@ public final class WorkerReplica {
             lossSum += Double(loss)
         }
         let syncStart = Date()
-        try group.finishGradientAveraging()
+        let meanFactor = try group.finishGradientSum()
         syncSeconds += Date().timeIntervalSince(syncStart)
         let optimizerStart = Date()
 
         let gradients = model.gradients
-        let norm = GradientClipping.globalNorm(gradients.baseAddress!, count: gradients.count)
+        // The buffer holds the replicas' sum: the mean's norm is the sum's times 1 / replicas.
+        let norm = GradientClipping.globalNorm(gradients.baseAddress!, count: gradients.count) * meanFactor
         let loss = lossSum / Double(accumulationSteps)
         let finite = norm.isFinite && loss.isFinite
         let everyoneFinite = try group.allAgree(finite)
@@ -92,7 +93,7 @@ public final class WorkerReplica {
                 ? GradientClipping.factor(norm: norm, maxNorm: Float(config.training.gradClip)) : 1
             optimizer.step(
                 parameters: model.parameters, gradients: gradients, learningRate: Float(learningRate),
-                settings: adamSettings, gradientScale: clipFactor)
+                settings: adamSettings, gradientScale: clipFactor * meanFactor)
         }
         let end = Date()
         return WorkerReport(
