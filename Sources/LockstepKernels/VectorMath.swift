@@ -30,7 +30,7 @@ enum VectorMath {
         p = p * r + 0.5
         p = p * r + 1
         p = p * r + 1
-        let integer = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- unsafeBitCast(magic, to: Int32.self)
+        let integer = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- Int32(bitPattern: magic.bitPattern)
         let twoToN = unsafeBitCast((integer &+ 127) &<< 23, to: Vector.self)
         var result = p * twoToN
         result.replace(with: 0, where: x .< -87.33)
