@@ -16,9 +16,9 @@ public enum LayerNorm {
         Parallel.forEachRange(rows, minimumChunk: rowsPerChunk(channels)) { range in
             for r in range {
                 let x = input + r &* channels, y = out + r &* channels
-                let m = sum(channels) { VectorMath.load(x + $0, count: $1) } / count
+                let m = VectorMath.sum(channels) { VectorMath.load(x + $0, count: $1) } / count
                 // Two passes (mean, then squared deviations) avoid the cancellation of E[x²] − E[x]².
-                let squares = sum(channels) { i, lanes in
+                let squares = VectorMath.sum(channels) { i, lanes in
                     let d = VectorMath.load(x + i, count: lanes) - m
                     return d * d
                 }
@@ -77,21 +77,6 @@ public enum LayerNorm {
     /// Rows per chunk when spread over threads: about 8,192 values.
     private static func rowsPerChunk(_ channels: Int) -> Int { max(1, (1 << 13) / max(1, channels)) }
 
-    /// Σ over `count` values of `lane(i, lanes)`, eight at a time (a serial Float sum cannot be vectorised);
-    /// `lane` returns the values at `i ..< i + lanes`, lanes past `lanes` must be 0.
-    @inline(__always)
-    private static func sum(_ count: Int, _ lane: (Int, Int) -> VectorMath.Vector) -> Float {
-        var sums = VectorMath.Vector()
-        var i = 0
-        while i < count {
-            let lanes = min(8, count &- i)
-            var v = lane(i, lanes)
-            if lanes < 8 { v.replace(with: 0, where: VectorMath.laneIndices .>= Int32(lanes)) }
-            sums += v
-            i &+= 8
-        }
-        return sums.sum()
-    }
 
     /// The same two-pass formula in `T`, the oracle for tests. Returns `out (N, C)`.
     ///

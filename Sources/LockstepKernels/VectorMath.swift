@@ -85,14 +85,23 @@ enum VectorMath {
         return (maximum, sum)
     }
 
-    /// Σᵢ a[i]·b[i] over `count` values, eight partial sums at once (a serial Float sum cannot be vectorised).
+    /// Σᵢ a[i]·b[i] over `count` values.
     @inline(__always)
     static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> Float {
+        sum(count) { i, lanes in load(a + i, count: lanes) * load(b + i, count: lanes) }
+    }
+
+    /// Σ over `count` values given eight at a time by `lanes(i, n)` (the values at `i ..< i + n`; lanes past
+    /// `n` are set to 0 here), in eight partial sums: a serial Float sum cannot be vectorised.
+    @inline(__always)
+    static func sum(_ count: Int, _ lanes: (Int, Int) -> Vector) -> Float {
         var sums = Vector()
         var i = 0
         while i < count {
-            let lanes = Swift.min(8, count &- i)
-            sums += load(a + i, count: lanes) * load(b + i, count: lanes)
+            let n = Swift.min(8, count &- i)
+            var v = lanes(i, n)
+            if n < 8 { v.replace(with: 0, where: laneIndices .>= Int32(n)) }
+            sums += v
             i &+= 8
         }
         return sums.sum()
