@@ -1,34 +1,12 @@
-/// SplitMix64: a small, fast generator whose output is fixed by its seed on every platform and Swift version
-/// (unlike the standard library's `shuffle`, whose algorithm may change).
-struct SeededGenerator {
-    private var state: UInt64
+import LockstepRandom
 
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        return SeededGenerator.mix(state)
-    }
-
-    /// Uniform in `0 ..< bound` (Lemire's multiply-high; the bias is below 2⁻³² for our sizes).
-    mutating func next(below bound: Int) -> Int {
-        Int(truncatingIfNeeded: next().multipliedFullWidth(by: UInt64(bound)).high)
-    }
-
-    /// SplitMix64's finalizer: a bijective scramble of 64 bits.
-    static func mix(_ value: UInt64) -> UInt64 {
-        var z = value
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+extension SplitMix64 {
     /// A generator for one (seed, epoch, stream) triple; `stream` tells apart the shard-order shuffle (-1) and
     /// each shard's own shuffle (its index), so none of them is correlated with another.
     init(seed: UInt64, epoch: Int, stream: Int) {
-        let a = SeededGenerator.mix(seed &+ 0x5851_F42D_4C95_7F2D)
-        let b = SeededGenerator.mix(a ^ UInt64(bitPattern: Int64(epoch)))
-        self.init(seed: SeededGenerator.mix(b ^ UInt64(bitPattern: Int64(stream)) &* 0xD6E8_FEB8_6659_FD93))
+        let a = SplitMix64.mix(seed &+ 0x5851_F42D_4C95_7F2D)
+        let b = SplitMix64.mix(a ^ UInt64(bitPattern: Int64(epoch)))
+        self.init(seed: SplitMix64.mix(b ^ UInt64(bitPattern: Int64(stream)) &* 0xD6E8_FEB8_6659_FD93))
     }
 }
 
@@ -93,7 +71,7 @@ final class GlobalOrder {
 
     private func prepare(epoch: Int) {
         self.epoch = epoch
-        var generator = SeededGenerator(seed: seed, epoch: epoch, stream: -1)
+        var generator = SplitMix64(seed: seed, epoch: epoch, stream: -1)
         visitOrder = Array(blockCounts.indices)
         fisherYates(&visitOrder, &generator)
         visitStarts = []
@@ -108,7 +86,7 @@ final class GlobalOrder {
     private func permutation(of block: Int) -> [Int32] {
         if let found = cache.last(where: { $0.block == block }) { return found.permutation }
         var permutation = (0..<Int32(blockCounts[block])).map { $0 }
-        var generator = SeededGenerator(seed: seed, epoch: epoch!, stream: block)
+        var generator = SplitMix64(seed: seed, epoch: epoch!, stream: block)
         fisherYates(&permutation, &generator)
         if cache.count == 2 { cache.removeFirst() }
         cache.append((block, permutation))
@@ -117,7 +95,7 @@ final class GlobalOrder {
 }
 
 /// The Fisher–Yates shuffle, written out so the order depends only on the generator.
-func fisherYates<Element>(_ array: inout [Element], _ generator: inout SeededGenerator) {
+func fisherYates<Element>(_ array: inout [Element], _ generator: inout SplitMix64) {
     var i = array.count - 1
     while i > 0 {
         let j = generator.next(below: i + 1)

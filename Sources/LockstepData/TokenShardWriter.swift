@@ -1,4 +1,5 @@
 import Foundation
+import LockstepFormats
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -131,9 +132,7 @@ public final class TokenShardWriter {
         close(fd)
         fd = -1
         let finalURL = currentFinalURL
-        if rename(temporaryPath, finalURL.path) != 0 {
-            throw DataError.io(path: finalURL.path, operation: "rename from \(temporaryPath)", errno: errno)
-        }
+        try AtomicFile.rename(URL(fileURLWithPath: temporaryPath), to: finalURL)
         writtenFiles.append(finalURL)
     }
 

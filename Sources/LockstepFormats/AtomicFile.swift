@@ -18,7 +18,6 @@ public enum AtomicFile {
     /// Writes `data` to a temporary file beside `url`, fsyncs it, renames it over `url`, and fsyncs the folder.
     /// - Throws: `FileWriteError` naming the path and the failing call.
     public static func write(_ data: Data, to url: URL) throws {
-        let path = url.path
         let temporary = url.deletingLastPathComponent()
             .appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())").path
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
@@ -51,17 +50,31 @@ public enum AtomicFile {
             unlink(temporary)
             throw error
         }
-        guard rename(temporary, path) == 0 else {
-            let error = failure(path, "rename from \(temporary)")
+        do {
+            try rename(URL(fileURLWithPath: temporary), to: url)
+        } catch {
             unlink(temporary)
             throw error
         }
-        // Make the rename itself durable.
-        let folder = open(url.deletingLastPathComponent().path, O_RDONLY)
-        if folder >= 0 {
-            _ = fsync(folder)
-            close(folder)
+    }
+
+    /// Renames `source` to `destination` (a file or a directory, on one file system) and fsyncs the folder that
+    /// holds `destination`, so that the rename itself survives a crash.
+    /// - Throws: `FileWriteError` naming the path and the failing call.
+    public static func rename(_ source: URL, to destination: URL) throws {
+        guard systemRename(source.path, destination.path) == 0 else {
+            throw failure(destination.path, "rename from \(source.path)")
         }
+        try sync(destination.deletingLastPathComponent())
+    }
+
+    /// Flushes a file's or a folder's contents (a folder's: its entries) to the disk.
+    /// - Throws: `FileWriteError` naming the path when it cannot be opened or fsync fails.
+    public static func sync(_ url: URL) throws {
+        let descriptor = open(url.path, O_RDONLY)
+        guard descriptor >= 0 else { throw failure(url.path, "open to sync") }
+        defer { close(descriptor) }
+        guard fsync(descriptor) == 0 else { throw failure(url.path, "fsync") }
     }
 
     private static func failure(_ path: String, _ call: String) -> FileWriteError {
@@ -71,6 +84,8 @@ public enum AtomicFile {
 
 #if canImport(Glibc)
 private let systemWrite = Glibc.write
+private let systemRename = Glibc.rename
 #elseif canImport(Darwin)
 private let systemWrite = Darwin.write
+private let systemRename = Darwin.rename
 #endif

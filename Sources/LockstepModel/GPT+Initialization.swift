@@ -1,4 +1,5 @@
 import Foundation
+import LockstepRandom
 
 extension GPT {
     /// GPT-2's initialisation, as Hugging Face's `GPT2PreTrainedModel._init_weights`: weights and embeddings
@@ -38,31 +39,18 @@ extension GPT {
 
 /// Standard normal samples: SplitMix64 for uniform bits, Box–Muller for the transform (both outputs used).
 struct NormalRandom {
-    private var state: UInt64
+    private var bits: SplitMix64
     private var spare: Float?
 
-    init(seed: UInt64) { state = seed }
-
-    private mutating func nextBits() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1], never 0 so the logarithm below is finite.
-    private mutating func uniform() -> Double {
-        (Double(nextBits() >> 11) + 1) / Double(1 << 53)
-    }
+    init(seed: UInt64) { bits = SplitMix64(seed: seed) }
 
     mutating func next() -> Float {
         if let spare {
             self.spare = nil
             return spare
         }
-        let radius = (-2 * log(uniform())).squareRoot()
-        let angle = 2 * Double.pi * uniform()
+        let radius = (-2 * log(bits.unitIntervalExcludingZero())).squareRoot()
+        let angle = 2 * Double.pi * bits.unitIntervalExcludingZero()
         spare = Float(radius * sin(angle))
         return Float(radius * cos(angle))
     }

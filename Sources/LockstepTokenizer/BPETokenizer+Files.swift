@@ -44,7 +44,7 @@ extension BPETokenizer {
 
     private func write(_ text: String, to url: URL) throws {
         do {
-            try Data(text.utf8).write(to: url, options: .atomic)
+            try AtomicFile.write(Data(text.utf8), to: url)
         } catch {
             throw TokenizerError.unwritableFile(path: url.path, reason: error.localizedDescription)
         }

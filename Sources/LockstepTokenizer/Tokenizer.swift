@@ -16,3 +16,13 @@ public protocol Tokenizer: Sendable {
 extension Tokenizer {
     public func encodeBatch(_ texts: [String]) -> [[Int32]] { texts.map(encode) }
 }
+
+extension Tokenizer {
+    /// The id that fills a classifier row after its tokens: `<|endoftext|>` when the tokenizer has it (GPT-2
+    /// fine-tuning conventionally pads with it), else 0. The classifier reads each row's last real token, so
+    /// the pad id never changes a prediction; it is saved as `pad_token_id` for `transformers`.
+    public var padID: Int32 {
+        endOfTextID ?? 0
+    }
+
+}

@@ -11,6 +11,7 @@
 // allreduce-bandwidth checks its sums too, but prints a single JSON line, from worker 0 (for scripts/benchmark.py).
 import Foundation
 import LockstepDistributed
+import LockstepRandom
 
 /// Ends the whole job: the other ranks may be waiting in a collective this rank will never join.
 func fail(_ message: String) -> Never {
@@ -32,15 +33,8 @@ func role(_ groups: ProcessGroups) -> String {
 
 /// Small integers from a seeded SplitMix64, so sums of a few of them are exact in Float.
 func smallIntegers(count: Int, seed: UInt64) -> [Float] {
-    var state = seed &* 0x9e37_79b9_7f4a_7c15 &+ 1
-    return (0..<count).map { _ in
-        state = state &+ 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        z ^= z >> 31
-        return Float(Int(z % 33) - 16)
-    }
+    var random = SplitMix64(seed: seed &* SplitMix64.increment &+ 1)
+    return (0..<count).map { _ in Float(Int(random.next() % 33) - 16) }
 }
 
 func hostName() -> String {
@@ -257,11 +251,8 @@ func killedWorker(_ groups: ProcessGroups) throws {
 /// The value `smallIntegers(count:seed:)` gives at `index`, without the array: SplitMix64's state after
 /// `index + 1` steps is a closed form, so a check over a large buffer needs no copy of every worker's values.
 func smallInteger(seed: UInt64, index: Int) -> Float {
-    var z = (seed &* 0x9e37_79b9_7f4a_7c15 &+ 1) &+ UInt64(index + 1) &* 0x9e37_79b9_7f4a_7c15
-    z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-    z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-    z ^= z >> 31
-    return Float(Int(z % 33) - 16)
+    let state = (seed &* SplitMix64.increment &+ 1) &+ UInt64(index + 1) &* SplitMix64.increment
+    return Float(Int(SplitMix64.mix(state) % 33) - 16)
 }
 
 /// Gradient averaging bandwidth among the workers (issue 8): (a) the path training takes, `GradientBuckets`

@@ -3,6 +3,7 @@ import Foundation
 import LockstepData
 import LockstepTokenizer
 import LockstepTraining
+import LockstepConfig
 
 /// How `evaluate` and `predict` read a labeled (or unlabeled) file and which tokenizer they use with a
 /// classifier. Every setting the command line leaves out comes from the checkpoint's `classification` section

@@ -4,6 +4,8 @@ import LockstepData
 import LockstepKernels
 import LockstepModel
 import LockstepTraining
+import LockstepCheckpoints
+import LockstepEvaluation
 
 /// `lockstep evaluate --model DIR --data GLOB|FILE`: for a language model, mean next-token loss and perplexity on
 /// token shards; for a classifier (a model with a classification head), accuracy, F1, confusion matrix,
@@ -92,8 +94,8 @@ struct EvaluateCommand: ParsableCommand {
         guard time <= modelConfig.contextLength else {
             throw ValidationError("--sequence-length \(time) exceeds the model's context length \(modelConfig.contextLength)")
         }
-        guard let shardFormat: ShardFormat = format == "llmc" ? .llmc : format == "nanogpt" ? .nanogpt : nil else {
-            throw ValidationError("--format must be llmc or nanogpt, not '\(format)'")
+        guard let shardFormat = ShardFormat(rawValue: format) else {
+            throw ValidationError("--format must be \(ShardFormat.allCases.map(\.rawValue).joined(separator: " or ")), not '\(format)'")
         }
         let gpt = GPT(config: modelConfig, batchSize: batchSize, sequenceLength: time)
         try HuggingFaceGPT2.load(directory: directory, into: gpt)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LockstepTraining
+import LockstepCheckpoints
 
 /// `lockstep export --format hf CHECKPOINT DIR`: a Hugging Face GPT-2 directory from a Lockstep checkpoint.
 struct ExportCommand: ParsableCommand {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LockstepTraining
+import LockstepCheckpoints
 
 /// `lockstep import --format hf DIR CHECKPOINT`: a Lockstep checkpoint from a Hugging Face GPT-2 directory.
 struct ImportCommand: ParsableCommand {

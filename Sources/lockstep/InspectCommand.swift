@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LockstepFormats
 import LockstepTraining
+import LockstepCheckpoints
 
 /// `lockstep inspect CHECKPOINT`: what a checkpoint holds and whether its checksums hold.
 struct InspectCommand: ParsableCommand {

@@ -4,6 +4,8 @@ import LockstepData
 import LockstepFormats
 import LockstepKernels
 import LockstepTraining
+import LockstepCheckpoints
+import LockstepEvaluation
 
 /// `lockstep predict --model DIR --input FILE`: the label and calibrated class probabilities of every row of a
 /// TSV, CSV or JSONL file, one record per row in input order. Labels in the file are optional; when a row has

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LockstepTraining
+import LockstepData
 
 /// `lockstep prepare`: corpus files -> tokenizer -> llm.c token shards (`train_*.bin`, `val_*.bin`) plus the
 /// tokenizer's `vocab.json` + `merges.txt`, all in one output directory that a config's `data` section names.

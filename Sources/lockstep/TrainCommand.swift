@@ -3,6 +3,9 @@ import Foundation
 import LockstepDistributed
 import LockstepKernels
 import LockstepTraining
+import LockstepConfig
+import LockstepLogging
+import LockstepCheckpoints
 
 /// `lockstep train --config FILE`: pretraining from a YAML config. With one worker the coordinator and the
 /// worker share this process.
@@ -41,11 +44,11 @@ struct TrainCommand: ParsableCommand {
         if let resume,
             let checkpoint = try RunSetup.checkpointToResume(runConfig, resume: resume, rejected: { warn($0) })
         {
-            let snapshot = TrainingSnapshot(count: replica.model.layout.count)
+            let snapshot = WorkerState(count: replica.model.layout.count)
             resumed = try RunSetup.loadCheckpoint(
                 checkpoint, config: runConfig, modelConfig: modelConfig,
                 tokenizerVocabularySize: tokenizer.vocabularySize, into: snapshot)
-            snapshot.restore(into: replica)
+            replica.restore(from: snapshot)
             warn("resuming from \(checkpoint.path) at step \(resumed!.step)")
         }
         let stopFlag = StopFlag()

@@ -4,6 +4,7 @@ import LockstepTestSupport
 import Testing
 
 @testable import LockstepModel
+import LockstepOptimizer
 
 /// Options for fine-tuning a classifier: class weights in the loss, head-only backward, a fresh head, and
 /// per-tensor learning-rate scales (freezing) in AdamW.

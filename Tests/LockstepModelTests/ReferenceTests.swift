@@ -5,6 +5,7 @@ import LockstepTestSupport
 import Testing
 
 @testable import LockstepModel
+import LockstepOptimizer
 
 /// The model against PyTorch's numbers in ../shared/reference/gpt2-tiny (see its README).
 ///

@@ -5,6 +5,9 @@ import LockstepTestSupport
 import LockstepTokenizer
 import Testing
 @testable import LockstepTraining
+import LockstepConfig
+import LockstepCheckpoints
+import LockstepEvaluation
 
 /// A tiny random 3-class classifier (labels neg, neu, pos; byte tokenizer) saved as a Hugging Face directory
 /// and as a Lockstep checkpoint, read back with `TrainedClassifier` and driven through `lockstep evaluate` and
@@ -168,7 +171,7 @@ import Testing
               labels: [neg, neu, pos]
             """
         let runConfig = try RunConfig(yaml: yaml)
-        let snapshot = TrainingSnapshot(count: model.layout.count)
+        let snapshot = WorkerState(count: model.layout.count)
         _ = snapshot.parameters.update(fromContentsOf: model.parameters)
         let state = CheckpointState(
             formatVersion: CheckpointState.currentFormatVersion, step: 5, optimizerStep: 5,

@@ -4,6 +4,8 @@ import LockstepTestSupport
 import Testing
 
 @testable import LockstepTraining
+import LockstepLogging
+import LockstepCheckpoints
 
 /// Real multi-process runs: `lockstep train --workers N` starts mpirun with the coordinator and N workers.
 @Suite("Distributed training", .serialized)

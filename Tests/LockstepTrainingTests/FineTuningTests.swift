@@ -7,6 +7,10 @@ import LockstepTokenizer
 import Testing
 
 @testable import LockstepTraining
+import LockstepConfig
+import LockstepLogging
+import LockstepCheckpoints
+import LockstepEvaluation
 
 /// Fine-tuning a classifier end to end: config, per-tensor learning rates, training from scratch and from a
 /// pretrained checkpoint, dev metrics, the best checkpoint, early stopping, resume over MPI, bad input.
@@ -163,8 +167,7 @@ struct FineTuningTests {
         // What evaluate and predict load from model/ scores the dev set as training's best evaluation did.
         let classifier = try TrainedClassifier(contentsOf: model)
         #expect(classifier.labelNames == ["0", "1"] && classifier.temperature == written)
-        let dev = try RunSetup.labeledSet(
-            pattern: try #require(config.data.validation), config: config, labels: LabelMap(names: classifier.labelNames))
+        let dev = try config.labeledSet(pattern: try #require(config.data.validation), labels: LabelMap(names: classifier.labelNames))
         let logits = try classifier.logits(texts: dev.examples.map(\.text), sequenceLength: 32, batchSize: 7)
         let report = try ClassificationReport.compute(
             logits: logits.map(Double.init), labels: dev.examples.map { Int($0.label) }, labelNames: classifier.labelNames)

@@ -6,6 +6,7 @@ import LockstepTokenizer
 import Testing
 
 @testable import LockstepTraining
+import LockstepCheckpoints
 
 /// `lockstep import` / `lockstep export` between Hugging Face GPT-2 directories and Lockstep checkpoints:
 /// round trips keep every tensor byte for byte, the checkpoints verify, `transformers` gives our logits, and
@@ -37,7 +38,7 @@ struct HuggingFaceInteropTests {
 
     /// A checkpoint as training writes it (through `TrainingCheckpoint.save`), of `model`'s parameters.
     static func checkpoint(_ model: GPT, labels: [String]?, temperature: Double?, in root: URL) throws -> URL {
-        let snapshot = TrainingSnapshot(count: model.layout.count)
+        let snapshot = WorkerState(count: model.layout.count)
         _ = snapshot.parameters.update(fromContentsOf: model.parameters)
         let config = try TrainingCheckpoint.importedRunConfig(
             model: model.config, labelNames: labels, source: root, tokenizer: "bytes")
@@ -85,7 +86,7 @@ struct HuggingFaceInteropTests {
 
         // A valid checkpoint: checksums hold, it loads with zero moments, and its tokenizer resolves.
         try CheckpointDirectory.verify(checkpoint)
-        let snapshot = TrainingSnapshot(count: model.layout.count)
+        let snapshot = WorkerState(count: model.layout.count)
         let loaded = try TrainingCheckpoint.load(checkpoint, expectedModel: model.config, into: snapshot)
         #expect(loaded == state)
         #expect(Array(snapshot.parameters) == Array(model.parameters))
@@ -296,7 +297,7 @@ struct HuggingFaceInteropTests {
         let state = try TrainingCheckpoint.readState(imported)
         #expect(state.labelNames == ["neg", "neu", "pos"])
         let made = GPT(config: state.model, batchSize: 2, sequenceLength: T)
-        let snapshot = TrainingSnapshot(count: made.layout.count)
+        let snapshot = WorkerState(count: made.layout.count)
         _ = try TrainingCheckpoint.load(imported, expectedModel: state.model, into: snapshot)
         _ = made.parameters.update(fromContentsOf: snapshot.parameters)
         made.classify(tokens: padded, lengths: lengths, labels: nil, batch: 2)

@@ -4,6 +4,10 @@ import LockstepTestSupport
 import Testing
 
 @testable import LockstepTraining
+import LockstepConfig
+import LockstepLogging
+import LockstepCheckpoints
+import LockstepData
 
 /// End to end in one process: prepare a small corpus at byte level, train a tiny model, reload what it saved.
 @Suite("Single-process training")
@@ -105,7 +109,7 @@ struct SingleProcessTrainingTests {
         ).run()
         let checkpoint = try #require(
             CheckpointDirectory(root: directory.url.appendingPathComponent("run/checkpoints")).newestValid())
-        let snapshot = TrainingSnapshot(count: ParameterLayout(config: modelConfig).count)
+        let snapshot = WorkerState(count: ParameterLayout(config: modelConfig).count)
         let state = try RunSetup.loadCheckpoint(
             checkpoint, config: config, modelConfig: modelConfig, tokenizerVocabularySize: tokenizer.vocabularySize,
             into: snapshot)
@@ -116,7 +120,7 @@ struct SingleProcessTrainingTests {
         let shape = #expect(throws: CheckpointError.self) {
             try RunSetup.loadCheckpoint(
                 checkpoint, config: config, modelConfig: wider, tokenizerVocabularySize: tokenizer.vocabularySize,
-                into: TrainingSnapshot(count: ParameterLayout(config: wider).count))
+                into: WorkerState(count: ParameterLayout(config: wider).count))
         }
         #expect(shape?.description.contains("differs from the config's") == true)
 

@@ -1,3 +1,4 @@
+import LockstepRandom
 import Foundation
 
 /// How the next token is drawn from the logits.
@@ -21,21 +22,16 @@ public struct SamplingSettings: Sendable, Equatable {
 /// Draws tokens from logits with temperature, top-k and top-p, reproducibly from a seed.
 public struct Sampler {
     public let settings: SamplingSettings
-    private var state: UInt64
+    private var random: SplitMix64
 
     public init(settings: SamplingSettings) {
         self.settings = settings
-        state = settings.seed
+        random = SplitMix64(seed: settings.seed)
     }
 
-    /// SplitMix64, then 53 bits to a uniform Double in [0, 1).
+    /// Uniform in [0, 1).
     mutating func uniform() -> Double {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        return Double(z >> 11) / Double(1 << 53)
+        random.unitInterval()
     }
 
     /// The next token id given `logits (V)`.

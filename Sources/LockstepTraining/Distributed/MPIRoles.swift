@@ -3,6 +3,9 @@ import LockstepData
 import LockstepDistributed
 import LockstepKernels
 import LockstepModel
+import LockstepConfig
+import LockstepLogging
+import LockstepCheckpoints
 
 /// Sums gradients over the workers' communicator, in buckets: block L-1 down to 0 as backward finishes
 /// each (non-blocking allreduces overlap the rest of backward), then the embeddings and final LayerNorm,
@@ -57,16 +60,59 @@ public final class MPIReplicaGroup: ReplicaGroup {
 /// What the coordinator tells the workers before the first step.
 struct RunLaunch: Codable {
     var config: RunConfig
-    /// Set when resuming: the replicas then receive parameters and moments from the coordinator.
-    var resumedOptimizerStep: Int?
-    var resumedCursor: DataCursor?
+    /// Set when resuming: the coordinator then broadcasts the checkpoint's `WorkerState` to every replica.
+    var resumes: Bool
 }
 
 /// Message tags of the checkpoint handoff from worker 0 to the coordinator.
 enum HandoffTag {
-    static let parameters = 11, firstMoments = 12, secondMoments = 13, position = 14
+    /// The first of the state's tags (`WorkerState.send`).
+    static let state = 11
     /// Each worker's share of a classifier's dev logits, before any checkpoint handoff.
     static let evaluationLogits = 15
+}
+
+extension WorkerState {
+    /// Worker 0's side of the checkpoint handoff: the three buffers, then the optimizer step and cursor.
+    func send(over communicator: any Communicator, to destination: Int) throws {
+        for (offset, buffer) in buffers.enumerated() {
+            try communicator.send(buffer, to: destination, tag: HandoffTag.state + offset)
+        }
+        var counters = counterFields
+        try counters.withUnsafeMutableBytes {
+            try communicator.send(UnsafeRawPointer($0.baseAddress!), byteCount: $0.count, to: destination, tag: HandoffTag.state + 3)
+        }
+    }
+
+    /// The coordinator's side of the checkpoint handoff.
+    func receive(over communicator: any Communicator, from source: Int) throws {
+        for (offset, buffer) in buffers.enumerated() {
+            try communicator.receive(buffer, from: source, tag: HandoffTag.state + offset)
+        }
+        var counters = counterFields
+        try counters.withUnsafeMutableBytes {
+            try communicator.receive($0.baseAddress!, byteCount: $0.count, from: source, tag: HandoffTag.state + 3)
+        }
+        setCounters(counters)
+    }
+
+    /// The resume broadcast: the coordinator's loaded checkpoint to every replica's own state.
+    func broadcast(over communicator: any Communicator, root: Int) throws {
+        for buffer in buffers { try communicator.broadcast(buffer, root: root) }
+        var counters = counterFields
+        try counters.withUnsafeMutableBytes {
+            try communicator.broadcast($0.baseAddress!, byteCount: $0.count, root: root)
+        }
+        setCounters(counters)
+    }
+
+    /// The optimizer step and the cursor as they travel: three Int64s.
+    private var counterFields: [Int64] { [Int64(optimizerStep), Int64(cursor.epoch), Int64(cursor.position)] }
+
+    private func setCounters(_ fields: [Int64]) {
+        optimizerStep = Int(fields[0])
+        cursor = DataCursor(epoch: Int(fields[1]), position: Int(fields[2]))
+    }
 }
 
 /// The coordinator's link to worker processes: plans are broadcast over the world communicator, reports
@@ -82,7 +128,7 @@ public final class MPIReplicaLink: ReplicaLink {
 
     public var replicaCount: Int { groups.workerCount }
 
-    public func execute(_ plan: StepPlan, snapshot: TrainingSnapshot) throws -> StepSummary {
+    public func execute(_ plan: StepPlan, snapshot: WorkerState) throws -> StepSummary {
         _ = try groups.broadcastPlan(plan)
         guard let reports = try groups.gatherReports(nil) else {
             throw TrainingStopped(description: "the coordinator received no worker reports")
@@ -91,18 +137,7 @@ public final class MPIReplicaLink: ReplicaLink {
         if plan.evaluate, let (examples, classes) = classifierDevSet {
             summary.evaluationLogits = try receiveEvaluationLogits(examples: examples, classes: classes)
         }
-        if plan.checkpoint {
-            let world = groups.world
-            try world.receive(snapshot.parameters, from: 1, tag: HandoffTag.parameters)
-            try world.receive(snapshot.firstMoments, from: 1, tag: HandoffTag.firstMoments)
-            try world.receive(snapshot.secondMoments, from: 1, tag: HandoffTag.secondMoments)
-            var position = [Int64](repeating: 0, count: 3)
-            try position.withUnsafeMutableBytes {
-                try world.receive($0.baseAddress!, byteCount: $0.count, from: 1, tag: HandoffTag.position)
-            }
-            snapshot.optimizerStep = Int(position[0])
-            snapshot.cursor = DataCursor(epoch: Int(position[1]), position: Int(position[2]))
-        }
+        if plan.checkpoint { try snapshot.receive(over: groups.world, from: 1) }
         return summary
     }
 
@@ -162,24 +197,19 @@ public enum DistributedRun {
         let tokenizer = try RunSetup.tokenizer(config)
         let modelConfig = try RunSetup.modelConfig(config, tokenizer: tokenizer)
         let link = MPIReplicaLink(groups: groups)
-        var launch = RunLaunch(config: config)
+        var launch = RunLaunch(config: config, resumes: false)
         var resumed: CheckpointState? = nil
-        let snapshot = TrainingSnapshot(count: ParameterLayout(config: modelConfig).count)
+        let snapshot = WorkerState(count: ParameterLayout(config: modelConfig).count)
         if let resume, let checkpoint = try RunSetup.checkpointToResume(config, resume: resume, rejected: log) {
             let state = try RunSetup.loadCheckpoint(
                 checkpoint, config: config, modelConfig: modelConfig, tokenizerVocabularySize: tokenizer.vocabularySize,
                 into: snapshot)
             resumed = state
-            launch.resumedOptimizerStep = state.optimizerStep
-            launch.resumedCursor = state.cursor
+            launch.resumes = true
             log("resuming from \(checkpoint.path) at step \(state.step) with \(groups.workerCount) workers")
         }
         _ = try groups.world.broadcast(launch, root: ProcessGroups.coordinatorRank)
-        if resumed != nil {
-            try groups.world.broadcast(snapshot.parameters, root: ProcessGroups.coordinatorRank)
-            try groups.world.broadcast(snapshot.firstMoments, root: ProcessGroups.coordinatorRank)
-            try groups.world.broadcast(snapshot.secondMoments, root: ProcessGroups.coordinatorRank)
-        }
+        if resumed != nil { try snapshot.broadcast(over: groups.world, root: ProcessGroups.coordinatorRank) }
         let stopFlag = StopFlag()
         stopFlag.installSignalHandlers()
         let coordinator = try Coordinator(
@@ -216,12 +246,10 @@ public enum DistributedRun {
         let group = try MPIReplicaGroup(
             communicator: workers, model: model, bucketed: config.distributed.gradientSync == .bucketed)
         let replica = try RunSetup.replica(config, model: model, group: group)
-        if let optimizerStep = launch.resumedOptimizerStep, let cursor = launch.resumedCursor {
-            try groups.world.broadcast(replica.model.parameters, root: ProcessGroups.coordinatorRank)
-            try groups.world.broadcast(replica.optimizer.m, root: ProcessGroups.coordinatorRank)
-            try groups.world.broadcast(replica.optimizer.v, root: ProcessGroups.coordinatorRank)
-            replica.optimizer.stepCount = optimizerStep
-            replica.cursor = cursor
+        if launch.resumes {
+            let state = replica.state
+            try state.broadcast(over: groups.world, root: ProcessGroups.coordinatorRank)
+            replica.restore(from: state)
         } else {
             // Identical replicas from the start, whatever each process computed on its own.
             try workers.broadcast(replica.model.parameters, root: 0)
@@ -238,15 +266,7 @@ public enum DistributedRun {
                 }
             }
             if plan.checkpoint && workerIndex == 0 {
-                let world = groups.world
-                try world.send(replica.model.parameters, to: 0, tag: HandoffTag.parameters)
-                try world.send(replica.optimizer.m, to: 0, tag: HandoffTag.firstMoments)
-                try world.send(replica.optimizer.v, to: 0, tag: HandoffTag.secondMoments)
-                let cursor = replica.cursor
-                var position: [Int64] = [Int64(replica.optimizer.stepCount), Int64(cursor.epoch), Int64(cursor.position)]
-                try position.withUnsafeMutableBytes {
-                    try world.send($0.baseAddress!, byteCount: $0.count, to: 0, tag: HandoffTag.position)
-                }
+                try replica.state.send(over: groups.world, to: ProcessGroups.coordinatorRank)
             }
             if plan.stop { break }
         }

@@ -2,32 +2,10 @@ import Foundation
 import LockstepData
 import LockstepModel
 import LockstepTokenizer
+import LockstepConfig
 
 /// The parts of `RunSetup` that only fine-tuning needs.
 extension RunSetup {
-    /// The id that fills a classifier row after its tokens: `<|endoftext|>` when the tokenizer has it (GPT-2
-    /// fine-tuning conventionally pads with it), else 0. The classifier reads each row's last real token, so
-    /// the pad id never changes a prediction; it is saved as `pad_token_id` for `transformers`.
-    public static func padID(_ tokenizer: some Tokenizer) -> Int32 {
-        tokenizer.endOfTextID ?? 0
-    }
-
-    /// Label names in id order: `classification.labels`, else the sorted distinct labels of `data.train`.
-    public static func labels(_ config: RunConfig) throws -> LabelMap {
-        if let names = config.classification?.labels { return LabelMap(names: names) }
-        return try labeledSet(pattern: config.data.train, config: config, labels: nil).labels
-    }
-
-    /// The labeled files matching `pattern`, read with the `classification` section's settings. With
-    /// `labels`, a label outside them is an error naming the file and line.
-    public static func labeledSet(pattern: String, config: RunConfig, labels: LabelMap?) throws -> LabeledDataset {
-        guard let settings = config.classification else {
-            preconditionFailure("labeledSet needs task: classification")
-        }
-        let files = try TokenWindowDataset.files(matching: pattern)
-        return try LabeledDataset.load(files: files, options: settings.fileOptions(for: files[0]), labels: labels)
-    }
-
     /// Cross-entropy weights per label id from `classification.class_weights`; nil for none. `balanced` gives
     /// n / (K · n_k) as scikit-learn does (a label absent from the training set gets weight 1).
     static func classWeights(_ setting: RunConfig.ClassWeights, training: LabeledDataset) throws -> [Float]? {
@@ -56,15 +34,14 @@ extension RunSetup {
         let settings = config.classification!
         let tokenizer = try tokenizer(config)
         // Read once: with no `classification.labels`, the file's own sorted labels are the map (as `labels`).
-        let training = try labeledSet(
-            pattern: config.data.train, config: config, labels: settings.labels.map(LabelMap.init(names:)))
+        let training = try config.labeledSet(pattern: config.data.train, labels: settings.labels.map(LabelMap.init(names:)))
         let dev = try config.data.validation.map {
-            try labeledSet(pattern: $0, config: config, labels: training.labels)
+            try config.labeledSet(pattern: $0, labels: training.labels)
         }
         model.classWeights = try classWeights(settings.classWeights, training: training)
         let tokenize: (String) -> [Int32] = { tokenizer.encode($0) }
         let stream = try LabeledBatchStream(
-            examples: training.examples, sequenceLength: config.training.sequenceLength, padID: padID(tokenizer),
+            examples: training.examples, sequenceLength: config.training.sequenceLength, padID: tokenizer.padID,
             globalBatchSize: config.globalBatchWindows, seed: config.data.seed, shuffle: config.data.shuffle,
             rank: group.replicaIndex, worldSize: group.replicaCount, tokenize: tokenize)
         return ClassificationTask(

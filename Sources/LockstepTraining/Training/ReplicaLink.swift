@@ -1,12 +1,13 @@
 import LockstepDistributed
 import LockstepModel
+import LockstepCheckpoints
 
 /// The coordinator's view of the replicas, however they are connected: in this process, or over MPI.
 public protocol ReplicaLink: AnyObject {
     var replicaCount: Int { get }
     /// Runs one step on every replica and combines their reports. With `plan.checkpoint`, `snapshot` holds
     /// replica 0's state after the update when this returns.
-    func execute(_ plan: StepPlan, snapshot: TrainingSnapshot) throws -> StepSummary
+    func execute(_ plan: StepPlan, snapshot: WorkerState) throws -> StepSummary
     /// Lets the replicas go without another step (a resumed run that had nothing left to do).
     func release() throws
 }
@@ -21,9 +22,9 @@ public final class LocalReplicaLink: ReplicaLink {
 
     public var replicaCount: Int { 1 }
 
-    public func execute(_ plan: StepPlan, snapshot: TrainingSnapshot) throws -> StepSummary {
+    public func execute(_ plan: StepPlan, snapshot: WorkerState) throws -> StepSummary {
         let report = try replica.execute(plan)
-        if plan.checkpoint { snapshot.capture(from: replica) }
+        if plan.checkpoint { snapshot.copy(from: replica.state) }
         var summary = StepSummary([report])
         summary.evaluationLogits = replica.evaluationLogits
         return summary

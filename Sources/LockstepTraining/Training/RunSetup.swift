@@ -3,27 +3,22 @@ import LockstepData
 import LockstepFormats
 import LockstepModel
 import LockstepTokenizer
+import LockstepConfig
+import LockstepCheckpoints
+import LockstepEvaluation
+import LockstepOptimizer
 
 /// Turns a `RunConfig` into the objects a run needs. Shared by every role so that the coordinator and the
 /// workers derive the same model shape and data order from the same config.
 public enum RunSetup {
-    /// `bytes`, a directory holding `vocab.json` + `merges.txt` (a prepared corpus, an exported model), or a
-    /// Lockstep checkpoint directory, whose run's tokenizer is used.
+    /// The run's tokenizer (`data.tokenizer`): see `ModelExport.tokenizer(for:)`.
     public static func tokenizer(_ config: RunConfig) throws -> BPETokenizer {
-        let path = config.data.tokenizer
-        if path == "bytes" { return BPETokenizer.bytes() }
-        let url = URL(fileURLWithPath: path)
-        if let checkpoint = checkpointDirectory(url) {
-            return try ModelExport.tokenizer(checkpoint: checkpoint, state: TrainingCheckpoint.readState(checkpoint))
-        }
-        return try BPETokenizer.load(directory: url)
+        try ModelExport.tokenizer(for: config)
     }
 
-    /// `url` as a Lockstep checkpoint: itself when it holds `state.json`, the newest valid checkpoint when it is
-    /// a run's `checkpoints/` folder; nil for anything else (such as a Hugging Face directory).
+    /// `url` as a Lockstep checkpoint: see `ModelLocation.checkpoint(_:)`.
     public static func checkpointDirectory(_ url: URL) -> URL? {
-        guard case .checkpoint(let checkpoint) = try? ModelLocation.resolve(url) else { return nil }
-        return checkpoint
+        ModelLocation.checkpoint(url)
     }
 
     /// The architecture: from `model.init_from` (a checkpoint's state.json or a Hugging Face config.json) when
@@ -57,8 +52,8 @@ public enum RunSetup {
                 layerCount: config.model.layers, headCount: config.model.heads, channels: config.model.channels)
         }
         if config.task == .classification {
-            modelConfig.labelCount = try labels(config).names.count
-            modelConfig.padTokenID = padID(tokenizer)
+            modelConfig.labelCount = try config.labelMap().names.count
+            modelConfig.padTokenID = tokenizer.padID
         }
         return modelConfig
     }
@@ -83,16 +78,9 @@ public enum RunSetup {
         return model
     }
 
-    public static func shardFormat(_ config: RunConfig) -> ShardFormat {
-        switch config.data.format {
-        case .llmc: return .llmc
-        case .nanogpt: return .nanogpt
-        }
-    }
-
     public static func dataset(pattern: String, config: RunConfig, modelConfig: GPTConfig) throws -> TokenWindowDataset {
         try TokenWindowDataset(
-            files: try TokenWindowDataset.files(matching: pattern), format: shardFormat(config),
+            files: try TokenWindowDataset.files(matching: pattern), format: config.data.format,
             sequenceLength: config.training.sequenceLength, vocabularySize: modelConfig.vocabularySize)
     }
 
@@ -145,7 +133,7 @@ extension RunSetup {
     /// vocabulary size, same global batch (so that the data cursor means the same windows).
     public static func loadCheckpoint(
         _ checkpoint: URL, config: RunConfig, modelConfig: GPTConfig, tokenizerVocabularySize: Int,
-        into snapshot: TrainingSnapshot
+        into snapshot: WorkerState
     ) throws -> CheckpointState {
         let state = try TrainingCheckpoint.load(checkpoint, expectedModel: modelConfig, into: snapshot)
         if state.tokenizerVocabularySize != tokenizerVocabularySize {

@@ -3,6 +3,9 @@ import LockstepData
 import LockstepDistributed
 import LockstepKernels
 import LockstepModel
+import LockstepConfig
+import LockstepOptimizer
+import LockstepCheckpoints
 
 /// Validation loss summed over windows, so that sums from several replicas add up.
 public struct EvaluationSums: Equatable, Sendable {
@@ -25,6 +28,8 @@ public final class WorkerReplica {
     /// Classifier runs: the dev logits of the last `execute` that evaluated (this replica's share, K per
     /// example); empty otherwise. The link passes them to the coordinator.
     public private(set) var evaluationLogits: [Float] = []
+    /// This replica's state over its own parameter and moment buffers (no copy).
+    private let ownState: WorkerState
 
     init(config: RunConfig, model: GPT, optimizer: AdamWOptimizer, task: ReplicaTask, group: ReplicaGroup) throws {
         self.config = config
@@ -33,6 +38,22 @@ public final class WorkerReplica {
         self.task = task
         self.group = group
         self.accumulationSteps = try config.accumulationSteps(workers: group.replicaCount)
+        ownState = WorkerState(borrowing: model.parameters, firstMoments: optimizer.m, secondMoments: optimizer.v)
+    }
+
+    /// This replica's state: its own buffers, with the optimizer step and data cursor brought up to date.
+    /// Sending, broadcasting or copying it moves the replica's real state.
+    public var state: WorkerState {
+        ownState.optimizerStep = optimizer.stepCount
+        ownState.cursor = cursor
+        return ownState
+    }
+
+    /// Continues from `source`: a loaded checkpoint, or `state` after a broadcast filled it.
+    public func restore(from source: WorkerState) {
+        if source !== ownState { ownState.copy(from: source) }
+        optimizer.stepCount = source.optimizerStep
+        cursor = source.cursor
     }
 
     /// Where the next global batch starts; restored from checkpoints.
@@ -81,19 +102,13 @@ public final class WorkerReplica {
         syncSeconds += Date().timeIntervalSince(syncStart)
         let optimizerStart = Date()
 
-        let gradients = model.gradients
-        // The buffer holds the replicas' sum: the mean's norm is the sum's times 1 / replicas.
-        let norm = GradientClipping.globalNorm(gradients.baseAddress!, count: gradients.count) * meanFactor
+        let norm = AdamWOptimizer.meanGradientNorm(gradientSum: model.gradients, meanFactor: meanFactor)
         let loss = lossSum / Double(accumulationSteps)
-        let finite = norm.isFinite && loss.isFinite
-        let everyoneFinite = try group.allAgree(finite)
+        let everyoneFinite = try group.allAgree(norm.isFinite && loss.isFinite)
         if everyoneFinite {
-            let clipFactor =
-                config.training.gradClip > 0
-                ? GradientClipping.factor(norm: norm, maxNorm: Float(config.training.gradClip)) : 1
             optimizer.step(
-                parameters: model.parameters, gradients: gradients, learningRate: Float(learningRate),
-                settings: adamSettings, gradientScale: clipFactor * meanFactor)
+                parameters: model.parameters, gradientSum: model.gradients, norm: norm, meanFactor: meanFactor,
+                maxNorm: Float(config.training.gradClip), learningRate: Float(learningRate), settings: adamSettings)
         }
         let end = Date()
         return WorkerReport(

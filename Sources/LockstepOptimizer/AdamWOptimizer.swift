@@ -1,4 +1,5 @@
 import LockstepKernels
+import LockstepModel
 
 /// AdamW over a whole parameter buffer, as PyTorch's `torch.optim.AdamW` with two parameter groups: weight
 /// decay on tensors that `ParameterLayout.decays` selects (matrices), none on biases and LayerNorm.
@@ -87,5 +88,28 @@ public final class AdamWOptimizer {
                 step: stepCount, learningRate: learningRate * group.scale, settings: settings,
                 applyWeightDecay: group.decays, gradientScale: gradientScale)
         }
+    }
+}
+
+extension AdamWOptimizer {
+    /// One training step's update from gradients that hold the sum over the replicas: the mean's global norm is
+    /// the sum's times `meanFactor` (1 / replicas); clipping to `maxNorm` (0: off) and the mean are folded into
+    /// AdamW's `gradientScale`, so the gradients are read once and never rewritten.
+    /// - Parameter norm: the mean's global norm, from `meanGradientNorm` (the caller checks it is finite on
+    ///   every replica before updating).
+    public func step(
+        parameters: UnsafeMutableBufferPointer<Float>, gradientSum: UnsafeMutableBufferPointer<Float>, norm: Float,
+        meanFactor: Float, maxNorm: Float, learningRate: Float, settings: AdamWSettings
+    ) {
+        let clipFactor = maxNorm > 0 ? GradientClipping.factor(norm: norm, maxNorm: maxNorm) : 1
+        step(
+            parameters: parameters, gradients: gradientSum, learningRate: learningRate, settings: settings,
+            gradientScale: clipFactor * meanFactor)
+    }
+
+    /// The global L2 norm of the mean gradient, given the replicas' sum and `meanFactor` = 1 / replicas.
+    public static func meanGradientNorm(gradientSum: UnsafeMutableBufferPointer<Float>, meanFactor: Float) -> Float {
+        guard let base = gradientSum.baseAddress else { return 0 }
+        return GradientClipping.globalNorm(base, count: gradientSum.count) * meanFactor
     }
 }

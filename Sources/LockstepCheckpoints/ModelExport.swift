@@ -2,6 +2,7 @@ import Foundation
 import LockstepFormats
 import LockstepModel
 import LockstepTokenizer
+import LockstepConfig
 
 /// Writing a model as a Hugging Face GPT-2 directory that `transformers` loads with `from_pretrained`:
 ///
@@ -111,7 +112,19 @@ public enum ModelExport {
         {
             return try BPETokenizer.load(directory: checkpoint)
         }
-        return try RunSetup.tokenizer(state.config)
+        return try tokenizer(for: state.config)
+    }
+
+    /// A run's `data.tokenizer`: `bytes`, a directory holding `vocab.json` + `merges.txt` (a prepared corpus, an
+    /// exported model), or a Lockstep checkpoint directory, whose run's tokenizer is used.
+    public static func tokenizer(for config: RunConfig) throws -> BPETokenizer {
+        let path = config.data.tokenizer
+        if path == "bytes" { return BPETokenizer.bytes() }
+        let url = URL(fileURLWithPath: path)
+        if let checkpoint = ModelLocation.checkpoint(url) {
+            return try tokenizer(checkpoint: checkpoint, state: TrainingCheckpoint.readState(checkpoint))
+        }
+        return try BPETokenizer.load(directory: url)
     }
 }
 
@@ -162,29 +175,21 @@ enum DirectoryInstall {
         do {
             try build(temporary)
             for name in try fileManager.contentsOfDirectory(atPath: temporary.path) {
-                try CheckpointDirectory.fsync(temporary.appendingPathComponent(name))
+                try AtomicFile.sync(temporary.appendingPathComponent(name))
             }
-            try CheckpointDirectory.fsync(temporary)
+            try AtomicFile.sync(temporary)
             let replacingOld = fileManager.fileExists(atPath: final.path)
-            if replacingOld { try rename(final, to: old) }
+            if replacingOld { try AtomicFile.rename(final, to: old) }
             do {
-                try rename(temporary, to: final)
+                try AtomicFile.rename(temporary, to: final)
             } catch {
-                if replacingOld { try? rename(old, to: final) }
+                if replacingOld { try? AtomicFile.rename(old, to: final) }
                 throw error
             }
-            try CheckpointDirectory.fsync(parent)
             if replacingOld { try? fileManager.removeItem(at: old) }
         } catch {
             try? fileManager.removeItem(at: temporary)
             throw error
-        }
-    }
-
-    private static func rename(_ source: URL, to destination: URL) throws {
-        if Glibc.rename(source.path, destination.path) != 0 {
-            throw HuggingFaceError(
-                file: destination.path, "cannot rename \(source.path) to it (\(String(cString: strerror(errno))))")
         }
     }
 }

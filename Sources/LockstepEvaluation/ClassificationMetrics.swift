@@ -1,4 +1,5 @@
 import Foundation
+import LockstepConfig
 
 // Evaluation of a sequence classifier on a labeled set (issue 7): accuracy, macro-F1, per-class precision,
 // recall and F1, the confusion matrix, mean negative log-likelihood and expected calibration error.
@@ -275,43 +276,8 @@ extension ClassificationReport {
 // MARK: - Choosing a metric
 
 extension ClassificationReport {
-    /// A single number a configuration can name to pick the best checkpoint or to stop early.
-    /// Raw values are the configuration spellings; `init?(name:)` also accepts `nll` for `loss`.
-    public enum Metric: String, Codable, CaseIterable, Sendable {
-        case accuracy
-        case macroF1 = "macro_f1"
-        /// The mean negative log-likelihood (cross-entropy).
-        case loss
-        /// Expected calibration error.
-        case ece
-
-        /// The metric spelled `name` (`accuracy`, `macro_f1`, `loss` or `nll`, `ece`), nil for anything else.
-        public init?(name: String) {
-            if name == "nll" {
-                self = .loss
-                return
-            }
-            self.init(rawValue: name)
-        }
-
-        /// The names `init?(name:)` accepts, for error messages listing the choices.
-        public static let names: [String] = ["accuracy", "macro_f1", "loss", "nll", "ece"]
-
-        /// True for accuracy and macro-F1, false for loss and ECE (lower is better).
-        public var higherIsBetter: Bool {
-            switch self {
-            case .accuracy, .macroF1: return true
-            case .loss, .ece: return false
-            }
-        }
-
-        /// Whether `value` strictly improves on `best` (any value improves on no best yet). Ties are not
-        /// gains, so early stopping counts them as evaluations without gain.
-        public func isImprovement(_ value: Double, over best: Double?) -> Bool {
-            guard let best else { return true }
-            return higherIsBetter ? value > best : value < best
-        }
-    }
+    /// The dev metric that picks the best checkpoint (`classification.metric`).
+    public typealias Metric = SelectionMetric
 
     /// The value of `metric` in this report.
     public func value(of metric: Metric) -> Double {

@@ -2,49 +2,7 @@ import Foundation
 import LockstepData
 import LockstepFormats
 import LockstepModel
-
-/// The replicas' state at a step boundary: everything an exact resume needs besides the config.
-/// Buffers are in the model's parameter layout.
-public final class TrainingSnapshot {
-    public let parameters: UnsafeMutableBufferPointer<Float>
-    public let firstMoments: UnsafeMutableBufferPointer<Float>
-    public let secondMoments: UnsafeMutableBufferPointer<Float>
-    public var optimizerStep = 0
-    public var cursor = DataCursor(epoch: 0, position: 0)
-
-    public init(count: Int) {
-        parameters = .allocate(capacity: count)
-        firstMoments = .allocate(capacity: count)
-        secondMoments = .allocate(capacity: count)
-        parameters.initialize(repeating: 0)
-        firstMoments.initialize(repeating: 0)
-        secondMoments.initialize(repeating: 0)
-    }
-
-    deinit {
-        parameters.deallocate()
-        firstMoments.deallocate()
-        secondMoments.deallocate()
-    }
-
-    /// Copies a replica's state in.
-    public func capture(from replica: WorkerReplica) {
-        _ = parameters.update(fromContentsOf: replica.model.parameters)
-        _ = firstMoments.update(fromContentsOf: replica.optimizer.m)
-        _ = secondMoments.update(fromContentsOf: replica.optimizer.v)
-        optimizerStep = replica.optimizer.stepCount
-        cursor = replica.cursor
-    }
-
-    /// Puts this state into a replica (all replicas of a run get the same).
-    public func restore(into replica: WorkerReplica) {
-        _ = replica.model.parameters.update(fromContentsOf: parameters)
-        _ = replica.optimizer.m.update(fromContentsOf: firstMoments)
-        _ = replica.optimizer.v.update(fromContentsOf: secondMoments)
-        replica.optimizer.stepCount = optimizerStep
-        replica.cursor = cursor
-    }
-}
+import LockstepConfig
 
 /// `state.json` of a checkpoint.
 public struct CheckpointState: Codable, Equatable, Sendable {
@@ -71,20 +29,43 @@ public struct CheckpointState: Codable, Equatable, Sendable {
     public var temperature: Double? = nil
     /// Classifier runs only: the dev metrics and the best checkpoint so far, so a resumed run keeps both.
     public var selection: ModelSelection? = nil
+
+    public init(
+        formatVersion: Int = currentFormatVersion, step: Int, optimizerStep: Int, cursor: DataCursor, config: RunConfig,
+        model: GPTConfig, tokenizerVocabularySize: Int, worldSize: Int, labelNames: [String]?, skippedSteps: Int,
+        lastLoss: Double? = nil, lastValidationLoss: Double? = nil, elapsedSeconds: Double, temperature: Double? = nil,
+        selection: ModelSelection? = nil
+    ) {
+        self.formatVersion = formatVersion
+        self.step = step
+        self.optimizerStep = optimizerStep
+        self.cursor = cursor
+        self.config = config
+        self.model = model
+        self.tokenizerVocabularySize = tokenizerVocabularySize
+        self.worldSize = worldSize
+        self.labelNames = labelNames
+        self.skippedSteps = skippedSteps
+        self.lastLoss = lastLoss
+        self.lastValidationLoss = lastValidationLoss
+        self.elapsedSeconds = elapsedSeconds
+        self.temperature = temperature
+        self.selection = selection
+    }
 }
 
 /// Reads and writes Lockstep checkpoints: `model.safetensors` (Hugging Face GPT-2 names),
 /// `optimizer.safetensors` (`m.<name>`, `v.<name>`), `state.json`, all under `checksums.json`.
 public enum TrainingCheckpoint {
     public static func save(
-        snapshot: TrainingSnapshot, state: CheckpointState, layout: ParameterLayout, to directory: CheckpointDirectory
+        snapshot: WorkerState, state: CheckpointState, layout: ParameterLayout, to directory: CheckpointDirectory
     ) throws -> URL {
         try directory.save(step: state.step, files: files(snapshot: snapshot, state: state, layout: layout))
     }
 
     /// A checkpoint's files holding `snapshot` and `state`, for `CheckpointDirectory` to write and checksum.
     static func files(
-        snapshot: TrainingSnapshot, state: CheckpointState, layout: ParameterLayout
+        snapshot: WorkerState, state: CheckpointState, layout: ParameterLayout
     ) -> [(name: String, write: (URL) throws -> Void)] {
         [
             ("model.safetensors", { url in
@@ -135,7 +116,7 @@ public enum TrainingCheckpoint {
 
     /// Verifies checksums, refuses a checkpoint whose model shape differs from `expectedModel`, and fills
     /// `snapshot`.
-    public static func load(_ directory: URL, expectedModel: GPTConfig, into snapshot: TrainingSnapshot) throws
+    public static func load(_ directory: URL, expectedModel: GPTConfig, into snapshot: WorkerState) throws
         -> CheckpointState
     {
         try CheckpointDirectory.verify(directory)
@@ -157,7 +138,7 @@ public enum TrainingCheckpoint {
         return state
     }
 
-    static func readTensors(
+    public static func readTensors(
         layout: ParameterLayout, prefix: String, into buffer: UnsafeMutableBufferPointer<Float>, from url: URL
     ) throws {
         let file = try SafeTensorsFile.read(url)

@@ -1,5 +1,5 @@
 import Testing
-@testable import LockstepTraining
+@testable import LockstepConfig
 
 @Suite("Run configuration")
 struct RunConfigTests {

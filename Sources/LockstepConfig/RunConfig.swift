@@ -39,10 +39,6 @@ public struct RunConfig: Codable, Equatable, Sendable {
         public var seed: UInt64
     }
 
-    public enum ShardFormatName: String, Codable, CaseIterable, Sendable {
-        case llmc, nanogpt
-    }
-
     public struct DataSettings: Codable, Equatable, Sendable {
         /// Glob of training token shards, e.g. `data/shakespeare/train_*.bin`; for classification, labeled
         /// files (TSV, CSV or JSONL).
@@ -50,7 +46,7 @@ public struct RunConfig: Codable, Equatable, Sendable {
         /// Glob of validation token shards (for classification, the labeled dev set used for model
         /// selection); evaluation is off without it.
         public var validation: String?
-        public var format: ShardFormatName
+        public var format: ShardFormat
         /// `bytes` for the plain byte vocabulary, or a directory with `vocab.json` + `merges.txt`. When the
         /// key is absent and `model.init_from` is given, the tokenizer of the model started from (see
         /// `RunSetup.defaultTokenizer`).
@@ -151,7 +147,7 @@ public struct RunConfig: Codable, Equatable, Sendable {
         /// `decay^(L + 1)`; `ln_f` and the head at the full rate. 1 turns it off.
         public var layerDecay: Double
         /// Keeps the best checkpoint by this dev metric; the final `model/` is the best one.
-        public var metric: ClassificationReport.Metric
+        public var metric: SelectionMetric
         /// Stop after this many evaluations without a better metric (0: never stop early).
         public var patience: Int
         /// Fit a softmax temperature on the dev set at each evaluation and store it with the checkpoint.

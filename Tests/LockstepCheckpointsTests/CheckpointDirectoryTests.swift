@@ -2,7 +2,7 @@ import Foundation
 import LockstepTestSupport
 import Testing
 
-@testable import LockstepTraining
+@testable import LockstepCheckpoints
 
 @Suite("Checkpoint directory")
 struct CheckpointDirectoryTests {

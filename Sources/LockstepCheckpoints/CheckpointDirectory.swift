@@ -1,9 +1,14 @@
 import Crypto
 import Foundation
+import LockstepFormats
 
 /// A checkpoint problem, naming the directory or file and what was wrong.
 public struct CheckpointError: Error, CustomStringConvertible, Equatable {
     public var description: String
+
+    public init(description: String) {
+        self.description = description
+    }
 }
 
 /// The crash-safe mechanics of a folder of checkpoints, independent of what the files hold:
@@ -53,7 +58,7 @@ public struct CheckpointDirectory {
             try Self.writeChecksummed(files: files, in: temporary)
             if fileManager.fileExists(atPath: final.path) { try fileManager.removeItem(at: final) }
             try fileManager.moveItem(at: temporary, to: final)
-            try Self.fsync(root)
+            try AtomicFile.sync(root)
             try setLatest(name)
         } catch {
             try? fileManager.removeItem(at: temporary)
@@ -70,15 +75,13 @@ public struct CheckpointDirectory {
         for file in files {
             let url = folder.appendingPathComponent(file.name)
             try file.write(url)
-            try fsync(url)
+            try AtomicFile.sync(url)
             checksums[file.name] = try sha256(of: url)
         }
         let checksumURL = folder.appendingPathComponent("checksums.json")
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(checksums).write(to: checksumURL)
-        try fsync(checksumURL)
-        try fsync(folder)
+        try AtomicFile.write(encoder.encode(checksums), to: checksumURL)
     }
 
     /// Points `latest` at `name` atomically.
@@ -98,14 +101,7 @@ public struct CheckpointDirectory {
 
     /// Writes the pointer file `pointer` (a checkpoint's name) through a temporary file, fsync and rename.
     private func setPointer(_ pointer: String, to name: String) throws {
-        let url = root.appendingPathComponent(pointer)
-        let temporary = root.appendingPathComponent(".\(pointer)-\(getpid())")
-        try Data((name + "\n").utf8).write(to: temporary)
-        try Self.fsync(temporary)
-        if rename(temporary.path, url.path) != 0 {
-            throw CheckpointError(description: "\(url.path): cannot update (\(String(cString: strerror(errno))))")
-        }
-        try Self.fsync(root)
+        try AtomicFile.write(Data((name + "\n").utf8), to: root.appendingPathComponent(pointer))
     }
 
     private func pointer(_ pointer: String) -> String? {
@@ -183,17 +179,5 @@ public struct CheckpointDirectory {
             hasher.update(data: block)
         }
         return hasher.finalize().map { String(format: "%02x", $0) }.joined()
-    }
-
-    /// Flushes a file or directory to stable storage.
-    static func fsync(_ url: URL) throws {
-        let descriptor = open(url.path, O_RDONLY)
-        guard descriptor >= 0 else {
-            throw CheckpointError(description: "\(url.path): cannot open to sync (\(String(cString: strerror(errno))))")
-        }
-        defer { close(descriptor) }
-        if Glibc.fsync(descriptor) != 0 {
-            throw CheckpointError(description: "\(url.path): fsync failed (\(String(cString: strerror(errno))))")
-        }
     }
 }

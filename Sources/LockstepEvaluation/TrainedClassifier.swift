@@ -3,80 +3,14 @@ import LockstepData
 import LockstepFormats
 import LockstepModel
 import LockstepTokenizer
-
-/// A model directory that cannot be used for classification, naming the path and what was wrong.
-public struct ClassifierLoadError: Error, CustomStringConvertible, Equatable {
-    public var path: String
-    public var reason: String
-
-    public init(path: String, _ reason: String) {
-        self.path = path
-        self.reason = reason
-    }
-
-    public var description: String { "\(path): \(reason)" }
-}
-
-/// Where a trained model lives on disk, as `lockstep evaluate` and `predict` accept it.
-public enum ModelLocation: Equatable, Sendable {
-    /// A Lockstep checkpoint: `state.json`, `model.safetensors`, `checksums.json`.
-    case checkpoint(URL)
-    /// A Hugging Face GPT-2 directory: `config.json`, `model.safetensors` (and `vocab.json` + `merges.txt`).
-    case huggingFace(URL)
-
-    public var url: URL {
-        switch self {
-        case .checkpoint(let url), .huggingFace(let url): return url
-        }
-    }
-
-    /// What `path` is: a checkpoint (it holds `state.json`), a Hugging Face directory (`config.json`), or a run's
-    /// `checkpoints/` folder (`step-*` directories), which stands for its newest checkpoint whose checksums hold.
-    /// - Throws: `ClassifierLoadError` naming `path` when it is none of these, or when no checkpoint in the
-    ///   folder is valid (with the reason each was passed over).
-    public static func resolve(_ path: URL) throws -> ModelLocation {
-        let fileManager = FileManager.default
-        var isDirectory: ObjCBool = false
-        guard fileManager.fileExists(atPath: path.path, isDirectory: &isDirectory) else {
-            throw ClassifierLoadError(path: path.path, "no such directory")
-        }
-        guard isDirectory.boolValue else {
-            throw ClassifierLoadError(path: path.path, "is a file: give the model's directory")
-        }
-        if fileManager.fileExists(atPath: path.appendingPathComponent("state.json").path) { return .checkpoint(path) }
-        if fileManager.fileExists(atPath: path.appendingPathComponent(HuggingFaceGPT2.configFile).path) {
-            return .huggingFace(path)
-        }
-        let folder = CheckpointDirectory(root: path)
-        if !folder.checkpoints().isEmpty {
-            var rejections: [String] = []
-            guard let newest = folder.newestValid(rejected: { rejections.append($0) }) else {
-                throw ClassifierLoadError(
-                    path: path.path, "no valid checkpoint in this folder (\(rejections.joined(separator: "; ")))")
-            }
-            return .checkpoint(newest)
-        }
-        throw ClassifierLoadError(
-            path: path.path,
-            "not a model: expected a checkpoint (state.json), a folder of checkpoints (step-*), or a Hugging Face "
-                + "directory (config.json)")
-    }
-
-    /// Whether the model here has a classification head (a label count), read from `state.json` or
-    /// `config.json` only, without loading weights; for commands that serve both kinds of model.
-    public func hasClassifierHead() throws -> Bool {
-        switch self {
-        case .checkpoint(let url): return try TrainingCheckpoint.readState(url).model.labelCount != nil
-        case .huggingFace(let url): return try HuggingFaceGPT2.loadConfig(directory: url).labelCount != nil
-        }
-    }
-}
+import LockstepConfig
+import LockstepCheckpoints
 
 /// A fine-tuned GPT-2 sequence classifier loaded for inference: the weights, label names, softmax temperature
 /// and tokenizer, from a Lockstep checkpoint or a Hugging Face directory.
 ///
 /// Rows are built as training built them (`LabeledBatchStream.encode`): a text's first T tokens, then
-/// `RunSetup.padID` up to T; the head reads the last real token. A text that tokenizes to no tokens at all
+/// `Tokenizer.padID` up to T; the head reads the last real token. A text that tokenizes to no tokens at all
 /// becomes a single pad token (length 1), since the model needs one token to read; its prediction is the
 /// model's answer for the pad token alone.
 ///
@@ -95,7 +29,7 @@ public final class TrainedClassifier {
     public let fileSettings: RunConfig.ClassificationSettings?
     /// The training run's `sequence_length`; nil for a Hugging Face directory.
     public let trainingSequenceLength: Int?
-    /// The id filling each row after its tokens (see `RunSetup.padID`).
+    /// The id filling each row after its tokens (see `Tokenizer.padID`).
     public let padID: Int32
 
     /// The model, sized for the last (batch, T) asked for; replaced when a call needs another size.
@@ -192,7 +126,7 @@ public final class TrainedClassifier {
                 "the tokenizer has \(tokenizer.vocabularySize) tokens, more than the model's vocabulary of "
                     + "\(config.vocabularySize): it is not the tokenizer the model was trained with")
         }
-        padID = RunSetup.padID(tokenizer)
+        padID = tokenizer.padID
     }
 
     /// config.json's optional `calibration_temperature`: 1 when absent.

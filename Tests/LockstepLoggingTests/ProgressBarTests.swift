@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import LockstepTraining
+@testable import LockstepLogging
 
 @Suite struct ProgressBarTests {
     @Test func fullLine() {

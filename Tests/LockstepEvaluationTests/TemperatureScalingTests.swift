@@ -2,7 +2,7 @@ import Foundation
 import LockstepTestSupport
 import Testing
 
-@testable import LockstepTraining
+@testable import LockstepEvaluation
 
 @Suite struct TemperatureScalingTests {
     /// A synthetic dev set whose labels are drawn from softmax(trueLogits), with the logits a model would

@@ -1,50 +1,33 @@
 import LockstepData
-
-/// Model selection during fine-tuning: the dev metrics of the latest evaluation, and the best evaluation so
-/// far by the configured metric. Stored in each checkpoint's `state.json`, so that a resumed run keeps the same
-/// best checkpoint and patience count.
-public struct ModelSelection: Codable, Equatable, Sendable {
-    public var metric: ClassificationReport.Metric
-    /// Metrics of the latest evaluation by name (`accuracy`, `macro_f1`, `loss`, `ece`, ...).
-    public var latest: [String: Double]
-    /// Step and value of the best evaluation so far; nil before the first.
-    public var bestStep: Int?
-    public var bestValue: Double?
-    /// Evaluations since the best one (early stopping counts these against `classification.patience`).
-    public var evaluationsWithoutGain: Int
-
-    public init(metric: ClassificationReport.Metric) {
-        self.metric = metric
-        latest = [:]
-        evaluationsWithoutGain = 0
-    }
-}
+import LockstepConfig
+import LockstepCheckpoints
 
 /// The coordinator's side of a fine-tuning evaluation: turns the dev logits gathered from the workers into
 /// metrics, fits the temperature, and keeps track of the best evaluation and of patience.
-final class DevSetJudge {
-    let labels: [Int]
-    let labelNames: [String]
+public final class DevSetJudge {
+    public let labels: [Int]
+    public let labelNames: [String]
     let calibrate: Bool
     let patience: Int
-    private(set) var selection: ModelSelection
+    public private(set) var selection: ModelSelection
     /// The temperature fitted at the latest evaluation (1 before any, or with calibration off).
-    private(set) var temperature: Double
+    public private(set) var temperature: Double
 
     /// What one evaluation showed.
-    struct Verdict {
-        var report: ClassificationReport
+    public struct Verdict {
+        public var report: ClassificationReport
         /// ECE of the probabilities after temperature scaling.
-        var calibratedECE: Double
-        var improved: Bool
+        public var calibratedECE: Double
+        public var improved: Bool
         /// Patience ran out: stop after this evaluation.
-        var stop: Bool
+        public var stop: Bool
     }
 
-    init(config: RunConfig, labelNames: [String], resumed: CheckpointState?) throws {
-        let settings = config.classification!
-        let dev = try RunSetup.labeledSet(
-            pattern: config.data.validation!, config: config, labels: LabelMap(names: labelNames))
+    public init(config: RunConfig, labelNames: [String], resumed: CheckpointState?) throws {
+        guard let settings = config.classification, let validation = config.data.validation else {
+            throw ConfigError(file: "<config>", key: "data.validation", message: "a dev set needs task: classification and data.validation")
+        }
+        let dev = try config.labeledSet(pattern: validation, labels: LabelMap(names: labelNames))
         labels = dev.examples.map { Int($0.label) }
         self.labelNames = labelNames
         calibrate = settings.calibrate
@@ -54,7 +37,7 @@ final class DevSetJudge {
     }
 
     /// Judges the dev logits (N × K, dev order) of the model after step `step`.
-    func judge(logits: [Float], step: Int) throws -> Verdict {
+    public func judge(logits: [Float], step: Int) throws -> Verdict {
         let values = logits.map(Double.init)
         let report = try ClassificationReport.compute(logits: values, labels: labels, labelNames: labelNames)
         if calibrate {

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import LockstepTraining
+@testable import LockstepEvaluation
 
 @Suite struct ClassificationMetricsTests {
     /// Hand-computed values agree to this tolerance (relative above 1, absolute below): they differ only by

@@ -1,5 +1,4 @@
 import Foundation
-import LockstepData
 import LockstepTokenizer
 
 /// `lockstep prepare`: corpus files -> tokenizer -> train and validation token shards (llm.c format).

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import LockstepTraining
+@testable import LockstepLogging
 
 /// Bytes from a hex string (test vectors).
 func bytes(hex: String) -> [UInt8] {

@@ -3,6 +3,7 @@ import LockstepData
 import LockstepFormats
 import LockstepModel
 import LockstepTokenizer
+import LockstepConfig
 
 /// Where an imported model's tokenizer comes from.
 public enum ImportTokenizer: Equatable, Sendable {
@@ -96,7 +97,7 @@ extension TrainingCheckpoint {
         }
 
         let layout = ParameterLayout(config: model)
-        let snapshot = TrainingSnapshot(count: layout.count)
+        let snapshot = WorkerState(count: layout.count)
         try HuggingFaceGPT2.loadParameters(from: SafeTensorsFile.read(weightsURL), into: snapshot.parameters, layout: layout)
 
         let final = checkpoint.standardizedFileURL
@@ -124,7 +125,7 @@ extension TrainingCheckpoint {
     /// The config recorded in an imported checkpoint: its model section matches the imported model and its
     /// tokenizer is the checkpoint's. It names no training data (an import has trained on none); a run starting
     /// from the checkpoint uses its own config.
-    static func importedRunConfig(model: GPTConfig, labelNames: [String]?, source: URL, tokenizer: String) throws
+    public static func importedRunConfig(model: GPTConfig, labelNames: [String]?, source: URL, tokenizer: String) throws
         -> RunConfig
     {
         // JSON strings are valid YAML double-quoted scalars, so any path or label name reads back as written.

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import LockstepTraining
+@testable import LockstepConfig
 
 @Suite struct ScheduleTests {
     /// Hand-computed values agree to this relative tolerance (they differ only by rounding).

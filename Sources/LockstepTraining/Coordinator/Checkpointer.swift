@@ -1,0 +1,83 @@
+import Foundation
+import LockstepCheckpoints
+import LockstepConfig
+import LockstepModel
+import LockstepTokenizer
+
+/// The coordinator's checkpoints: when one is due (`checkpoint.every`, the last step, a new best dev metric,
+/// an early stop), writing it in the background while the replicas go on, retention, the `best` pointer, and
+/// the run's final `model/` directory.
+///
+/// `@unchecked Sendable`: the save queue reads `snapshot` and sets `saveError` only between `save` and the next
+/// `waitForSave`, during which the coordinator's thread touches neither.
+final class Checkpointer: @unchecked Sendable {
+    let directory: CheckpointDirectory
+    let layout: ParameterLayout
+    let every: Int
+    let keepLast: Int
+    let keepEvery: Int
+    /// Replica 0's state as of the last handoff; what the save queue writes.
+    let snapshot: WorkerState
+    private let saveQueue = DispatchQueue(label: "lockstep.checkpoint-writer")
+    private var saveError: Error?
+
+    init(config: RunConfig, layout: ParameterLayout) {
+        directory = CheckpointDirectory(
+            root: URL(fileURLWithPath: config.output.directory).appendingPathComponent("checkpoints"))
+        self.layout = layout
+        every = config.checkpoint.every
+        keepLast = config.checkpoint.keepLast
+        keepEvery = config.checkpoint.keepEvery
+        snapshot = WorkerState(count: layout.count)
+    }
+
+    /// Whether the step ending at `step` (counting from 1) saves by cadence alone.
+    func isDue(step: Int, isLast: Bool) -> Bool {
+        isLast || (every > 0 && step % every == 0)
+    }
+
+    /// A resumed fine-tuning run keeps pointing at its best checkpoint so far (retention spares it).
+    func keepBest(step: Int?) throws {
+        guard let step else { return }
+        let best = directory.root.appendingPathComponent(CheckpointDirectory.name(step: step))
+        if FileManager.default.fileExists(atPath: best.path) { try directory.setBest(best) }
+    }
+
+    /// Writes `snapshot` with `state` on the save queue; training continues meanwhile. The snapshot is not
+    /// touched again until `waitForSave()` has returned. `isBest`: point `best` at it once written.
+    func save(_ state: CheckpointState, isBest: Bool) {
+        saveQueue.async { [self] in
+            do {
+                let saved = try TrainingCheckpoint.save(snapshot: snapshot, state: state, layout: layout, to: directory)
+                if isBest { try directory.setBest(saved) }
+                directory.applyRetention(keepLast: keepLast, keepEvery: keepEvery, protected: saved)
+            } catch {
+                saveError = error
+            }
+        }
+    }
+
+    /// Waits for the save in flight, and rethrows its failure.
+    func waitForSave() throws {
+        saveQueue.sync {}
+        if let error = saveError {
+            saveError = nil
+            throw error
+        }
+    }
+
+    /// The run's model as a Hugging Face directory with its tokenizer: the last parameters, or with
+    /// `preferBest` (fine-tuning with a dev set) the best checkpoint's, with its temperature.
+    func exportModel(
+        to modelDirectory: URL, model: GPTConfig, labelNames: [String]?, temperature: Double?, preferBest: Bool,
+        tokenizer: BPETokenizer
+    ) throws {
+        var temperature = temperature
+        if preferBest, let best = directory.best, FileManager.default.fileExists(atPath: best.path) {
+            temperature = try TrainingCheckpoint.load(best, expectedModel: model, into: snapshot).temperature
+        }
+        try ModelExport.writeHuggingFace(
+            parameters: UnsafeBufferPointer(snapshot.parameters), model: model, labelNames: labelNames,
+            temperature: temperature, tokenizer: tokenizer, to: modelDirectory)
+    }
+}

@@ -1,0 +1,120 @@
+import Foundation
+import LockstepConfig
+import LockstepDistributed
+import LockstepEvaluation
+import LockstepFormats
+import LockstepLogging
+
+/// Where a run's numbers go: `metrics.jsonl`, TensorBoard scalars and the console. It decides its own cadence
+/// (`output.log_every`, the last step, and any skipped step) and keeps the tokens/s window between records.
+final class TrainingLog {
+    let metrics: MetricsLog
+    let tensorBoard: TensorBoardWriter?
+    let console: ProgressReporter
+    let outputDirectory: URL
+    let logEvery: Int
+    let totalSteps: Int
+    /// Seconds of training before this process started (a resumed run's earlier time).
+    let elapsedBefore: Double
+    let started = Date()
+    private var tokensSinceRecord = 0.0
+    private var timeOfLastRecord = Date()
+
+    /// Opens the run's logs; a resumed run appends to `metrics.jsonl` (after the records past its step were
+    /// dropped by the caller).
+    init(config: RunConfig, console: ProgressReporter, resumedElapsed: Double?) throws {
+        outputDirectory = URL(fileURLWithPath: config.output.directory)
+        metrics = try MetricsLog(
+            url: outputDirectory.appendingPathComponent("metrics.jsonl"), append: resumedElapsed != nil)
+        tensorBoard = config.output.tensorboard
+            ? try TensorBoardWriter(logDirectory: outputDirectory.appendingPathComponent("tensorboard")) : nil
+        self.console = console
+        logEvery = config.output.logEvery
+        totalSteps = config.training.maxSteps
+        elapsedBefore = resumedElapsed ?? 0
+    }
+
+    /// Training time so far, this process's and any resumed run's.
+    var time: Double { elapsedBefore + Date().timeIntervalSince(started) }
+
+    /// After step `plan.step` ran: a `train` record when one is due.
+    func recordStep(_ plan: StepPlan, _ summary: StepSummary) throws {
+        let step = plan.step + 1
+        tokensSinceRecord += Double(summary.tokens)
+        if summary.skippedNonFinite {
+            console.message("step \(step): non-finite loss or gradient norm on some worker; update skipped on all")
+        }
+        guard step % logEvery == 0 || plan.stop || summary.skippedNonFinite else { return }
+        let now = Date()
+        let tokensPerSecond = tokensSinceRecord / max(now.timeIntervalSince(timeOfLastRecord), 1e-9)
+        tokensSinceRecord = 0
+        timeOfLastRecord = now
+        try metrics.write([
+            "kind": .string("train"), "step": .int(step), "loss": .double(summary.loss),
+            "lr": .double(plan.learningRate), "grad_norm": .double(summary.gradNorm),
+            "tokens_per_second": .double(tokensPerSecond), "skipped": .bool(summary.skippedNonFinite),
+            "step_seconds": .double(summary.stepSeconds), "compute_seconds": .double(summary.computeSeconds),
+            "communication_seconds": .double(summary.communicationSeconds),
+            "optimizer_seconds": .double(summary.optimizerSeconds), "time": .double(time),
+        ])
+        tensorBoard?.addScalars(
+            [
+                ("train/loss", summary.loss), ("train/lr", plan.learningRate), ("train/grad_norm", summary.gradNorm),
+                ("train/tokens_per_second", tokensPerSecond),
+            ], step: step)
+        console.update(
+            step: step, totalSteps: totalSteps, loss: summary.loss, learningRate: plan.learningRate,
+            gradNorm: summary.gradNorm, tokensPerSecond: tokensPerSecond, elapsed: now.timeIntervalSince(started))
+    }
+
+    /// A language model's validation loss.
+    func recordValidation(loss: Double, tokens: Int, step: Int) throws {
+        try metrics.write([
+            "kind": .string("eval"), "step": .int(step), "val_loss": .double(loss),
+            "val_perplexity": .double(exp(loss)), "tokens": .int(tokens), "time": .double(time),
+        ])
+        tensorBoard?.addScalar(tag: "val/loss", value: loss, step: step)
+        console.message(String(format: "step %d: validation loss %.4f (perplexity %.2f)", step, loss, exp(loss)))
+    }
+
+    /// A fine-tuning evaluation: the `eval` record, the whole report in `evaluations/step-N.json`, TensorBoard
+    /// and a console line.
+    func recordEvaluation(_ verdict: DevSetJudge.Verdict, temperature: Double, step: Int) throws {
+        let report = verdict.report
+        var record: [String: MetricValue] = [
+            "kind": .string("eval"), "step": .int(step), "val_loss": .double(report.negativeLogLikelihood),
+            "accuracy": .double(report.accuracy), "macro_f1": .double(report.macroF1),
+            "ece": .double(report.expectedCalibrationError), "ece_calibrated": .double(verdict.calibratedECE),
+            "temperature": .double(temperature), "examples": .int(report.count), "best": .bool(verdict.improved),
+            "time": .double(time),
+        ]
+        for (k, name) in report.labelNames.enumerated() {
+            record["precision/\(name)"] = .double(report.precision[k])
+            record["recall/\(name)"] = .double(report.recall[k])
+        }
+        try metrics.write(record)
+        var full = report.asJSON
+        full["step"] = step
+        full["temperature"] = temperature
+        full["ece_calibrated"] = verdict.calibratedECE
+        let json = try JSONSerialization.data(withJSONObject: full, options: [.prettyPrinted, .sortedKeys])
+        let evaluations = outputDirectory.appendingPathComponent("evaluations")
+        try FileManager.default.createDirectory(at: evaluations, withIntermediateDirectories: true)
+        try AtomicFile.write(json, to: evaluations.appendingPathComponent(String(format: "step-%07d.json", step)))
+        tensorBoard?.addScalars(
+            [
+                ("val/loss", report.negativeLogLikelihood), ("val/accuracy", report.accuracy),
+                ("val/macro_f1", report.macroF1), ("val/ece", report.expectedCalibrationError),
+            ], step: step)
+        console.message(String(
+            format: "step %d: dev accuracy %.4f, macro-F1 %.4f, loss %.4f, ECE %.4f (%.4f at temperature %.2f)%@",
+            step, report.accuracy, report.macroF1, report.negativeLogLikelihood, report.expectedCalibrationError,
+            verdict.calibratedECE, temperature, verdict.improved ? ", best so far" : ""))
+    }
+
+    /// Makes this step's records visible to readers (tests, `tail -f`, TensorBoard).
+    func flush() throws {
+        try metrics.flush()
+        try tensorBoard?.flush()
+    }
+}
