@@ -99,13 +99,44 @@ public final class ProcessGroups {
         static let report = 21
         /// A worker's own timeout (`WorkerTimeout` as JSON), sent in place of its report.
         static let timeout = 22
+        static let planLength = 23, plan = 24
     }
 
     /// Sends the coordinator's plan for the next step to every process. Workers wait for it without spinning.
+    ///
+    /// Point to point (its length, then its JSON, to each worker), not `MPI_Bcast`: a broadcast may travel
+    /// through a tree of workers, and then a worker stopped in it would look to the others like a silent
+    /// coordinator. This way a worker's deadline on the plan names rank 0 only when rank 0 is the one silent.
     /// - Parameter plan: the plan on the coordinator; nil on workers.
     /// - Returns: the plan, everywhere.
     public func broadcastPlan(_ plan: StepPlan?) throws -> StepPlan {
-        try world.broadcast(plan, root: Self.coordinatorRank)
+        if isSingleProcess { return try world.broadcast(plan, root: Self.coordinatorRank) }
+        if isCoordinator {
+            guard let plan else { throw DistributedError.missingRootValue(what: "broadcastPlan", root: Self.coordinatorRank) }
+            let bytes = Array(try JSONEncoder().encode(plan))
+            let length = [Int64(bytes.count)]
+            for worker in 1..<world.size {
+                try length.withUnsafeBytes { try world.send($0.baseAddress!, byteCount: 8, to: worker, tag: Tag.planLength) }
+                try bytes.withUnsafeBytes { try world.send($0.baseAddress!, byteCount: $0.count, to: worker, tag: Tag.plan) }
+            }
+            return plan
+        }
+        var length = [Int64(0)]
+        try length.withUnsafeMutableBytes {
+            try world.receive($0.baseAddress!, byteCount: 8, from: Self.coordinatorRank, tag: Tag.planLength)
+        }
+        guard length[0] > 0 && length[0] < 1 << 30 else {
+            throw DistributedError.undecodable(what: "step plan", byteCount: 8, reason: "length \(length[0])")
+        }
+        var bytes = [UInt8](repeating: 0, count: Int(length[0]))
+        try bytes.withUnsafeMutableBytes {
+            try world.receive($0.baseAddress!, byteCount: $0.count, from: Self.coordinatorRank, tag: Tag.plan)
+        }
+        do {
+            return try JSONDecoder().decode(StepPlan.self, from: Data(bytes))
+        } catch {
+            throw DistributedError.undecodable(what: "step plan", byteCount: bytes.count, reason: "\(error)")
+        }
     }
 
     /// Collects every worker's report onto the coordinator: each worker sends its report to rank 0 point to
