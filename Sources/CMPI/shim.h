@@ -23,3 +23,4 @@ static inline MPI_Status * _Nonnull cmpi_status_ignore(void) { return MPI_STATUS
 static inline MPI_Request _Nonnull cmpi_request_null(void) { return MPI_REQUEST_NULL; }
 static inline MPI_Datatype _Nonnull cmpi_uint64(void) { return MPI_UINT64_T; }
 static inline MPI_Status * _Nullable cmpi_statuses_ignore(void) { return MPI_STATUSES_IGNORE; }
+static inline MPI_Errhandler _Nonnull cmpi_errors_return(void) { return MPI_ERRORS_RETURN; }

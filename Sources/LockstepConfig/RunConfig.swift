@@ -17,6 +17,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
     public var output: OutputSettings
     public var checkpoint: CheckpointSettings
     public var distributed: DistributedSettings
+    /// Deadlines of waits on other ranks. Checkpoints written before this section existed decode with its defaults.
+    public var faultTolerance: FaultToleranceSettings
     /// Set exactly when `task` is `classification`.
     public var classification: ClassificationSettings?
 
@@ -114,6 +116,16 @@ public struct RunConfig: Codable, Equatable, Sendable {
         public var threadsPerWorker: Int
         /// Compare parameter checksums across workers every this many steps (0: never).
         public var checkReplicasEvery: Int
+    }
+
+    public struct FaultToleranceSettings: Codable, Equatable, Sendable {
+        /// Seconds any wait on another rank may last (plans, reports, gradient sync, checkpoint handoff,
+        /// evaluation logits, replica checks, the launch) before the job ends naming the rank and the phase.
+        public var hangTimeoutSeconds: Double
+
+        public init(hangTimeoutSeconds: Double = 300) {
+            self.hangTimeoutSeconds = hangTimeoutSeconds
+        }
     }
 
     /// How the cross-entropy weighs the classes.
@@ -273,6 +285,13 @@ public struct RunConfig: Codable, Equatable, Sendable {
             threadsPerWorker: try distributed.int("threads_per_worker", default: 1, minimum: 1),
             checkReplicasEvery: try distributed.int("check_replicas_every", default: 100, minimum: 0))
 
+        let faultTolerance = try root.section("fault_tolerance")
+        let hangTimeout = try faultTolerance.double("hang_timeout_seconds", default: 300, minimum: 0)
+        if !(hangTimeout > 0) {
+            throw faultTolerance.invalid("hang_timeout_seconds", "expected a number of seconds > 0, found \(hangTimeout)")
+        }
+        self.faultTolerance = FaultToleranceSettings(hangTimeoutSeconds: hangTimeout)
+
         if task == .classification {
             let section = try root.section("classification")
             classification = try Self.classificationSettings(section, schedule: self.schedule)
@@ -359,4 +378,14 @@ public struct RunConfig: Codable, Equatable, Sendable {
 
     /// Windows of `sequence_length + 1` tokens in one global batch.
     public var globalBatchWindows: Int { training.globalBatchTokens / training.sequenceLength }
+}
+
+extension KeyedDecodingContainer {
+    /// `RunConfig.faultTolerance` in checkpoints written before the section existed: the defaults. (The
+    /// synthesized `Decodable` picks this overload, the most specific one, for that property.)
+    public func decode(
+        _ type: RunConfig.FaultToleranceSettings.Type, forKey key: Key
+    ) throws -> RunConfig.FaultToleranceSettings {
+        try decodeIfPresent(type, forKey: key) ?? RunConfig.FaultToleranceSettings()
+    }
 }

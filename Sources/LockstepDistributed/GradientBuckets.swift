@@ -98,7 +98,7 @@ public final class GradientBuckets {
         if startedCount != ranges.count {
             throw DistributedError.bucketsNotStarted(missing: started.indices.filter { !started[$0] })
         }
-        if let mpi { try mpi.waitAll(&requests, policy: .blocking, "GradientBuckets.finish") }
+        if let mpi { try mpi.waitAll(&requests, policy: .blocking, traffic: .collective(bytesPerElement: 4, root: nil), "GradientBuckets.finish") }
         if averaging { for range in ranges { scale(range) } }
         for index in started.indices { started[index] = false }
         startedCount = 0

@@ -1,4 +1,5 @@
 import CMPI
+import Foundation
 
 /// An MPI call that returned something other than `MPI_SUCCESS`, with the call's name and MPI's own text.
 public struct MPIError: Error, CustomStringConvertible {
@@ -41,6 +42,12 @@ public enum DistributedError: Error, Equatable, CustomStringConvertible {
     case nothingToReceive(tag: Int, byteCount: Int, pending: Int?)
     /// A report of the wrong length arrived in a gather.
     case malformedReport(rank: Int, fieldCount: Int, expected: Int)
+    /// World rank `rank` waited `waitedSeconds` in `phase` (e.g. "gradient sync of step 412") without an
+    /// answer from world ranks `waitingFor` (for a collective: every other rank of it, or the root).
+    case timedOut(rank: Int, phase: String, waitedSeconds: Double, waitingFor: [Int])
+    /// The coordinator's verdict on a hang: in `phase` it waited `waitedSeconds` and the world ranks `silent`
+    /// never answered; `timeouts` are the workers that did answer, saying where they themselves timed out.
+    case hang(phase: String, waitedSeconds: Double, silent: [Int], timeouts: [WorkerTimeout])
 
     public var description: String {
         switch self {
@@ -66,9 +73,59 @@ public enum DistributedError: Error, Equatable, CustomStringConvertible {
                 + (pending.map { "the message sent has \($0) bytes" } ?? "nothing was sent")
         case .malformedReport(let rank, let fieldCount, let expected):
             return "worker report from world rank \(rank) has \(fieldCount) fields, expected \(expected)"
+        case .timedOut(let rank, let phase, let seconds, let waitingFor):
+            return WorkerTimeout(rank: rank, phase: phase, waitedSeconds: seconds, waitingFor: waitingFor).description
+        case .hang(let phase, let seconds, let silent, let timeouts):
+            var parts: [String] = []
+            if !silent.isEmpty {
+                parts.append(
+                    "\(silent.count == 1 ? "rank" : "ranks") \(listed(silent)) did not answer within "
+                        + "\(seconds.formatted(digits: 0)) s (\(phase))")
+            }
+            parts += timeouts.map(\.description)
+            if parts.isEmpty { parts.append("no answer within \(seconds.formatted(digits: 0)) s (\(phase))") }
+            return "hang detected: " + parts.joined(separator: "; ")
         }
     }
 }
+
+/// A worker's own timeout, as it tells the coordinator.
+public struct WorkerTimeout: Codable, Equatable, Sendable, CustomStringConvertible {
+    public var rank: Int
+    public var phase: String
+    public var waitedSeconds: Double
+    public var waitingFor: [Int]
+
+    public init(rank: Int, phase: String, waitedSeconds: Double, waitingFor: [Int]) {
+        self.rank = rank
+        self.phase = phase
+        self.waitedSeconds = waitedSeconds
+        self.waitingFor = waitingFor
+    }
+
+    public var description: String {
+        "rank \(rank) timed out after \(waitedSeconds.formatted(digits: 1)) s waiting in \(phase)"
+            + (waitingFor.isEmpty ? "" : " for \(waitingFor.count == 1 ? "rank" : "ranks") \(listed(waitingFor))")
+    }
+}
+
+extension DistributedError {
+    /// The timeout of this process's own wait, if this is one.
+    public var timeout: WorkerTimeout? {
+        guard case .timedOut(let rank, let phase, let seconds, let waitingFor) = self else { return nil }
+        return WorkerTimeout(rank: rank, phase: phase, waitedSeconds: seconds, waitingFor: waitingFor)
+    }
+}
+
+extension Double {
+    /// Fixed-point text with `digits` decimals, for messages.
+    func formatted(digits: Int) -> String { String(format: "%.\(digits)f", self) }
+}
+
+private func listed(_ ranks: [Int]) -> String {
+    ranks.map(String.init).joined(separator: ", ")
+}
+
 
 private func hex(_ value: UInt64) -> String {
     let digits = String(value, radix: 16)

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The roles of a Lockstep job and the communicators between them.
 ///
 /// With mpirun, world rank 0 is the coordinator and world ranks 1...N are the workers; the workers split off
@@ -44,47 +46,190 @@ public final class ProcessGroups {
     /// The roles of this process in the MPI job it was started in; initialises MPI if needed. Collective over
     /// MPI_COMM_WORLD (it splits off the workers' communicator), so every rank calls it at startup.
     /// A world of one process gives `singleProcess()`.
-    /// - Parameter controlWait: how world collectives wait; `.idle` keeps waiting ranks off the CPU.
-    public static func fromMPI(controlWait: WaitPolicy = .idle) throws -> ProcessGroups {
+    /// - Parameters:
+    ///   - controlWait: how world collectives wait; `.idle` keeps waiting ranks off the CPU.
+    ///   - hangTimeout: the deadline of every wait on another rank, until `setHangTimeout` changes it; nil
+    ///     takes `LOCKSTEP_HANG_TIMEOUT_SECONDS` from the environment (`lockstep train` sets it from the
+    ///     config, so that workers keep it before the config reaches them) or else `defaultHangTimeout`.
+    public static func fromMPI(controlWait: WaitPolicy = .idle, hangTimeout: Double? = nil) throws -> ProcessGroups {
         let world = try MPICommunicator.world()
         if world.size == 1 { return singleProcess() }
         world.waitPolicy = controlWait
+        world.hangTimeout = hangTimeout ?? environmentHangTimeout ?? defaultHangTimeout
+        world.phase = "start-up"
         let isCoordinator = world.rank == coordinatorRank
         // The coordinator joins no group; the workers keep their world order.
         let workers = try world.split(color: isCoordinator ? nil : 1, key: world.rank)
         workers?.waitPolicy = .blocking
+        workers?.phase = "start-up"
         return ProcessGroups(
             world: world, workers: workers, isCoordinator: isCoordinator,
             workerIndex: workers?.rank, workerCount: world.size - 1)
     }
 
+    /// The deadline of waits on other ranks when neither the config nor the environment gives one (seconds).
+    public static let defaultHangTimeout = 300.0
+
+    static var environmentHangTimeout: Double? {
+        ProcessInfo.processInfo.environment["LOCKSTEP_HANG_TIMEOUT_SECONDS"].flatMap(Double.init).flatMap { $0 > 0 ? $0 : nil }
+    }
+
+    /// The deadline of every wait on another rank from now on (`fault_tolerance.hang_timeout_seconds`).
+    public func setHangTimeout(_ seconds: Double) {
+        (world as? MPICommunicator)?.hangTimeout = seconds
+        (workers as? MPICommunicator)?.hangTimeout = seconds
+    }
+
+    /// The deadline in force; nil in a one-process job (nothing to wait for).
+    public var hangTimeout: Double? { (world as? MPICommunicator)?.hangTimeout }
+
+    /// Names what the next waits are for, in timeouts: "gradient sync of step 12". Sets both communicators.
+    public func setPhase(_ phase: String) {
+        (world as? MPICommunicator)?.phase = phase
+        (workers as? MPICommunicator)?.phase = phase
+    }
+
+    /// This process's world rank (0 in a one-process job).
+    public var worldRank: Int { world.rank }
+
     // MARK: - Control plane
 
+    /// Message tags of the control plane (point to point, over the world).
+    enum Tag {
+        static let report = 21
+        /// A worker's own timeout (`WorkerTimeout` as JSON), sent in place of its report.
+        static let timeout = 22
+        static let planLength = 23, plan = 24
+    }
+
     /// Sends the coordinator's plan for the next step to every process. Workers wait for it without spinning.
+    ///
+    /// Point to point (its length, then its JSON, to each worker), not `MPI_Bcast`: a broadcast may travel
+    /// through a tree of workers, and then a worker stopped in it would look to the others like a silent
+    /// coordinator. This way a worker's deadline on the plan names rank 0 only when rank 0 is the one silent.
     /// - Parameter plan: the plan on the coordinator; nil on workers.
     /// - Returns: the plan, everywhere.
     public func broadcastPlan(_ plan: StepPlan?) throws -> StepPlan {
-        try world.broadcast(plan, root: Self.coordinatorRank)
+        if isSingleProcess { return try world.broadcast(plan, root: Self.coordinatorRank) }
+        if isCoordinator {
+            guard let plan else { throw DistributedError.missingRootValue(what: "broadcastPlan", root: Self.coordinatorRank) }
+            let bytes = Array(try JSONEncoder().encode(plan))
+            let length = [Int64(bytes.count)]
+            for worker in 1..<world.size {
+                try length.withUnsafeBytes { try world.send($0.baseAddress!, byteCount: 8, to: worker, tag: Tag.planLength) }
+                try bytes.withUnsafeBytes { try world.send($0.baseAddress!, byteCount: $0.count, to: worker, tag: Tag.plan) }
+            }
+            return plan
+        }
+        var length = [Int64(0)]
+        try length.withUnsafeMutableBytes {
+            try world.receive($0.baseAddress!, byteCount: 8, from: Self.coordinatorRank, tag: Tag.planLength)
+        }
+        guard length[0] > 0 && length[0] < 1 << 30 else {
+            throw DistributedError.undecodable(what: "step plan", byteCount: 8, reason: "length \(length[0])")
+        }
+        var bytes = [UInt8](repeating: 0, count: Int(length[0]))
+        try bytes.withUnsafeMutableBytes {
+            try world.receive($0.baseAddress!, byteCount: $0.count, from: Self.coordinatorRank, tag: Tag.plan)
+        }
+        do {
+            return try JSONDecoder().decode(StepPlan.self, from: Data(bytes))
+        } catch {
+            throw DistributedError.undecodable(what: "step plan", byteCount: bytes.count, reason: "\(error)")
+        }
     }
 
-    /// Collects every worker's report onto the coordinator.
+    /// Collects every worker's report onto the coordinator: each worker sends its report to rank 0 point to
+    /// point, so that on a deadline the coordinator knows exactly which workers did not answer.
     /// - Parameter report: this worker's report; nil on a coordinator that is not also a worker.
     /// - Returns: on the coordinator, the reports in worker-index order; nil on workers.
-    /// - Throws: `DistributedError.missingRootValue` if a worker passed nil, `.malformedReport`, or `MPIError`.
+    /// - Throws: `DistributedError.missingRootValue` if a worker passed nil, `.malformedReport`,
+    ///   `.timedOut` (naming the workers not heard from), or `MPIError`.
     public func gatherReports(_ report: WorkerReport?) throws -> [WorkerReport]? {
         if isWorker && report == nil {
-            throw DistributedError.missingRootValue(what: "gatherReports on worker \(workerIndex!)", root: world.rank)
+            throw DistributedError.missingRootValue(what: "gatherReports on worker \(workerIndex ?? -1)", root: world.rank)
         }
-        // The coordinator of a multi-process job contributes zeros, dropped below.
-        let fields = report?.fields ?? [Double](repeating: 0, count: WorkerReport.fieldCount)
-        guard let gathered = try world.gather(fields, root: Self.coordinatorRank) else { return nil }
-        let fromWorkers = isSingleProcess ? gathered : Array(gathered.dropFirst())
-        return try fromWorkers.enumerated().map { index, fields in
+        if isSingleProcess { return report.map { [$0] } }
+        let count = WorkerReport.fieldCount
+        if let report {
+            let fields = report.fields
+            try fields.withUnsafeBytes {
+                try world.send($0.baseAddress!, byteCount: $0.count, to: Self.coordinatorRank, tag: Tag.report)
+            }
+            return nil
+        }
+        guard let mpi = world as? MPICommunicator else {
+            throw DistributedError.missingRootValue(what: "gatherReports over a non-MPI world of \(world.size)", root: 0)
+        }
+        let sources = Array(1..<world.size)
+        // On a deadline the pending receives are cancelled before the error reaches here, so the buffer may go.
+        var received = [Double](repeating: .nan, count: count * sources.count)
+        try received.withUnsafeMutableBufferPointer { buffer in
+            try mpi.receiveFromEach(
+                sources.indices.map { UnsafeMutableRawPointer(buffer.baseAddress! + $0 * count) },
+                byteCount: count * 8, from: sources, tag: Tag.report)
+        }
+        return try sources.indices.map { index in
+            let fields = Array(received[index * count ..< (index + 1) * count])
             guard let report = WorkerReport(fields: fields) else {
-                throw DistributedError.malformedReport(
-                    rank: isSingleProcess ? 0 : index + 1, fieldCount: fields.count, expected: WorkerReport.fieldCount)
+                throw DistributedError.malformedReport(rank: index + 1, fieldCount: fields.count, expected: count)
             }
             return report
         }
+    }
+
+    // MARK: - Hangs
+
+    /// On a worker whose own wait timed out on its peers (not on the coordinator): tells the coordinator, so
+    /// that its message can say who waited for whom. A failure to send is written to standard error.
+    public func reportTimeout(_ timeout: WorkerTimeout) {
+        guard !isCoordinator, let mpi = world as? MPICommunicator else { return }
+        do {
+            let bytes = Array(try JSONEncoder().encode(timeout))
+            mpi.phase = "the timeout report to rank 0"
+            try bytes.withUnsafeBytes {
+                try mpi.send($0.baseAddress!, byteCount: $0.count, to: Self.coordinatorRank, tag: Tag.timeout)
+            }
+        } catch {
+            FileHandle.standardError.write(
+                Data("lockstep: rank \(worldRank): could not report its timeout to rank 0: \(error)\n".utf8))
+        }
+    }
+
+    /// On the coordinator, after its wait `timedOut` passed the deadline: listens up to `grace` seconds for the
+    /// workers' own timeout reports (a worker stuck in the gradient sync with a stopped peer says so), then
+    /// returns the error to end the job with, naming the ranks that never answered and what the others said.
+    public func diagnoseHang(_ timedOut: WorkerTimeout, grace: Double) -> DistributedError {
+        var timeouts: [WorkerTimeout] = []
+        var silent = Set(timedOut.waitingFor)
+        if let mpi = world as? MPICommunicator {
+            let end = monotonicSeconds() + grace
+            do {
+                while monotonicSeconds() < end && !silent.isEmpty {
+                    guard let (source, byteCount) = try mpi.probe(tag: Tag.timeout) else {
+                        sleepMicroseconds(10_000)
+                        continue
+                    }
+                    var bytes = [UInt8](repeating: 0, count: max(byteCount, 1))
+                    mpi.phase = "the timeout report of rank \(source)"
+                    try bytes.withUnsafeMutableBytes {
+                        try mpi.receive($0.baseAddress!, byteCount: byteCount, from: source, tag: Tag.timeout)
+                    }
+                    silent.remove(source)
+                    do {
+                        timeouts.append(try JSONDecoder().decode(WorkerTimeout.self, from: Data(bytes.prefix(byteCount))))
+                    } catch {
+                        timeouts.append(WorkerTimeout(
+                            rank: source, phase: "a timeout report that did not decode (\(error))", waitedSeconds: 0,
+                            waitingFor: []))
+                    }
+                }
+            } catch {
+                FileHandle.standardError.write(Data("lockstep: rank 0: while collecting timeout reports: \(error)\n".utf8))
+            }
+        }
+        return .hang(
+            phase: timedOut.phase, waitedSeconds: timedOut.waitedSeconds, silent: silent.sorted(),
+            timeouts: timeouts.sorted { $0.rank < $1.rank })
     }
 }

@@ -46,6 +46,12 @@ public enum ProcessLauncher {
         return pid
     }
 
+    /// The full path of executable `name` in a directory of PATH, or nil.
+    public static func onPath(_ name: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        return path.split(separator: ":").map { "\($0)/\(name)" }.first { access($0, X_OK) == 0 }
+    }
+
     /// Waits for `pid` and returns its exit status (128 + signal number when a signal ended it).
     public static func wait(_ pid: pid_t) -> Int32 {
         var status: Int32 = 0

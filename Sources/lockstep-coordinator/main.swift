@@ -21,6 +21,8 @@ struct CoordinatorCommand: ParsableCommand {
 
     func run() throws {
         let log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        // mpirun killed with SIGKILL leaves its ranks running: leave with it.
+        ParentWatchdog.start(label: "lockstep-coordinator (pid \(getpid()))")
         do {
             try MPIRuntime.initialize()
             let summary = try DistributedRun.coordinator(

@@ -7,6 +7,7 @@
 //   mpirun -np 4 lockstep-distributed-check handoff [floats] [maxCountPerCall]
 //   mpirun -np 4 lockstep-distributed-check idle-cpu [seconds] [maxShare] [--blocking]
 //   mpirun -np 4 lockstep-distributed-check kill-worker
+//   mpirun -np 2 lockstep-distributed-check hang [seconds]
 //   mpirun -np 3 lockstep-distributed-check allreduce-bandwidth [floats] [buckets] [repeats] [tail]
 // allreduce-bandwidth checks its sums too, but prints a single JSON line, from worker 0 (for scripts/benchmark.py).
 import Foundation
@@ -248,6 +249,55 @@ func killedWorker(_ groups: ProcessGroups) throws {
     fail("\(role(groups)): the job outlived a killed worker")
 }
 
+/// Buffers of the hang scenario: collectives that timed out are still pending in MPI, so what they point at
+/// must outlive them.
+nonisolated(unsafe) var hangSmall: [UInt64] = [1]
+nonisolated(unsafe) var hangLarge = [Float](repeating: 1, count: 100_000)
+nonisolated(unsafe) var hangMessage = [UInt8](repeating: 0, count: 16)
+
+/// Rank 1 never joins: rank 0's small collective (spinning wait), large blocking collective (behind the
+/// readiness barrier) and receive (sleeping wait) must each throw `DistributedError.timedOut` after `seconds`
+/// (and not much later), naming its phase and rank 1. Rank 0 then ends the job with MPI_Abort (status 3), as
+/// the coordinator does on a hang; rank 1 sleeps meanwhile (its parent-process watchdog is not started here).
+func hang(seconds: Double) throws {
+    let world = try MPICommunicator.world()
+    check(world.size == 2, "hang needs exactly 2 ranks")
+    world.hangTimeout = seconds
+    guard world.rank == 0 else {
+        Thread.sleep(forTimeInterval: 10 * seconds + 30)
+        fail("rank 1: rank 0 did not end the job")
+    }
+    func expectTimeout(_ phase: String, policy: WaitPolicy, _ body: () throws -> Void) {
+        world.phase = phase
+        world.waitPolicy = policy
+        let start = wallSeconds()
+        do {
+            try body()
+            fail("rank 0: \(phase) returned without rank 1")
+        } catch let error as DistributedError {
+            let waited = wallSeconds() - start
+            guard case .timedOut(let rank, let named, let reported, let waitingFor) = error, rank == 0, named == phase,
+                waitingFor == [1], reported >= seconds
+            else { fail("rank 0: \(phase): wrong error \(error)") }
+            check(waited < seconds + 2, "rank 0: \(phase) took \(waited) s for a deadline of \(seconds) s")
+            print("rank 0 caught: \(error)")
+        } catch {
+            fail("rank 0: \(phase): not a timeout: \(error)")
+        }
+    }
+    expectTimeout("hang check (small collective)", policy: .blocking) {
+        try world.allreduce(&hangSmall, count: 1, op: .max)
+    }
+    expectTimeout("hang check (large collective)", policy: .blocking) {
+        try world.allreduceSum(&hangLarge, count: hangLarge.count)
+    }
+    expectTimeout("hang check (receive)", policy: .idle) {
+        try world.receive(&hangMessage, byteCount: 16, from: 1, tag: 5)
+    }
+    print("hang check ok: 3 timeouts of \(seconds) s")
+    MPIRuntime.abort(code: 3)
+}
+
 /// The value `smallIntegers(count:seed:)` gives at `index`, without the array: SplitMix64's state after
 /// `index + 1` steps is a closed form, so a check over a large buffer needs no copy of every worker's values.
 func smallInteger(seed: UInt64, index: Int) -> Float {
@@ -344,6 +394,7 @@ do {
     case "replicas": try replicas(groups)
     case "handoff": try handoff(groups, count: argument(2, default: 10_007), maxCount: argument(3, default: 4096))
     case "kill-worker": try killedWorker(groups)
+    case "hang": try hang(seconds: arguments.count > 2 ? Double(arguments[2]) ?? 1 : 1)
     case "idle-cpu":
         let seconds = arguments.count > 2 ? Double(arguments[2]) ?? 1 : 1
         let maxShare = arguments.count > 3 ? Double(arguments[3]) ?? 0.3 : 0.3
@@ -353,7 +404,7 @@ do {
             groups, count: argument(2, default: 1_000_000), bucketCount: argument(3, default: 6), repeats: argument(4, default: 3),
             tail: argument(5, default: 0))
     default:
-        fail("unknown scenario '\(scenario)'; use control, buckets, replicas, handoff, idle-cpu, kill-worker or allreduce-bandwidth")
+        fail("unknown scenario '\(scenario)'; use control, buckets, replicas, handoff, idle-cpu, kill-worker, hang or allreduce-bandwidth")
     }
     try MPIRuntime.finalize()
 } catch {

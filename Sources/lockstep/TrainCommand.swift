@@ -33,7 +33,9 @@ struct TrainCommand: ParsableCommand {
         if let workers { overrides.append("distributed.workers=\(workers)") }
         let runConfig = try RunConfig.load(file: URL(fileURLWithPath: config), overrides: overrides)
         if runConfig.distributed.workers > 1 || hostfile != nil {
-            try launchMPI(workers: runConfig.distributed.workers, threads: runConfig.distributed.threadsPerWorker)
+            try launchMPI(
+                workers: runConfig.distributed.workers, threads: runConfig.distributed.threadsPerWorker,
+                hangTimeout: runConfig.faultTolerance.hangTimeoutSeconds)
             return
         }
         ComputeThreads.set(runConfig.distributed.threadsPerWorker)
@@ -67,10 +69,16 @@ extension TrainCommand {
     /// Runs `mpirun -np 1 lockstep-coordinator … : -np N lockstep-worker` on this machine and waits for it.
     /// mpirun gets its own process group so that a Ctrl-C reaches only this process, which passes it on as
     /// SIGUSR1: mpirun forwards that to the coordinator, which finishes the step, saves and stops the workers.
-    func launchMPI(workers: Int, threads: Int) throws {
+    ///
+    /// Nothing outlives this process: mpirun starts under `setpriv --pdeathsig KILL` (util-linux), so the kernel
+    /// kills it when this process dies, even by SIGKILL; the ranks, which a killed mpirun leaves running, leave
+    /// when their parent goes (`ParentWatchdog`).
+    func launchMPI(workers: Int, threads: Int, hangTimeout: Double) throws {
         let binDirectory = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
             ?? CommandLine.arguments[0]).deletingLastPathComponent()
         var arguments = ["mpirun", "--oversubscribe", "--bind-to", "none", "--stdin", "none", "-x", "OPENBLAS_NUM_THREADS=\(threads)"]
+        // The workers keep the config's deadline while they wait for the config itself.
+        arguments += ["-x", "LOCKSTEP_HANG_TIMEOUT_SECONDS=\(hangTimeout)"]
         if getuid() == 0 { arguments.append("--allow-run-as-root") }
         // The ring allreduce: for gradient-sized buffers about twice the bandwidth of Open MPI's default choice
         // (docs/BENCHMARKS.md). An algorithm chosen in the environment wins.
@@ -83,6 +91,11 @@ extension TrainCommand {
         if let resume { arguments += ["--resume", resume] }
         arguments += [":", "-np", "\(workers)", binDirectory.appendingPathComponent("lockstep-worker").path]
         warn("running: " + arguments.joined(separator: " "))
+        if let setpriv = ProcessLauncher.onPath("setpriv") {
+            arguments = [setpriv, "--pdeathsig", "KILL"] + arguments
+        } else {
+            warn("setpriv (util-linux) not found: mpirun and the ranks may outlive this process if it is killed")
+        }
 
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)

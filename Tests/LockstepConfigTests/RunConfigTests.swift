@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import LockstepConfig
 
@@ -25,6 +26,31 @@ struct RunConfigTests {
         #expect(try config.accumulationSteps(workers: 1) == 2)
         #expect(try config.accumulationSteps(workers: 2) == 1)
         #expect(config.globalBatchWindows == 8)
+    }
+
+    /// `fault_tolerance.hang_timeout_seconds`: 300 by default, set by file or `--set`, > 0, no unknown keys;
+    /// a config stored before the section existed (in an old checkpoint's state.json) decodes with the default.
+    @Test func hangTimeoutDefaultsValidatesAndDecodesFromOldCheckpoints() throws {
+        #expect(try RunConfig(yaml: minimal, file: "run.yaml").faultTolerance.hangTimeoutSeconds == 300)
+        let set = try RunConfig(yaml: minimal + "\nfault_tolerance: {hang_timeout_seconds: 2.5}\n", file: "run.yaml")
+        #expect(set.faultTolerance.hangTimeoutSeconds == 2.5)
+        let overridden = try RunConfig(yaml: minimal, file: "run.yaml", overrides: ["fault_tolerance.hang_timeout_seconds=7"])
+        #expect(overridden.faultTolerance.hangTimeoutSeconds == 7)
+        for bad in ["0", "-1", "soon"] {
+            let error = #expect(throws: ConfigError.self) {
+                try RunConfig(yaml: minimal, file: "run.yaml", overrides: ["fault_tolerance.hang_timeout_seconds=\(bad)"])
+            }
+            #expect(error?.key == "fault_tolerance.hang_timeout_seconds", "\(bad): \(String(describing: error))")
+        }
+        let unknown = #expect(throws: ConfigError.self) {
+            try RunConfig(yaml: minimal + "\nfault_tolerance: {hang_timeout: 5}\n", file: "run.yaml")
+        }
+        #expect(unknown?.key == "fault_tolerance.hang_timeout")
+        var json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(set)) as! [String: Any]
+        json.removeValue(forKey: "faultTolerance")
+        let old = try JSONDecoder().decode(RunConfig.self, from: JSONSerialization.data(withJSONObject: json))
+        #expect(old.faultTolerance.hangTimeoutSeconds == 300)
+        #expect(old.model == set.model)
     }
 
     @Test func unknownKeyNamesFileLineAndKey() throws {

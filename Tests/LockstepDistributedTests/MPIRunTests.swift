@@ -160,6 +160,35 @@ import Testing
         #expect(!result.output.contains("outlived"), "\(result.output)")
     }
 
+    /// Rank 1 never joins: rank 0's small collective (spinning), large blocking collective (behind the readiness
+    /// barrier) and receive (sleeping) each throw `DistributedError.timedOut` after the 1 s deadline, naming
+    /// the phase and rank 1; then rank 0 ends the job with MPI_Abort (status 3), as the coordinator does.
+    @Test func waitsPastTheDeadlineThrowNamingPhaseAndRank() throws {
+        let start = Date()
+        let result = try MPIRun.run(processes: 2, executable: "lockstep-distributed-check", arguments: ["hang", "1"], timeout: 60)
+        let seconds = Date().timeIntervalSince(start)
+        #expect(result.status != 0, "\(result.output)")
+        #expect(result.output.contains("hang check ok: 3 timeouts of 1.0 s"), "\(result.output)")
+        for phase in ["small collective", "large collective", "receive"] {
+            #expect(
+                result.output.contains("rank 0 caught: rank 0 timed out after 1.")
+                    && result.output.contains("waiting in hang check (\(phase)) for rank 1"), "\(result.output)")
+        }
+        #expect(seconds < 20, "the job took \(seconds) s")
+    }
+
+    /// The deadline error's text names rank, phase and wait; the coordinator's verdict names the silent ranks.
+    @Test func timeoutMessagesNameRankPhaseAndWait() {
+        let own = DistributedError.timedOut(rank: 1, phase: "gradient sync of step 3", waitedSeconds: 5.02, waitingFor: [2])
+        #expect(own.description == "rank 1 timed out after 5.0 s waiting in gradient sync of step 3 for rank 2")
+        let verdict = DistributedError.hang(
+            phase: "report of step 3", waitedSeconds: 5, silent: [2], timeouts: [own.timeout!])
+        #expect(verdict.description == "hang detected: rank 2 did not answer within 5 s (report of step 3); "
+            + "rank 1 timed out after 5.0 s waiting in gradient sync of step 3 for rank 2")
+        let both = DistributedError.hang(phase: "report of step 9", waitedSeconds: 5, silent: [1, 2], timeouts: [])
+        #expect(both.description == "hang detected: ranks 1, 2 did not answer within 5 s (report of step 9)")
+    }
+
     /// The coordinator waits 1 s for reports (one worker computing, two sleeping), then the workers wait 0.5 s
     /// for a plan; each waiting side must use under 30% of a core (about 1% measured; a spinning wait is 100%
     /// of a core on an idle machine).

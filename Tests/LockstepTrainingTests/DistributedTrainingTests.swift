@@ -199,6 +199,125 @@ struct DistributedTrainingTests {
         #expect(kills >= 8, "only \(kills) of 10 runs were still running when the kill came")
     }
 
+    // MARK: - Hangs and orphans (issue 15)
+
+    /// Starts `lockstep train --workers 2` with a deadline of `hangTimeout` seconds and output to `<output>.log`,
+    /// and waits until it has logged 3 steps.
+    static func startHangRun(_ directory: URL, output: String, hangTimeout: Int = 4) throws -> (Process, URL) {
+        let log = directory.appendingPathComponent("\(output.replacingOccurrences(of: "/", with: "-")).log")
+        let process = try MPIRun.start(
+            [lockstep, "train", "--config", "run.yaml", "--workers", "2", "--set", "output.directory=\(output)",
+             "--set", "training.max_steps=100000", "--set", "checkpoint.every=0", "--set", "evaluation.every=0",
+             "--set", "output.log_every=1", "--set", "fault_tolerance.hang_timeout_seconds=\(hangTimeout)"],
+            directory: directory, log: log)
+        let metrics = directory.appendingPathComponent("\(output)/metrics.jsonl")
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline && process.isRunning && ((try? MetricsLog.read(url: metrics).count) ?? 0) < 3 {
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        return (process, log)
+    }
+
+    /// Waits up to `seconds` for `process` to end; returns the seconds it took, nil if it did not.
+    static func waitForExit(_ process: Process, seconds: Double) -> Double? {
+        let start = Date()
+        while process.isRunning && Date().timeIntervalSince(start) < seconds { Thread.sleep(forTimeInterval: 0.05) }
+        return process.isRunning ? nil : Date().timeIntervalSince(start)
+    }
+
+    /// Every process below `root`, children first found first.
+    static func descendants(of root: Int32) -> [Int32] {
+        var found: [Int32] = [], queue = [root]
+        while let next = queue.popLast() {
+            let children = Self.children(of: next)
+            found += children
+            queue += children
+        }
+        return found
+    }
+
+    /// The MPI world rank of a rank's process, from its environment.
+    static func worldRank(of pid: Int32) -> Int? {
+        guard let environment = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ")) else { return nil }
+        return environment.split(separator: 0).lazy.map { String(decoding: $0, as: UTF8.self) }
+            .first { $0.hasPrefix("OMPI_COMM_WORLD_RANK=") }.flatMap { Int($0.dropFirst("OMPI_COMM_WORLD_RANK=".count)) }
+    }
+
+    /// True while `pid` exists and is not a zombie.
+    static func isAlive(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return false }
+        return stat[stat.index(after: close)...].split(separator: " ").first != "Z"
+    }
+
+    /// Continues and kills what is left of a test's job.
+    static func cleanUp(_ pids: [Int32]) {
+        for pid in pids where isAlive(pid) {
+            kill(pid, SIGCONT)
+            kill(pid, SIGKILL)
+        }
+    }
+
+    /// SIGSTOP one worker (world rank 2) of a 2-worker run: the job ends non-zero within the 4 s deadline plus
+    /// a few seconds, and the coordinator's message names rank 2 and the phase it waited in.
+    @Test func stoppedWorkerIsNamedByTheCoordinator() throws {
+        let temporary = try TemporaryDirectory()
+        let directory = temporary.url
+        _ = try Self.setUp(directory)
+        let (process, log) = try Self.startHangRun(directory, output: "runs/stop-worker")
+        let job = Self.descendants(of: process.processIdentifier)
+        defer { Self.cleanUp(job + [process.processIdentifier]) }
+        let victim = try #require(job.first { Self.worldRank(of: $0) == 2 }, "no rank 2 among \(job)")
+        kill(victim, SIGSTOP)
+        let seconds = Self.waitForExit(process, seconds: 30)
+        let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        #expect(seconds != nil && seconds! < 4 + 10, "took \(String(describing: seconds)) s:\n\(output)")
+        process.waitUntilExit()
+        #expect(process.terminationStatus != 0, "\(output)")
+        #expect(output.contains("hang detected:") && output.contains("2 did not answer within 4 s (report of step"), "\(output)")
+        print(output.split(separator: "\n").filter { $0.contains("hang detected") || $0.contains("timed out") }.joined(separator: "\n"))
+    }
+
+    /// SIGSTOP the coordinator: the workers end the job non-zero, naming rank 0 and the plan they waited for.
+    @Test func stoppedCoordinatorIsNamedByTheWorkers() throws {
+        let temporary = try TemporaryDirectory()
+        let directory = temporary.url
+        _ = try Self.setUp(directory)
+        let (process, log) = try Self.startHangRun(directory, output: "runs/stop-coordinator")
+        let job = Self.descendants(of: process.processIdentifier)
+        defer { Self.cleanUp(job + [process.processIdentifier]) }
+        let victim = try #require(job.first { Self.worldRank(of: $0) == 0 }, "no rank 0 among \(job)")
+        kill(victim, SIGSTOP)
+        let seconds = Self.waitForExit(process, seconds: 30)
+        let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        #expect(seconds != nil && seconds! < 4 + 10, "took \(String(describing: seconds)) s:\n\(output)")
+        process.waitUntilExit()
+        #expect(process.terminationStatus != 0, "\(output)")
+        #expect(output.contains("timed out after 4.") && output.contains("waiting in the plan after step")
+            && output.contains("for rank 0"), "\(output)")
+        print(output.split(separator: "\n").filter { $0.contains("timed out") }.joined(separator: "\n"))
+    }
+
+    /// SIGKILL `lockstep train` itself: mpirun (under `setpriv --pdeathsig KILL`) dies with it and the ranks
+    /// leave when their parent goes: nothing of the job is left a few seconds later.
+    @Test func killedTrainLeavesNoProcess() throws {
+        let temporary = try TemporaryDirectory()
+        let directory = temporary.url
+        _ = try Self.setUp(directory)
+        let (process, log) = try Self.startHangRun(directory, output: "runs/kill-train", hangTimeout: 300)
+        let job = Self.descendants(of: process.processIdentifier)
+        defer { Self.cleanUp(job) }
+        #expect(job.count >= 4, "expected mpirun and 3 ranks, found \(job)")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline && job.contains(where: Self.isAlive) { Thread.sleep(forTimeInterval: 0.1) }
+        let left = job.filter(Self.isAlive)
+        let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        #expect(left.isEmpty, "still running 10 s after SIGKILL: \(left)\n\(output)")
+    }
+
     /// Process ids whose parent is `parent` (mpirun's ranks).
     static func children(of parent: Int32) -> [Int32] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []

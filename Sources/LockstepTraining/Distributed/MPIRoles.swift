@@ -30,13 +30,24 @@ public final class MPIReplicaGroup: ReplicaGroup {
     public var replicaCount: Int { communicator.size }
     public var replicaIndex: Int { communicator.rank }
 
+    /// The first error of `bucketReady` inside backward, thrown by `finishGradientSum`.
+    private var bucketError: Error?
+
     public func blockGradientsReady(_ block: Int) {
-        guard bucketed else { return }
-        // Errors surface in `finish()`, which waits on every bucket; a callback inside backward cannot throw.
-        try? buckets.bucketReady(layerCount - 1 - block)
+        guard bucketed, bucketError == nil else { return }
+        // A callback inside backward cannot throw: keep the error for `finishGradientSum`.
+        do {
+            try buckets.bucketReady(layerCount - 1 - block)
+        } catch {
+            bucketError = error
+        }
     }
 
     public func finishGradientSum() throws -> Float {
+        if let error = bucketError {
+            bucketError = nil
+            throw error
+        }
         if bucketed {
             // The embeddings and ln_f are complete only now, so nothing is left to overlap with them.
             try buckets.bucketReady(layerCount, wait: true)
@@ -128,16 +139,46 @@ public final class MPIReplicaLink: ReplicaLink {
 
     public var replicaCount: Int { groups.workerCount }
 
+    /// The slowest worker's seconds for the last step: how long a hang's diagnosis listens for the workers'
+    /// own timeouts (theirs start after a step's computation, the coordinator's at the plan).
+    private var lastStepSeconds = 0.0
+
     public func execute(_ plan: StepPlan, snapshot: WorkerState) throws -> StepSummary {
+        try diagnosingHangs {
+            let summary = try executeStep(plan, snapshot: snapshot)
+            lastStepSeconds = summary.stepSeconds
+            return summary
+        }
+    }
+
+    /// Runs `body`; when one of its waits passes the deadline, listens for the workers' own timeouts and
+    /// throws the verdict naming the silent ranks and the phase (`ProcessGroups.diagnoseHang`).
+    func diagnosingHangs<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as DistributedError {
+            guard let timeout = error.timeout, let limit = groups.hangTimeout else { throw error }
+            throw groups.diagnoseHang(timeout, grace: min(limit, 2 + 2 * lastStepSeconds))
+        }
+    }
+
+    private func executeStep(_ plan: StepPlan, snapshot: WorkerState) throws -> StepSummary {
+        let step = plan.step + 1
+        groups.setPhase("plan of step \(step)")
         _ = try groups.broadcastPlan(plan)
+        groups.setPhase("report of step \(step)")
         guard let reports = try groups.gatherReports(nil) else {
             throw TrainingStopped(description: "the coordinator received no worker reports")
         }
         var summary = StepSummary(reports)
         if plan.evaluate, let (examples, classes) = classifierDevSet {
+            groups.setPhase("evaluation logits of step \(step)")
             summary.evaluationLogits = try receiveEvaluationLogits(examples: examples, classes: classes)
         }
-        if plan.checkpoint { try snapshot.receive(over: groups.world, from: 1) }
+        if plan.checkpoint {
+            groups.setPhase("checkpoint handoff of step \(step)")
+            try snapshot.receive(over: groups.world, from: 1)
+        }
         return summary
     }
 
@@ -160,7 +201,10 @@ public final class MPIReplicaLink: ReplicaLink {
     }
 
     public func release() throws {
-        _ = try groups.broadcastPlan(StepPlan.release)
+        try diagnosingHangs {
+            groups.setPhase("release of the workers")
+            _ = try groups.broadcastPlan(StepPlan.release)
+        }
     }
 }
 
@@ -194,6 +238,7 @@ public enum DistributedRun {
         var overrides = overrides
         overrides.append("distributed.workers=\(groups.workerCount)")
         let config = try RunConfig.load(file: URL(fileURLWithPath: configPath), overrides: overrides)
+        groups.setHangTimeout(config.faultTolerance.hangTimeoutSeconds)
         let tokenizer = try RunSetup.tokenizer(config)
         let modelConfig = try RunSetup.modelConfig(config, tokenizer: tokenizer)
         let link = MPIReplicaLink(groups: groups)
@@ -208,8 +253,14 @@ public enum DistributedRun {
             launch.resumes = true
             log("resuming from \(checkpoint.path) at step \(state.step) with \(groups.workerCount) workers")
         }
-        _ = try groups.world.broadcast(launch, root: ProcessGroups.coordinatorRank)
-        if resumed != nil { try snapshot.broadcast(over: groups.world, root: ProcessGroups.coordinatorRank) }
+        try link.diagnosingHangs {
+            groups.setPhase("launch broadcast")
+            _ = try groups.world.broadcast(launch, root: ProcessGroups.coordinatorRank)
+            if resumed != nil {
+                groups.setPhase("resume broadcast")
+                try snapshot.broadcast(over: groups.world, root: ProcessGroups.coordinatorRank)
+            }
+        }
         let stopFlag = StopFlag()
         stopFlag.installSignalHandlers()
         let coordinator = try Coordinator(
@@ -228,17 +279,36 @@ public enum DistributedRun {
 
     /// Ranks 1...N. Waits for the launch message, builds its replica, then follows the coordinator's plans.
     public static func worker() throws {
+        let groups = try ProcessGroups.fromMPI()
+        do {
+            try workerLoop(groups)
+        } catch let error as DistributedError {
+            guard let timeout = error.timeout else { throw error }
+            // Waiting on the coordinator: it is the one not answering, and this rank ends the job. Waiting on
+            // the other workers: tell the coordinator, which names the silent rank and ends the job; end it
+            // here only if the coordinator does not within the deadline.
+            if !timeout.waitingFor.contains(ProcessGroups.coordinatorRank) {
+                groups.reportTimeout(timeout)
+                FileHandle.standardError.write(Data("lockstep-worker: \(timeout); told rank 0\n".utf8))
+                Thread.sleep(forTimeInterval: (groups.hangTimeout ?? 0) + 5)
+            }
+            throw error
+        }
+    }
+
+    private static func workerLoop(_ groups: ProcessGroups) throws {
         // Ctrl-C reaches the whole process group, and mpirun passes SIGTERM and SIGUSR1 on to every rank; the
         // coordinator alone decides when to stop (after the step and a save), and then releases the workers.
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
         signal(SIGUSR1, SIG_IGN)
-        let groups = try ProcessGroups.fromMPI()
         guard let workers = groups.workers, let workerIndex = groups.workerIndex else {
             throw TrainingStopped(description: "lockstep-worker must not be world rank 0 (that is the coordinator)")
         }
+        groups.setPhase("launch broadcast")
         let launch: RunLaunch = try groups.world.broadcast(nil, root: ProcessGroups.coordinatorRank)
         let config = launch.config
+        groups.setHangTimeout(config.faultTolerance.hangTimeoutSeconds)
         ComputeThreads.set(config.distributed.threadsPerWorker)
         let tokenizer = try RunSetup.tokenizer(config)
         let modelConfig = try RunSetup.modelConfig(config, tokenizer: tokenizer)
@@ -246,29 +316,42 @@ public enum DistributedRun {
         let group = try MPIReplicaGroup(
             communicator: workers, model: model, bucketed: config.distributed.gradientSync == .bucketed)
         let replica = try RunSetup.replica(config, model: model, group: group)
+        groups.setPhase("resume broadcast")
         if launch.resumes {
             let state = replica.state
             try state.broadcast(over: groups.world, root: ProcessGroups.coordinatorRank)
             replica.restore(from: state)
         } else {
             // Identical replicas from the start, whatever each process computed on its own.
+            groups.setPhase("initial parameter broadcast")
             try workers.broadcast(replica.model.parameters, root: 0)
         }
+        var planPhase = "the first plan"
         while true {
+            groups.setPhase(planPhase)
             let plan = try groups.broadcastPlan(nil)
             if plan.step == StepPlan.release.step { break }
+            let step = plan.step + 1
+            groups.setPhase("gradient sync of step \(step)")
             let report = try replica.execute(plan)
-            if plan.verifyReplicas { try group.verifyReplicas(parameters: replica.model.parameters, step: plan.step + 1) }
+            if plan.verifyReplicas {
+                groups.setPhase("replica check of step \(step)")
+                try group.verifyReplicas(parameters: replica.model.parameters, step: step)
+            }
+            groups.setPhase("report of step \(step)")
             _ = try groups.gatherReports(report)
+            groups.setPhase("evaluation logits of step \(step)")
             if plan.evaluate && config.task == .classification && !replica.evaluationLogits.isEmpty {
                 try replica.evaluationLogits.withUnsafeBytes {
                     try groups.world.send($0.baseAddress!, byteCount: $0.count, to: 0, tag: HandoffTag.evaluationLogits)
                 }
             }
             if plan.checkpoint && workerIndex == 0 {
+                groups.setPhase("checkpoint handoff of step \(step)")
                 try replica.state.send(over: groups.world, to: ProcessGroups.coordinatorRank)
             }
             if plan.stop { break }
+            planPhase = "the plan after step \(step)"
         }
     }
 }
