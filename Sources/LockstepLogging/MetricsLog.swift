@@ -206,12 +206,18 @@ public final class MetricsLog {
         guard let fields = object as? [String: Any] else {
             throw MetricsLogError(path: "", line: nil, message: "expected a JSON object, found \(type(of: object))")
         }
-        return try fields.mapValues { value in
-            guard let metric = MetricValue(json: value) else {
-                throw MetricsLogError(path: "", line: nil, message: "expected a string, number, bool or null, found \(value)")
+        // JSONSerialization tells integers from numbers with a fraction, but its doubles are not always the
+        // nearest to the text; JSONDecoder's are, so the Doubles come from there (bit for bit what was written).
+        let exact = (try? JSONDecoder().decode([String: ExactDouble].self, from: Data(line.utf8))) ?? [:]
+        var record: [String: MetricValue] = [:]
+        for (key, value) in fields {
+            guard var metric = MetricValue(json: value) else {
+                throw MetricsLogError(path: "", line: nil, message: "\(key): expected a string, number, bool or null, found \(value)")
             }
-            return metric
+            if case .double = metric, let double = exact[key]?.value { metric = .double(double) }
+            record[key] = metric
         }
+        return record
     }
 
     // MARK: - Crash recovery
@@ -238,5 +244,14 @@ public final class MetricsLog {
         }
         try handle.truncate(atOffset: UInt64(keep))
         return size - keep
+    }
+}
+
+/// A JSON value read as a Double where it is a number; nil for anything else.
+private struct ExactDouble: Decodable {
+    let value: Double?
+
+    init(from decoder: Decoder) throws {
+        value = try? decoder.singleValueContainer().decode(Double.self)
     }
 }

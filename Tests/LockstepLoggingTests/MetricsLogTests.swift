@@ -152,7 +152,7 @@ func makeTemporaryDirectory(_ name: String = #function) throws -> URL {
             Issue.record("expected an error")
         } catch let error as MetricsLogError {
             #expect(error.line == 2)
-            #expect(error.description.hasPrefix(url.path + ":2: column 2: expected"))
+            #expect(error.description.hasPrefix(url.path + ":2: not valid JSON"))
         }
     }
 }
