@@ -86,7 +86,8 @@ let package = Package(
         .executableTarget(name: "lockstep-worker", dependencies: ["LockstepTraining", "LockstepDistributed", "LockstepLogging"]),
         .executableTarget(name: "mpi-allreduce-check", dependencies: ["LockstepDistributed"]),
         // Scenarios for the LockstepDistributed tests, each run under mpirun: `lockstep-distributed-check <scenario>`.
-        .executableTarget(name: "lockstep-distributed-check", dependencies: ["LockstepDistributed", "LockstepRandom"]),
+        .executableTarget(
+            name: "lockstep-distributed-check", dependencies: ["LockstepDistributed", "LockstepTraining", "LockstepRandom"]),
 
         // MARK: - Tests
         .target(

@@ -96,70 +96,75 @@ public final class ProcessGroups {
 
     /// Message tags of the control plane (point to point, over the world).
     enum Tag {
-        static let report = 21
+        static let fields = 21
         /// A worker's own timeout (`WorkerTimeout` as JSON), sent in place of its report.
         static let timeout = 22
         static let planLength = 23, plan = 24
     }
 
-    /// Sends the coordinator's plan for the next step to every process. Workers wait for it without spinning.
+    /// Sends the coordinator's `value` (the next step's plan) to every process. Workers wait for it without
+    /// spinning.
     ///
     /// Point to point (its length, then its JSON, to each worker), not `MPI_Bcast`: a broadcast may travel
     /// through a tree of workers, and then a worker stopped in it would look to the others like a silent
     /// coordinator. This way a worker's deadline on the plan names rank 0 only when rank 0 is the one silent.
-    /// - Parameter plan: the plan on the coordinator; nil on workers.
-    /// - Returns: the plan, everywhere.
-    public func broadcastPlan(_ plan: StepPlan?) throws -> StepPlan {
-        if isSingleProcess { return try world.broadcast(plan, root: Self.coordinatorRank) }
+    /// - Parameter value: the value on the coordinator; nil on workers.
+    /// - Returns: the value, everywhere.
+    public func sendToWorkers<Value: Codable>(_ value: Value?) throws -> Value {
+        if isSingleProcess { return try world.broadcast(value, root: Self.coordinatorRank) }
         if isCoordinator {
-            guard let plan else { throw DistributedError.missingRootValue(what: "broadcastPlan", root: Self.coordinatorRank) }
-            let bytes = Array(try JSONEncoder().encode(plan))
+            guard let value else {
+                throw DistributedError.missingRootValue(what: "sendToWorkers", root: Self.coordinatorRank)
+            }
+            let bytes = Array(try JSONEncoder().encode(value))
             let length = [Int64(bytes.count)]
             for worker in 1..<world.size {
                 try length.withUnsafeBytes { try world.send($0.baseAddress!, byteCount: 8, to: worker, tag: Tag.planLength) }
                 try bytes.withUnsafeBytes { try world.send($0.baseAddress!, byteCount: $0.count, to: worker, tag: Tag.plan) }
             }
-            return plan
+            return value
         }
         var length = [Int64(0)]
         try length.withUnsafeMutableBytes {
             try world.receive($0.baseAddress!, byteCount: 8, from: Self.coordinatorRank, tag: Tag.planLength)
         }
         guard length[0] > 0 && length[0] < 1 << 30 else {
-            throw DistributedError.undecodable(what: "step plan", byteCount: 8, reason: "length \(length[0])")
+            throw DistributedError.undecodable(what: "\(Value.self)", byteCount: 8, reason: "length \(length[0])")
         }
         var bytes = [UInt8](repeating: 0, count: Int(length[0]))
         try bytes.withUnsafeMutableBytes {
             try world.receive($0.baseAddress!, byteCount: $0.count, from: Self.coordinatorRank, tag: Tag.plan)
         }
         do {
-            return try JSONDecoder().decode(StepPlan.self, from: Data(bytes))
+            return try JSONDecoder().decode(Value.self, from: Data(bytes))
         } catch {
-            throw DistributedError.undecodable(what: "step plan", byteCount: bytes.count, reason: "\(error)")
+            throw DistributedError.undecodable(what: "\(Value.self)", byteCount: bytes.count, reason: "\(error)")
         }
     }
 
-    /// Collects every worker's report onto the coordinator: each worker sends its report to rank 0 point to
-    /// point, so that on a deadline the coordinator knows exactly which workers did not answer.
-    /// - Parameter report: this worker's report; nil on a coordinator that is not also a worker.
-    /// - Returns: on the coordinator, the reports in worker-index order; nil on workers.
-    /// - Throws: `DistributedError.missingRootValue` if a worker passed nil, `.malformedReport`,
-    ///   `.timedOut` (naming the workers not heard from), or `MPIError`.
-    public func gatherReports(_ report: WorkerReport?) throws -> [WorkerReport]? {
-        if isWorker && report == nil {
-            throw DistributedError.missingRootValue(what: "gatherReports on worker \(workerIndex ?? -1)", root: world.rank)
+    /// Collects `count` Doubles from every worker onto the coordinator (the step reports): each worker sends
+    /// its own to rank 0 point to point, so that on a deadline the coordinator knows exactly which workers did
+    /// not answer.
+    /// - Parameter fields: this worker's `count` values; nil on a coordinator that is not also a worker.
+    /// - Returns: on the coordinator, each worker's values in worker-index order; nil on workers.
+    /// - Throws: `DistributedError.missingRootValue` if a worker passed nil, `.malformedReport` for a wrong
+    ///   length, `.timedOut` (naming the workers not heard from), or `MPIError`.
+    public func collectFromWorkers(_ fields: [Double]?, count: Int) throws -> [[Double]]? {
+        if isWorker && fields == nil {
+            throw DistributedError.missingRootValue(what: "collectFromWorkers on worker \(workerIndex ?? -1)", root: world.rank)
         }
-        if isSingleProcess { return report.map { [$0] } }
-        let count = WorkerReport.fieldCount
-        if let report {
-            let fields = report.fields
+        if let fields, fields.count != count {
+            throw DistributedError.malformedReport(rank: world.rank, fieldCount: fields.count, expected: count)
+        }
+        if isSingleProcess { return fields.map { [$0] } }
+        if let fields {
             try fields.withUnsafeBytes {
-                try world.send($0.baseAddress!, byteCount: $0.count, to: Self.coordinatorRank, tag: Tag.report)
+                try world.send($0.baseAddress!, byteCount: $0.count, to: Self.coordinatorRank, tag: Tag.fields)
             }
             return nil
         }
         guard let mpi = world as? MPICommunicator else {
-            throw DistributedError.missingRootValue(what: "gatherReports over a non-MPI world of \(world.size)", root: 0)
+            throw DistributedError.missingRootValue(what: "collectFromWorkers over a non-MPI world of \(world.size)", root: 0)
         }
         let sources = Array(1..<world.size)
         // On a deadline the pending receives are cancelled before the error reaches here, so the buffer may go.
@@ -167,15 +172,9 @@ public final class ProcessGroups {
         try received.withUnsafeMutableBufferPointer { buffer in
             try mpi.receiveFromEach(
                 sources.indices.map { UnsafeMutableRawPointer(buffer.baseAddress! + $0 * count) },
-                byteCount: count * 8, from: sources, tag: Tag.report)
+                byteCount: count * 8, from: sources, tag: Tag.fields)
         }
-        return try sources.indices.map { index in
-            let fields = Array(received[index * count ..< (index + 1) * count])
-            guard let report = WorkerReport(fields: fields) else {
-                throw DistributedError.malformedReport(rank: index + 1, fieldCount: fields.count, expected: count)
-            }
-            return report
-        }
+        return sources.indices.map { Array(received[$0 * count ..< ($0 + 1) * count]) }
     }
 
     // MARK: - Hangs

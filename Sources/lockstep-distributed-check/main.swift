@@ -13,6 +13,7 @@
 import Foundation
 import LockstepDistributed
 import LockstepRandom
+import LockstepTraining
 
 /// Ends the whole job: the other ranks may be waiting in a collective this rank will never join.
 func fail(_ message: String) -> Never {

@@ -72,12 +72,21 @@ public enum MPIRun {
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
         let timedOut = process.isRunning
-        if timedOut { process.terminate() }  // mpirun passes SIGTERM on to its ranks
+        if timedOut { stop(process) }
         process.waitUntilExit()
         reading.wait()
         var text = String(decoding: output.data, as: UTF8.self)
         if timedOut { text += "\n[MPIRun: timed out after \(timeout) s]" }
         return Result(status: timedOut ? -1 : process.terminationStatus, output: text)
+    }
+
+    /// Ends `process`: SIGTERM (mpirun passes it on to its ranks), then SIGKILL if it is still there after
+    /// `grace` seconds (an mpirun stuck in its own teardown ignores SIGTERM).
+    public static func stop(_ process: Process, grace: TimeInterval = 5) {
+        process.terminate()
+        let deadline = Date().addingTimeInterval(grace)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
 
     /// Variables through which Open MPI and PMIx describe the job of the current process, not settings.

@@ -1,0 +1,140 @@
+import Foundation
+import LockstepData
+import LockstepDistributed
+import LockstepKernels
+import LockstepModel
+import LockstepConfig
+import LockstepLogging
+import LockstepCheckpoints
+
+/// The two executables' bodies: `mpirun -np 1 lockstep-coordinator --config run.yaml : -np N lockstep-worker`.
+public enum DistributedRun {
+    /// Rank 0. Reads the config, tells the workers, then runs the coordinator loop over MPI.
+    public static func coordinator(
+        configPath: String, overrides: [String], resume: String?, log: @escaping (String) -> Void
+    ) throws -> RunSummary {
+        let groups = try ProcessGroups.fromMPI()
+        guard groups.isCoordinator, !groups.isSingleProcess else {
+            throw TrainingStopped(
+                description: "lockstep-coordinator must be world rank 0 beside at least one lockstep-worker: "
+                    + "mpirun -np 1 lockstep-coordinator --config FILE : -np N lockstep-worker")
+        }
+        var overrides = overrides
+        overrides.append("distributed.workers=\(groups.workerCount)")
+        let config = try RunConfig.load(file: URL(fileURLWithPath: configPath), overrides: overrides)
+        groups.setHangTimeout(config.faultTolerance.hangTimeoutSeconds)
+        let tokenizer = try RunSetup.tokenizer(config)
+        let modelConfig = try RunSetup.modelConfig(config, tokenizer: tokenizer)
+        let link = MPIReplicaLink(groups: groups)
+        var launch = RunLaunch(config: config, resumes: false)
+        var resumed: CheckpointState? = nil
+        let snapshot = WorkerState(count: ParameterLayout(config: modelConfig).count)
+        if let resume, let checkpoint = try RunSetup.checkpointToResume(config, resume: resume, rejected: log) {
+            let state = try RunSetup.loadCheckpoint(
+                checkpoint, config: config, modelConfig: modelConfig, tokenizerVocabularySize: tokenizer.vocabularySize,
+                into: snapshot)
+            resumed = state
+            launch.resumes = true
+            log("resuming from \(checkpoint.path) at step \(state.step) with \(groups.workerCount) workers")
+        }
+        try link.diagnosingHangs {
+            groups.setPhase("launch broadcast")
+            _ = try groups.world.broadcast(launch, root: ProcessGroups.coordinatorRank)
+            if resumed != nil {
+                groups.setPhase("resume broadcast")
+                try snapshot.broadcast(over: groups.world, root: ProcessGroups.coordinatorRank)
+            }
+        }
+        let stopFlag = StopFlag()
+        stopFlag.installSignalHandlers()
+        let coordinator = try Coordinator(
+            config: config, link: link, modelConfig: modelConfig, tokenizer: tokenizer,
+            resumed: resumed, stopFlag: stopFlag, console: ProgressReporter(plainLineEvery: config.output.logEvery))
+        link.classifierDevSet = coordinator.classifierDevSet
+        let summary = try coordinator.run()
+        let cpu = processCPUSeconds()
+        log(String(format: "coordinator CPU time: %.2f s over %.1f s of training (%.1f%% of one core)", cpu,
+            summary.seconds, 100 * cpu / max(summary.seconds, 1e-9)))
+        log(String(format: "coordinator CPU time while stepping: %.2f s over %.1f s (%.1f%% of one core)",
+            summary.steppingCPUSeconds, summary.steppingSeconds,
+            100 * summary.steppingCPUSeconds / max(summary.steppingSeconds, 1e-9)))
+        return summary
+    }
+
+    /// Ranks 1...N. Waits for the launch message, builds its replica, then follows the coordinator's plans.
+    public static func worker() throws {
+        let groups = try ProcessGroups.fromMPI()
+        do {
+            try workerLoop(groups)
+        } catch let error as DistributedError {
+            guard let timeout = error.timeout else { throw error }
+            // Waiting on the coordinator: it is the one not answering, and this rank ends the job. Waiting on
+            // the other workers: tell the coordinator, which names the silent rank and ends the job; end it
+            // here only if the coordinator does not within the deadline.
+            if !timeout.waitingFor.contains(ProcessGroups.coordinatorRank) {
+                groups.reportTimeout(timeout)
+                FileHandle.standardError.write(Data("lockstep-worker: \(timeout); told rank 0\n".utf8))
+                Thread.sleep(forTimeInterval: (groups.hangTimeout ?? 0) + 5)
+            }
+            throw error
+        }
+    }
+
+    private static func workerLoop(_ groups: ProcessGroups) throws {
+        // Ctrl-C reaches the whole process group, and mpirun passes SIGTERM and SIGUSR1 on to every rank; the
+        // coordinator alone decides when to stop (after the step and a save), and then releases the workers.
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGUSR1, SIG_IGN)
+        guard let workers = groups.workers, let workerIndex = groups.workerIndex else {
+            throw TrainingStopped(description: "lockstep-worker must not be world rank 0 (that is the coordinator)")
+        }
+        groups.setPhase("launch broadcast")
+        let launch: RunLaunch = try groups.world.broadcast(nil, root: ProcessGroups.coordinatorRank)
+        let config = launch.config
+        groups.setHangTimeout(config.faultTolerance.hangTimeoutSeconds)
+        ComputeThreads.set(config.distributed.threadsPerWorker)
+        let tokenizer = try RunSetup.tokenizer(config)
+        let modelConfig = try RunSetup.modelConfig(config, tokenizer: tokenizer)
+        let model = try RunSetup.model(config, modelConfig: modelConfig)
+        let group = try MPIReplicaGroup(
+            communicator: workers, model: model, bucketed: config.distributed.gradientSync == .bucketed)
+        let replica = try RunSetup.replica(config, model: model, group: group)
+        groups.setPhase("resume broadcast")
+        if launch.resumes {
+            let state = replica.state
+            try state.broadcast(over: groups.world, root: ProcessGroups.coordinatorRank)
+            replica.restore(from: state)
+        } else {
+            // Identical replicas from the start, whatever each process computed on its own.
+            groups.setPhase("initial parameter broadcast")
+            try workers.broadcast(replica.model.parameters, root: 0)
+        }
+        var planPhase = "the first plan"
+        while true {
+            groups.setPhase(planPhase)
+            guard case .step(let plan) = try groups.broadcastOrder(nil) else { break }
+            let step = plan.step + 1
+            groups.setPhase("gradient sync of step \(step)")
+            let report = try replica.execute(plan)
+            if plan.verifyReplicas {
+                groups.setPhase("replica check of step \(step)")
+                try group.verifyReplicas(parameters: replica.model.parameters, step: step)
+            }
+            groups.setPhase("report of step \(step)")
+            _ = try groups.gatherReports(report)
+            groups.setPhase("evaluation logits of step \(step)")
+            if plan.evaluate && config.task == .classification && !replica.evaluationLogits.isEmpty {
+                try replica.evaluationLogits.withUnsafeBytes {
+                    try groups.world.send($0.baseAddress!, byteCount: $0.count, to: 0, tag: HandoffTag.evaluationLogits)
+                }
+            }
+            if plan.checkpoint && workerIndex == 0 {
+                groups.setPhase("checkpoint handoff of step \(step)")
+                try replica.state.send(over: groups.world, to: ProcessGroups.coordinatorRank)
+            }
+            if plan.stop { break }
+            planPhase = "the plan after step \(step)"
+        }
+    }
+}
