@@ -1,5 +1,6 @@
 // swift-tools-version:6.0
-// Lockstep: data-parallel GPT training over MPI, on CPUs with OpenBLAS.
+// Lockstep: data-parallel GPT training over MPI, on CPUs with OpenBLAS. Linux only: it builds against Debian's
+// Open MPI and OpenBLAS through pkg-config and uses Linux process facilities (/proc, prctl, setpriv).
 import PackageDescription
 
 /// The kernels' vector loops (softmax, GELU, LayerNorm, AdamW) are written for eight Floats at a time; on
@@ -13,9 +14,13 @@ let kernelSettings: [SwiftSetting] = {
     return []
 }()
 
+/// Every library folder holds a README.md with its one-line purpose, which is not a source file.
+let readme = ["README.md"]
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+let numerics = Target.Dependency.product(name: "RealModule", package: "swift-numerics")
+
 let package = Package(
     name: "Lockstep",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "lockstep", targets: ["lockstep"]),
         .library(name: "LockstepTraining", targets: ["LockstepTraining"]),
@@ -25,7 +30,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
     ],
     targets: [
         // MARK: - C libraries
@@ -36,38 +41,42 @@ let package = Package(
             name: "CMPI", pkgConfig: "ompi-c",
             providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
 
-        // MARK: - Libraries, bottom up, one per stage of the data flow (docs/ARCHITECTURE.md draws the graph)
+        // MARK: - Libraries, bottom up, one per stage of the data flow (docs/ARCHITECTURE.md draws the graph).
+        // Each folder's README.md says its purpose in one line.
         .target(
-            name: "LockstepKernels",
-            dependencies: ["COpenBLAS", .product(name: "RealModule", package: "swift-numerics")],
+            name: "LockstepKernels", dependencies: ["COpenBLAS", numerics], exclude: readme,
             swiftSettings: kernelSettings),
-        .target(name: "LockstepRandom"),
-        .target(name: "LockstepFormats"),
-        .target(name: "LockstepLogging", dependencies: ["LockstepFormats", .product(name: "Logging", package: "swift-log")]),
-        .target(name: "LockstepModel", dependencies: ["LockstepKernels", "LockstepFormats", "LockstepRandom"]),
+        .target(name: "LockstepRandom", exclude: readme),
+        .target(name: "LockstepFormats", exclude: readme),
+        .target(name: "LockstepLogging", dependencies: ["LockstepFormats", logging], exclude: readme),
+        .target(name: "LockstepModel", dependencies: ["LockstepKernels", "LockstepFormats", "LockstepRandom"], exclude: readme),
         .target(
-            name: "LockstepOptimizer",
-            dependencies: ["LockstepKernels", "LockstepModel", .product(name: "RealModule", package: "swift-numerics")],
+            name: "LockstepOptimizer", dependencies: ["LockstepKernels", "LockstepModel", numerics], exclude: readme,
             swiftSettings: kernelSettings),
-        .target(name: "LockstepTokenizer", dependencies: ["LockstepFormats"]),
-        .target(name: "LockstepData", dependencies: ["LockstepTokenizer", "LockstepRandom", "LockstepLogging"]),
-        .target(name: "LockstepDistributed", dependencies: ["CMPI", "LockstepFormats", "LockstepLogging"]),
-        .target(name: "LockstepConfig", dependencies: ["LockstepData", .product(name: "Yams", package: "Yams")]),
+        .target(name: "LockstepTokenizer", dependencies: ["LockstepFormats"], exclude: readme),
+        .target(name: "LockstepData", dependencies: ["LockstepTokenizer", "LockstepRandom", "LockstepLogging"], exclude: readme),
+        .target(
+            name: "LockstepDistributed", dependencies: ["CMPI", "LockstepFormats", "LockstepLogging", logging],
+            exclude: readme),
+        .target(name: "LockstepConfig", dependencies: ["LockstepData", .product(name: "Yams", package: "Yams")], exclude: readme),
         .target(
             name: "LockstepCheckpoints",
             dependencies: [
-                "LockstepConfig", "LockstepModel", "LockstepData", "LockstepTokenizer",
-                "LockstepFormats", "LockstepLogging", .product(name: "Crypto", package: "swift-crypto"),
-            ]),
+                "LockstepConfig", "LockstepModel", "LockstepData", "LockstepTokenizer", "LockstepFormats", "LockstepLogging",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            exclude: readme),
         .target(
             name: "LockstepEvaluation",
-            dependencies: ["LockstepCheckpoints", "LockstepConfig", "LockstepModel", "LockstepData", "LockstepTokenizer"]),
+            dependencies: ["LockstepCheckpoints", "LockstepConfig", "LockstepModel", "LockstepData", "LockstepTokenizer"],
+            exclude: readme),
         .target(
             name: "LockstepTraining",
             dependencies: [
                 "LockstepModel", "LockstepOptimizer", "LockstepData", "LockstepDistributed", "LockstepTokenizer",
-                "LockstepConfig", "LockstepCheckpoints", "LockstepEvaluation", "LockstepLogging",
-            ]),
+                "LockstepConfig", "LockstepCheckpoints", "LockstepEvaluation", "LockstepLogging", logging,
+            ],
+            exclude: readme),
 
         // MARK: - Executables (thin: parse arguments, call the libraries)
         .executableTarget(
@@ -75,15 +84,16 @@ let package = Package(
             dependencies: [
                 "LockstepTraining", "LockstepConfig", "LockstepCheckpoints", "LockstepEvaluation", "LockstepLogging",
                 "LockstepData", "LockstepModel", "LockstepTokenizer", "LockstepDistributed", "LockstepKernels", "LockstepFormats",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"), logging,
             ]),
         .executableTarget(
             name: "lockstep-coordinator",
             dependencies: [
                 "LockstepTraining", "LockstepDistributed", "LockstepLogging",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"), logging,
             ]),
-        .executableTarget(name: "lockstep-worker", dependencies: ["LockstepTraining", "LockstepDistributed", "LockstepLogging"]),
+        .executableTarget(
+            name: "lockstep-worker", dependencies: ["LockstepTraining", "LockstepDistributed", "LockstepLogging", logging]),
         .executableTarget(name: "mpi-allreduce-check", dependencies: ["LockstepDistributed"]),
         // Scenarios for the LockstepDistributed tests, each run under mpirun: `lockstep-distributed-check <scenario>`.
         .executableTarget(
@@ -95,7 +105,7 @@ let package = Package(
         .testTarget(
             name: "LockstepKernelsTests",
             dependencies: [
-                "LockstepKernels", "LockstepTestSupport", .product(name: "RealModule", package: "swift-numerics"),
+                "LockstepKernels", "LockstepTestSupport", numerics,
             ]),
         .testTarget(name: "LockstepFormatsTests", dependencies: ["LockstepFormats", "LockstepTestSupport"]),
         .testTarget(name: "LockstepLoggingTests", dependencies: ["LockstepLogging", "LockstepTestSupport"]),

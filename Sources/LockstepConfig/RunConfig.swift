@@ -50,8 +50,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
         public var validation: String?
         public var format: ShardFormat
         /// `bytes` for the plain byte vocabulary, or a directory with `vocab.json` + `merges.txt`. When the
-        /// key is absent and `model.init_from` is given, the tokenizer of the model started from (see
-        /// `RunSetup.defaultTokenizer`).
+        /// key is absent and `model.init_from` is given, the tokenizer of the model started from (`init_from`
+        /// itself: a checkpoint or a Hugging Face directory holding `vocab.json` + `merges.txt`).
         public var tokenizer: String
         public var shuffle: Bool
         public var seed: UInt64

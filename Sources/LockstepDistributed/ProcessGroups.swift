@@ -190,8 +190,7 @@ public final class ProcessGroups {
                 try mpi.send($0.baseAddress!, byteCount: $0.count, to: Self.coordinatorRank, tag: Tag.timeout)
             }
         } catch {
-            FileHandle.standardError.write(
-                Data("lockstep: rank \(worldRank): could not report its timeout to rank 0: \(error)\n".utf8))
+            log.error("rank \(worldRank): could not report its timeout to rank 0: \(error)")
         }
     }
 
@@ -224,7 +223,7 @@ public final class ProcessGroups {
                     }
                 }
             } catch {
-                FileHandle.standardError.write(Data("lockstep: rank 0: while collecting timeout reports: \(error)\n".utf8))
+                log.error("rank 0: while collecting timeout reports: \(error)")
             }
         }
         return .hang(

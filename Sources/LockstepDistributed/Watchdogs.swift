@@ -60,16 +60,14 @@ public final class HangWatchdog: @unchecked Sendable {
                 current.warned = true
                 watch = current
                 lock.unlock()
-                FileHandle.standardError.write(Data((
-                    "lockstep: rank \(current.rank) timed out after \(waited.formatted(digits: 1)) s waiting in "
-                        + "\(current.phase) (inside a blocking MPI call: a peer rank stopped answering)\n").utf8))
+                log.error(
+                    "rank \(current.rank) timed out after \(waited.formatted(digits: 1)) s waiting in \(current.phase) (inside a blocking MPI call: a peer rank stopped answering)")
                 continue
             }
             lock.unlock()
             if waited >= 2 * current.seconds + 5 {
-                FileHandle.standardError.write(Data((
-                    "lockstep: rank \(current.rank) still stuck in \(current.phase) after "
-                        + "\(waited.formatted(digits: 1)) s; ending this rank\n").utf8))
+                log.critical(
+                    "rank \(current.rank) still stuck in \(current.phase) after \(waited.formatted(digits: 1)) s; ending this rank")
                 _exit(1)
             }
         }
@@ -86,8 +84,7 @@ public enum ParentWatchdog {
         let thread = Thread {
             while true {
                 if getppid() != parent {
-                    FileHandle.standardError.write(
-                        Data("\(label): its parent process \(parent) (mpirun) is gone; exiting\n".utf8))
+                    log.critical("\(label): its parent process \(parent) (mpirun) is gone; exiting")
                     _exit(1)
                 }
                 Thread.sleep(forTimeInterval: 0.5)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LockstepDistributed
+import LockstepLogging
 import LockstepTraining
 
 /// World rank 0 of a run: `mpirun -np 1 lockstep-coordinator --config run.yaml : -np N lockstep-worker`.
@@ -19,8 +20,13 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Resume: 'auto' (the newest valid checkpoint, if any) or a checkpoint directory.")
     var resume: String?
 
+    @Option(help: "Diagnostics on standard error: trace, debug, info, notice, warning, error or critical (default: $LOCKSTEP_LOG_LEVEL, else info).")
+    var logLevel: String?
+
     func run() throws {
-        let log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        try Loggers.bootstrap(level: logLevel)
+        let logger = Loggers.logger("coordinator")
+        let log: (String) -> Void = { logger.info("\($0)") }
         // mpirun killed with SIGKILL leaves its ranks running: leave with it.
         ParentWatchdog.start(label: "lockstep-coordinator (pid \(getpid()))")
         do {
@@ -32,7 +38,7 @@ struct CoordinatorCommand: ParsableCommand {
             try MPIRuntime.finalize()
         } catch {
             // The workers wait on the coordinator: take the whole job down rather than leave them hanging.
-            log("lockstep-coordinator: error: \(error)")
+            logger.critical("lockstep-coordinator: error: \(error)")
             MPIRuntime.abort(code: 1)
         }
     }

@@ -6,6 +6,7 @@ import LockstepTraining
 import LockstepConfig
 import LockstepLogging
 import LockstepCheckpoints
+import Logging
 
 /// `lockstep train --config FILE`: pretraining from a YAML config. With one worker the coordinator and the
 /// worker share this process.
@@ -28,7 +29,11 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Resume: 'auto' (the newest valid checkpoint of the run, if any) or a checkpoint directory.")
     var resume: String?
 
+    @Option(help: "Diagnostics on standard error: trace, debug, info, notice, warning, error or critical (default: $LOCKSTEP_LOG_LEVEL, else info). Every rank gets it.")
+    var logLevel: String?
+
     func run() throws {
+        try Loggers.bootstrap(level: logLevel)
         var overrides = overrides
         if let workers { overrides.append("distributed.workers=\(workers)") }
         let runConfig = try RunConfig.load(file: URL(fileURLWithPath: config), overrides: overrides)
@@ -79,6 +84,7 @@ extension TrainCommand {
         var arguments = ["mpirun", "--oversubscribe", "--bind-to", "none", "--stdin", "none", "-x", "OPENBLAS_NUM_THREADS=\(threads)"]
         // The workers keep the config's deadline while they wait for the config itself.
         arguments += ["-x", "LOCKSTEP_HANG_TIMEOUT_SECONDS=\(hangTimeout)"]
+        if let logLevel { arguments += ["-x", "\(Loggers.levelVariable)=\(logLevel)"] }
         if getuid() == 0 { arguments.append("--allow-run-as-root") }
         // The ring allreduce: for gradient-sized buffers about twice the bandwidth of Open MPI's default choice
         // (docs/BENCHMARKS.md). An algorithm chosen in the environment wins.
@@ -116,7 +122,10 @@ extension TrainCommand {
     }
 }
 
-/// A line on standard error, for notes that are not results.
+/// A note on standard error (through swift-log, `lockstep.cli`), for what is not a result.
 func warn(_ message: String) {
-    FileHandle.standardError.write(Data((message + "\n").utf8))
+    cliLog.notice("\(message)")
 }
+
+/// The command-line tool's diagnostics.
+let cliLog = Loggers.logger("cli")

@@ -73,7 +73,7 @@ public enum DistributedRun {
             // here only if the coordinator does not within the deadline.
             if !timeout.waitingFor.contains(ProcessGroups.coordinatorRank) {
                 groups.reportTimeout(timeout)
-                FileHandle.standardError.write(Data("lockstep-worker: \(timeout); told rank 0\n".utf8))
+                log.error("lockstep-worker: \(timeout); told rank 0")
                 Thread.sleep(forTimeInterval: (groups.hangTimeout ?? 0) + 5)
             }
             throw error
