@@ -16,8 +16,8 @@ import Testing
         return url
     }
 
-    @Test func loadsConfigs() throws {
-        guard SharedFiles.available(Self.classifierDirectory) else { return }
+    @Test(.requires(.shared(Self.classifierDirectory))) func loadsConfigs() throws {
+        try TestEnvironment.require(.shared(Self.classifierDirectory))
         let lm = try HuggingFaceGPT2.loadConfig(directory: Self.lmDirectory)
         #expect(lm == GPTConfig(vocabularySize: 64, contextLength: 32, layerCount: 2, headCount: 4, channels: 48, padTokenID: 0))
         let classifier = try HuggingFaceGPT2.loadConfig(directory: Self.classifierDirectory)
@@ -27,8 +27,8 @@ import Testing
         #expect(try HuggingFaceGPT2.loadLabelNames(directory: Self.lmDirectory) == nil)
     }
 
-    @Test func loadsWeightsExactly() throws {
-        guard SharedFiles.available(Self.lmDirectory) else { return }
+    @Test(.requires(.shared(Self.lmDirectory))) func loadsWeightsExactly() throws {
+        try TestEnvironment.require(.shared(Self.lmDirectory))
         let config = try HuggingFaceGPT2.loadConfig(directory: Self.lmDirectory)
         let model = GPT(config: config, batchSize: 1, sequenceLength: 8)
         try HuggingFaceGPT2.load(directory: Self.lmDirectory, into: model)

@@ -242,10 +242,9 @@ import Testing
         init(_ data: Data) { self.data = data }
     }
 
-    func binaryIsBuilt(_ test: String) -> Bool {
-        if FileManager.default.isExecutableFile(atPath: Self.binary.path) { return true }
-        print("SKIPPED \(test): \(Self.binary.path) is not built")
-        return false
+    /// `swift test` builds every product, so a missing `lockstep` binary is a failure, not a reason to skip.
+    func requireBinary() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "\(Self.binary.path) is not built")
     }
 
     /// Labels for the seven texts, a mix the random model gets partly right.
@@ -259,7 +258,7 @@ import Testing
     }
 
     @Test func evaluatePrintsMetricsThatMatchAHandCount() throws {
-        guard binaryIsBuilt(#function) else { return }
+        try requireBinary()
         let folder = try TemporaryDirectory()
         defer { withExtendedLifetime(folder) {} }  // removed at the end of the test, not after its last use
         try Self.saveClassifier(in: folder.url.appendingPathComponent("model"), temperature: 2)
@@ -298,7 +297,7 @@ import Testing
     }
 
     @Test func evaluateReadsACheckpointWithTheRunsFileSettings() throws {
-        guard binaryIsBuilt(#function) else { return }
+        try requireBinary()
         let folder = try TemporaryDirectory()
         defer { withExtendedLifetime(folder) {} }  // removed at the end of the test, not after its last use
         let model = try Self.saveClassifier(in: folder.url.appendingPathComponent("hf"))
@@ -318,7 +317,7 @@ import Testing
     }
 
     @Test func predictWritesOneRecordPerRowAsJSONLinesAndCSV() throws {
-        guard binaryIsBuilt(#function) else { return }
+        try requireBinary()
         let folder = try TemporaryDirectory()
         defer { withExtendedLifetime(folder) {} }  // removed at the end of the test, not after its last use
         let modelPath = folder.url.appendingPathComponent("model")
@@ -380,7 +379,7 @@ import Testing
     }
 
     @Test func evaluateKeepsTheLanguageModelPathForModelsWithoutAHead() throws {
-        guard binaryIsBuilt(#function) else { return }
+        try requireBinary()
         let folder = try TemporaryDirectory()
         defer { withExtendedLifetime(folder) {} }  // removed at the end of the test, not after its last use
         let modelPath = folder.url.appendingPathComponent("lm")
@@ -405,7 +404,7 @@ import Testing
     }
 
     @Test func badInputsFailNamingTheFileAndLine() throws {
-        guard binaryIsBuilt(#function) else { return }
+        try requireBinary()
         let folder = try TemporaryDirectory()
         defer { withExtendedLifetime(folder) {} }  // removed at the end of the test, not after its last use
         let modelPath = folder.url.appendingPathComponent("model")
