@@ -73,7 +73,9 @@ import Testing
             let name = tensor.name.replacingOccurrences(of: "transformer.", with: "")
             try writer.add(name, floats: Array(model.parameters[tensor.range]), shape: tensor.shape)
         }
-        try writer.add("lm_head.weight", floats: [Float](repeating: 0, count: 40), shape: [10, 4])
+        // A stored head must be the tied one (issue 16: a different one is refused, see InputValidationTests).
+        let wte = model.layout.tensor(named: "transformer.wte.weight")!
+        try writer.add("lm_head.weight", floats: Array(model.parameters[wte.range]), shape: [10, 4])
         try writer.add("h.0.attn.bias", floats: [Float](repeating: 1, count: 16), shape: [1, 1, 4, 4])
         try writer.add("h.0.attn.masked_bias", floats: [-1e4], shape: [])
         let directory = try Self.temporaryDirectory()
