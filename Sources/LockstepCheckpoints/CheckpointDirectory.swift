@@ -121,10 +121,23 @@ public struct CheckpointDirectory {
     /// Checks every file listed in `checksums.json` against its SHA-256. Throws naming the first bad file.
     public static func verify(_ directory: URL) throws {
         let checksumURL = directory.appendingPathComponent("checksums.json")
-        guard let data = try? Data(contentsOf: checksumURL),
-            let checksums = try? JSONDecoder().decode([String: String].self, from: data)
-        else {
+        guard let data = try? Data(contentsOf: checksumURL) else {
             throw CheckpointError(description: "\(checksumURL.path): missing or unreadable")
+        }
+        guard let checksums = try? JSONDecoder().decode([String: String].self, from: data) else {
+            throw CheckpointError(description: "\(checksumURL.path): expected a JSON object of file name to SHA-256 hex string")
+        }
+        for (name, expected) in checksums {
+            // Only files of this folder: a name with a path in it could point anywhere.
+            guard !name.isEmpty, !name.contains("/"), name != ".", name != ".." else {
+                throw CheckpointError(description: "\(checksumURL.path): '\(name)' is not a file name of this checkpoint")
+            }
+            guard expected.count == 64, expected.allSatisfy({ $0.isHexDigit }) else {
+                throw CheckpointError(description: "\(checksumURL.path): the checksum of \(name) is '\(expected)', expected 64 hex digits")
+            }
+        }
+        for required in ["state.json"] where checksums[required] == nil {
+            throw CheckpointError(description: "\(checksumURL.path): does not list \(required)")
         }
         for (name, expected) in checksums.sorted(by: { $0.key < $1.key }) {
             let url = directory.appendingPathComponent(name)

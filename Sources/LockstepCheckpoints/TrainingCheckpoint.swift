@@ -106,6 +106,15 @@ public enum TrainingCheckpoint {
                         up to \(CheckpointState.currentFormatVersion))
                         """)
             }
+            if let problem = state.model.problems.first {
+                throw CheckpointError(description: "\(url.path): model: \(problem)")
+            }
+            for (key, value, minimum) in [
+                ("step", state.step, 0), ("optimizerStep", state.optimizerStep, 0), ("worldSize", state.worldSize, 1),
+                ("tokenizerVocabularySize", state.tokenizerVocabularySize, 1),
+            ] where value < minimum {
+                throw CheckpointError(description: "\(url.path): \(key) is \(value), expected an integer ≥ \(minimum)")
+            }
             return state
         } catch let error as CheckpointError {
             throw error

@@ -170,30 +170,39 @@ final class ConfigSection {
         try optionalString(key) ?? value
     }
 
-    func optionalInt(_ key: String, minimum: Int? = nil) throws -> Int? {
+    func optionalInt(_ key: String, minimum: Int? = nil, maximum: Int? = nil) throws -> Int? {
         guard let (text, node) = try scalar(key, expected: "an integer") else { return nil }
         guard let value = Int(text.replacingOccurrences(of: "_", with: "")) else {
             throw error(key, node, "expected an integer, found '\(text)'")
         }
         if let minimum, value < minimum { throw error(key, node, "expected an integer ≥ \(minimum), found \(value)") }
+        if let maximum, value > maximum { throw error(key, node, "expected an integer ≤ \(maximum), found \(value)") }
         return value
     }
 
-    func int(_ key: String, default value: Int, minimum: Int? = nil) throws -> Int {
-        try optionalInt(key, minimum: minimum) ?? value
+    func int(_ key: String, default value: Int, minimum: Int? = nil, maximum: Int? = nil) throws -> Int {
+        try optionalInt(key, minimum: minimum, maximum: maximum) ?? value
     }
 
-    func optionalDouble(_ key: String, minimum: Double? = nil) throws -> Double? {
+    /// A finite number ≥ `minimum`; with `below`, also < `below` (a half-open range such as [0, 1)); with
+    /// `positive`, also > 0.
+    func optionalDouble(_ key: String, minimum: Double? = nil, below: Double? = nil, positive: Bool = false) throws -> Double? {
         guard let (text, node) = try scalar(key, expected: "a number") else { return nil }
         guard let value = Double(text.replacingOccurrences(of: "_", with: "")), value.isFinite else {
-            throw error(key, node, "expected a number, found '\(text)'")
+            throw error(key, node, "expected a finite number, found '\(text)'")
+        }
+        if let minimum, let below, !(value >= minimum && value < below) {
+            throw error(key, node, "expected a number in [\(minimum), \(below)), found \(value)")
         }
         if let minimum, value < minimum { throw error(key, node, "expected a number ≥ \(minimum), found \(value)") }
+        if positive && !(value > 0) { throw error(key, node, "expected a number > 0, found \(value)") }
         return value
     }
 
-    func double(_ key: String, default value: Double, minimum: Double? = nil) throws -> Double {
-        try optionalDouble(key, minimum: minimum) ?? value
+    func double(
+        _ key: String, default value: Double, minimum: Double? = nil, below: Double? = nil, positive: Bool = false
+    ) throws -> Double {
+        try optionalDouble(key, minimum: minimum, below: below, positive: positive) ?? value
     }
 
     func bool(_ key: String, default value: Bool) throws -> Bool {

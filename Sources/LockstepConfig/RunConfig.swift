@@ -191,11 +191,11 @@ public struct RunConfig: Codable, Equatable, Sendable {
         let model = try root.section("model")
         self.model = ModelSettings(
             initFrom: try model.optionalString("init_from"),
-            vocabularySize: try model.optionalInt("vocab_size", minimum: 1),
-            contextLength: try model.int("context_length", default: 256, minimum: 1),
-            layers: try model.int("layers", default: 4, minimum: 1),
-            heads: try model.int("heads", default: 4, minimum: 1),
-            channels: try model.int("channels", default: 128, minimum: 1),
+            vocabularySize: try model.optionalInt("vocab_size", minimum: 1, maximum: Int(Int32.max)),
+            contextLength: try model.int("context_length", default: 256, minimum: 1, maximum: Self.sizeLimit),
+            layers: try model.int("layers", default: 4, minimum: 1, maximum: 10_000),
+            heads: try model.int("heads", default: 4, minimum: 1, maximum: Self.sizeLimit),
+            channels: try model.int("channels", default: 128, minimum: 1, maximum: Self.sizeLimit),
             seed: UInt64(try model.int("seed", default: 1337, minimum: 0)))
         if self.model.channels % self.model.heads != 0 {
             throw model.invalid("channels", "must be a multiple of model.heads (\(self.model.heads))")
@@ -223,10 +223,17 @@ public struct RunConfig: Codable, Equatable, Sendable {
             throw training.invalid(
                 "sequence_length", "\(sequenceLength) exceeds model.context_length (\(self.model.contextLength))")
         }
-        let microBatchSize = try training.int("micro_batch_size", default: 8, minimum: 1)
+        let microBatchSize = try training.int("micro_batch_size", default: 8, minimum: 1, maximum: Self.sizeLimit)
         let globalBatchSequences = try training.optionalInt("global_batch_size", minimum: 1)
         if globalBatchSequences != nil && training.has("global_batch_tokens") {
             throw training.invalid("global_batch_size", "give either global_batch_size (sequences) or global_batch_tokens, not both")
+        }
+        let defaultGlobalTokens = (globalBatchSequences ?? microBatchSize).multipliedReportingOverflow(by: sequenceLength)
+        if defaultGlobalTokens.overflow || defaultGlobalTokens.partialValue > Self.tokenLimit {
+            throw training.invalid(
+                globalBatchSequences != nil ? "global_batch_size" : "micro_batch_size",
+                "\(globalBatchSequences ?? microBatchSize) sequences × sequence_length \(sequenceLength) is more than "
+                    + "\(Self.tokenLimit) tokens per step")
         }
         self.training = TrainingSettings(
             maxSteps: try training.int("max_steps", default: 1000, minimum: 1),
@@ -234,15 +241,15 @@ public struct RunConfig: Codable, Equatable, Sendable {
             sequenceLength: sequenceLength,
             microBatchSize: microBatchSize,
             globalBatchTokens: try training.int(
-                "global_batch_tokens", default: (globalBatchSequences ?? microBatchSize) * sequenceLength, minimum: 1),
+                "global_batch_tokens", default: defaultGlobalTokens.partialValue, minimum: 1, maximum: Self.tokenLimit),
             gradClip: try training.double("grad_clip", default: 1.0, minimum: 0),
             maxNonFiniteSteps: try training.int("max_nonfinite_steps", default: 5, minimum: 1))
 
         let optimizer = try root.section("optimizer")
         self.optimizer = OptimizerSettings(
-            beta1: try optimizer.double("beta1", default: 0.9, minimum: 0),
-            beta2: try optimizer.double("beta2", default: 0.95, minimum: 0),
-            epsilon: try optimizer.double("epsilon", default: 1e-8, minimum: 0),
+            beta1: try optimizer.double("beta1", default: 0.9, minimum: 0, below: 1),
+            beta2: try optimizer.double("beta2", default: 0.95, minimum: 0, below: 1),
+            epsilon: try optimizer.double("epsilon", default: 1e-8, positive: true),
             weightDecay: try optimizer.double("weight_decay", default: 0.1, minimum: 0))
 
         let schedule = try root.section("schedule")
@@ -361,10 +368,24 @@ public struct RunConfig: Codable, Equatable, Sendable {
             calibrate: try section.bool("calibrate", default: true))
     }
 
+    /// Upper limit of each model and batch size: far above anything that fits in memory, and small enough that
+    /// products of a few sizes cannot overflow Int (the memory estimate then refuses what is still too large).
+    static let sizeLimit = 1 << 24
+    /// Upper limit of the tokens in one global batch.
+    static let tokenLimit = 1 << 40
+
     /// Micro-steps per optimizer step on each worker: global tokens / (workers × micro batch × T).
     /// The global batch is fixed in tokens, so changing the number of workers keeps the data per step.
     public func accumulationSteps(workers: Int, file: String = "<config>") throws -> Int {
-        let tokensPerMicroStep = workers * training.microBatchSize * training.sequenceLength
+        let perWorker = training.microBatchSize.multipliedReportingOverflow(by: training.sequenceLength)
+        let total = workers.multipliedReportingOverflow(by: perWorker.partialValue)
+        guard workers > 0, !perWorker.overflow, !total.overflow else {
+            throw ConfigError(
+                file: file, key: "training.micro_batch_size",
+                message: "\(workers) workers × micro_batch_size \(training.microBatchSize) × sequence_length "
+                    + "\(training.sequenceLength) overflows")
+        }
+        let tokensPerMicroStep = total.partialValue
         guard training.globalBatchTokens % tokensPerMicroStep == 0 else {
             throw ConfigError(
                 file: file, key: "training.global_batch_tokens",

@@ -101,14 +101,18 @@ public struct LabelMap: Codable, Equatable, Sendable {
 
     /// The distinct names, sorted: numerically when every name is an integer (so "2" < "10"), otherwise by
     /// Unicode scalar values. Sorting makes ids independent of the order rows happen to be in, so the same
-    /// labels always get the same ids.
+    /// labels always get the same ids. Names with the same number ("1" and "01") are ordered by their scalars,
+    /// so the order is total and never depends on a `Set`'s iteration order (which differs between processes).
     public static func sorted<Names: Sequence>(_ names: Names) -> LabelMap where Names.Element == String {
-        let distinct = Array(Set(names))
-        let numbers = distinct.compactMap { Int($0) }
-        if numbers.count == distinct.count {
-            return LabelMap(names: distinct.sorted { Int($0)! < Int($1)! })
+        let distinct = Set(names).sorted { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) }
+        let numbered = distinct.compactMap { name in Int(name).map { (number: $0, name: name) } }
+        if numbered.count == distinct.count {
+            // A stable sort of the scalar-ordered names: equal numbers keep their scalar order.
+            return LabelMap(names: numbered.enumerated().sorted {
+                ($0.element.number, $0.offset) < ($1.element.number, $1.offset)
+            }.map(\.element.name))
         }
-        return LabelMap(names: distinct.sorted { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) })
+        return LabelMap(names: distinct)
     }
 
     /// The id of `name`, or nil if it is not a known label.

@@ -25,6 +25,7 @@ public final class GradientBuckets {
     private let mpi: MPICommunicator?
     private let buffer: UnsafeMutableBufferPointer<Float>
     private var started: [Bool]
+    private var skipped: [Bool]
     private var startedCount = 0
     private var requests: [MPI_Request?] = []
 
@@ -54,6 +55,7 @@ public final class GradientBuckets {
         self.buffer = buffer
         self.ranges = ranges
         self.started = [Bool](repeating: false, count: ranges.count)
+        self.skipped = [Bool](repeating: false, count: ranges.count)
         // One request per bucket, more only past Int32.max floats: no allocation during steps.
         requests.reserveCapacity(ranges.count * 2)
     }
@@ -82,6 +84,26 @@ public final class GradientBuckets {
         }
     }
 
+    /// Whether bucket `index` was started (or skipped) this step.
+    public func isStarted(_ index: Int) -> Bool { started.indices.contains(index) && started[index] }
+
+    /// Leaves bucket `index` out of this step's sum without communicating: for a range that no worker wrote
+    /// this step (e.g. a frozen trunk whose gradients stay zero), where the sum would change nothing. Every
+    /// worker must skip the same buckets; `finish` then neither waits for nor scales it.
+    /// - Throws: `DistributedError.invalidBucket` for an unknown index or one already started this step.
+    public func skip(_ index: Int) throws {
+        guard ranges.indices.contains(index) else {
+            throw DistributedError.invalidBucket(index: index, bucketCount: ranges.count, reason: "no such bucket")
+        }
+        guard !started[index] else {
+            throw DistributedError.invalidBucket(
+                index: index, bucketCount: ranges.count, reason: "already started this step (call finish() first)")
+        }
+        started[index] = true
+        skipped[index] = true
+        startedCount += 1
+    }
+
     /// Tests the buckets in flight once, which lets MPI progress them. Cheap; call it often during backward.
     /// - Returns: true when nothing is in flight any more.
     @discardableResult
@@ -99,8 +121,11 @@ public final class GradientBuckets {
             throw DistributedError.bucketsNotStarted(missing: started.indices.filter { !started[$0] })
         }
         if let mpi { try mpi.waitAll(&requests, policy: .blocking, traffic: .collective(bytesPerElement: 4, root: nil), "GradientBuckets.finish") }
-        if averaging { for range in ranges { scale(range) } }
-        for index in started.indices { started[index] = false }
+        if averaging { for (index, range) in ranges.enumerated() where !skipped[index] { scale(range) } }
+        for index in started.indices {
+            started[index] = false
+            skipped[index] = false
+        }
         startedCount = 0
     }
 

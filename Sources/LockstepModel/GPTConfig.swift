@@ -38,6 +38,9 @@ public struct GPTConfig: Codable, Equatable, Sendable {
         vocabularySize: 50257, contextLength: 1024, layerCount: 12, headCount: 12, channels: 768)
 
     /// Problems with these numbers, one line each naming the field; empty when the config is usable.
+    /// The largest context length, head count, channel count and label count a config may give.
+    public static let sizeLimit = 1 << 24
+
     public var problems: [String] {
         var problems: [String] = []
         if vocabularySize < 1 { problems.append("vocabularySize must be at least 1, got \(vocabularySize)") }
@@ -50,6 +53,14 @@ public struct GPTConfig: Codable, Equatable, Sendable {
         }
         if !(layerNormEpsilon > 0) { problems.append("layerNormEpsilon must be positive, got \(layerNormEpsilon)") }
         if let labelCount, labelCount < 1 { problems.append("labelCount must be at least 1, got \(labelCount)") }
+        // Far beyond any model that fits in memory, and small enough that products of sizes cannot overflow.
+        let limit = Self.sizeLimit
+        for (name, value) in [("contextLength", contextLength), ("headCount", headCount), ("channels", channels),
+                              ("labelCount", labelCount ?? 1)] where value > limit {
+            problems.append("\(name) must be at most \(limit), got \(value)")
+        }
+        if layerCount > 10_000 { problems.append("layerCount must be at most 10000, got \(layerCount)") }
+        if vocabularySize > Int(Int32.max) { problems.append("vocabularySize must be at most \(Int32.max), got \(vocabularySize)") }
         if let padTokenID, padTokenID < 0 || Int(padTokenID) >= vocabularySize {
             problems.append("padTokenID \(padTokenID) is outside the vocabulary 0..<\(vocabularySize)")
         }

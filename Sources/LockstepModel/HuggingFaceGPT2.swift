@@ -55,6 +55,32 @@ public enum HuggingFaceGPT2 {
                 throw HuggingFaceError(file: file, "n_inner is \(inner), expected null or 4 × n_embd = \(4 * channels)")
             }
         }
+        // Variants of GPT-2's attention and head that this model does not implement: refused, never ignored.
+        func flag(_ key: String) throws -> Bool? {
+            guard let value = object[key], !(value is NSNull) else { return nil }
+            guard let number = value as? NSNumber, number == 0 || number == 1 else {
+                throw HuggingFaceError(file: file, "key '\(key)' is \(value), expected true or false")
+            }
+            return number.boolValue
+        }
+        let isClassifier = (object["architectures"] as? [String] ?? []).contains { $0.hasSuffix("ForSequenceClassification") }
+        if try flag("tie_word_embeddings") == false && !isClassifier {
+            throw HuggingFaceError(
+                file: file, "tie_word_embeddings is false: an untied language-model head (its own lm_head.weight) is not "
+                    + "supported; Lockstep's GPT-2 ties the head to transformer.wte.weight")
+        }
+        if try flag("scale_attn_by_inverse_layer_idx") == true {
+            throw HuggingFaceError(
+                file: file, "scale_attn_by_inverse_layer_idx is true: scaling attention by 1 / (layer + 1) is not supported")
+        }
+        if try flag("scale_attn_weights") == false {
+            throw HuggingFaceError(
+                file: file, "scale_attn_weights is false: attention without the 1 / sqrt(head size) scale is not supported")
+        }
+        // reorder_and_upcast_attn only computes the same scaled attention in float32, which is what Lockstep does
+        // anyway; it is accepted (checked only for its type).
+        _ = try flag("reorder_and_upcast_attn")
+
         var epsilon: Float = 1e-5
         if let value = object["layer_norm_epsilon"] {
             guard let number = value as? NSNumber else {
@@ -161,6 +187,22 @@ public enum HuggingFaceGPT2 {
         for tensor in layout.tensors where !found.contains(tensor.name) {
             if tensor.name == "score.weight" && !requireScore { continue }
             throw HuggingFaceError(file: file.file, "missing tensor '\(tensor.name)' \(tensor.shape)")
+        }
+        // A stored lm_head.weight must be the tied one (a copy of wte); an untied head would be silently replaced.
+        if let head = file.tensors.first(where: { $0.name == "lm_head.weight" }),
+            let wte = layout.tensor(named: "transformer.wte.weight")
+        {
+            guard head.shape == wte.shape else {
+                throw HuggingFaceError(
+                    file: file.file, "tensor 'lm_head.weight' has shape \(head.shape), expected \(wte.shape) (tied to transformer.wte.weight)")
+            }
+            var values = [Float](repeating: 0, count: wte.range.count)
+            try values.withUnsafeMutableBufferPointer { try file.copyFloats(named: head.name, into: $0) }
+            if !values.elementsEqual(buffer[wte.range]) {
+                throw HuggingFaceError(
+                    file: file.file, "lm_head.weight differs from transformer.wte.weight: an untied language-model head "
+                        + "is not supported (config.json tie_word_embeddings: false)")
+            }
         }
     }
 

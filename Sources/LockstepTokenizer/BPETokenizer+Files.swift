@@ -4,6 +4,12 @@ import LockstepFormats
 // MARK: - vocab.json + merges.txt, as GPT-2 and Hugging Face write them
 
 extension BPETokenizer {
+    /// A tokenizer as the command line and configs name it: `bytes` for the plain byte vocabulary, else a
+    /// directory holding `vocab.json` and `merges.txt`.
+    public static func load(named name: String) throws -> BPETokenizer {
+        name == "bytes" ? BPETokenizer.bytes() : try load(directory: URL(fileURLWithPath: name))
+    }
+
     /// Loads `directory/vocab.json` (token -> id) and `directory/merges.txt` (one merge `left right` per
     /// line in rank order, after an optional `#version: ...` first line).
     ///

@@ -2,17 +2,17 @@ import ArgumentParser
 import Foundation
 import LockstepTokenizer
 
-/// `lockstep decode --tokenizer DIR`: JSON lines `{"ids": [...]}` on stdin -> `{"text": ...}` on stdout.
+/// `lockstep decode --tokenizer bytes|DIR`: JSON lines `{"ids": [...]}` on stdin -> `{"text": ...}` on stdout.
 struct DecodeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "decode",
         abstract: "Decode JSON lines {\"ids\": [...]} from stdin to {\"text\": ...} lines on stdout.")
 
-    @Option(help: "Directory holding vocab.json and merges.txt.")
+    @Option(help: "'bytes' or a directory holding vocab.json and merges.txt.")
     var tokenizer: String
 
     func run() throws {
-        let bpe = try BPETokenizer.load(directory: URL(fileURLWithPath: tokenizer))
+        let bpe = try BPETokenizer.load(named: tokenizer)
         var reader = JSONLineReader()
         var output = StandardOutput()
         defer { output.flush() }

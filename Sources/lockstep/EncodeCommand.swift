@@ -2,17 +2,17 @@ import ArgumentParser
 import Foundation
 import LockstepTokenizer
 
-/// `lockstep encode --tokenizer DIR`: JSON lines `{"text": ...}` on stdin -> `{"ids": [...]}` on stdout.
+/// `lockstep encode --tokenizer bytes|DIR`: JSON lines `{"text": ...}` on stdin -> `{"ids": [...]}` on stdout.
 struct EncodeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "encode",
         abstract: "Encode JSON lines {\"text\": ...} from stdin to {\"ids\": [...]} lines on stdout.")
 
-    @Option(help: "Directory holding vocab.json and merges.txt.")
+    @Option(help: "'bytes' or a directory holding vocab.json and merges.txt.")
     var tokenizer: String
 
     func run() throws {
-        let bpe = try BPETokenizer.load(directory: URL(fileURLWithPath: tokenizer))
+        let bpe = try BPETokenizer.load(named: tokenizer)
         var reader = JSONLineReader()
         var output = StandardOutput()
         // Lines are encoded in batches over the cores; a bad line stops after the lines before it are written.

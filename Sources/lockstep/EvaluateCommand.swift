@@ -39,6 +39,15 @@ struct EvaluateCommand: ParsableCommand {
     @OptionGroup(title: "Classifier")
     var file: ClassifierFileOptions
 
+    func validate() throws {
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, not \(batchSize)") }
+        if let sequenceLength, sequenceLength < 1 {
+            throw ValidationError("--sequence-length must be at least 1, not \(sequenceLength)")
+        }
+        if let maxWindows, maxWindows < 1 { throw ValidationError("--max-windows must be at least 1, not \(maxWindows)") }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, not \(threads)") }
+    }
+
     func run() throws {
         ComputeThreads.set(threads)
         let location = try ModelLocation.resolve(URL(fileURLWithPath: model))

@@ -32,6 +32,15 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Random seed.")
     var seed: UInt64 = 0
 
+    func validate() throws {
+        guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be at least 0, not \(maxTokens)") }
+        guard temperature.isFinite && temperature >= 0 else {
+            throw ValidationError("--temperature must be a finite number ≥ 0 (0: greedy), not \(temperature)")
+        }
+        guard topK >= 0 else { throw ValidationError("--top-k must be at least 0 (0: all tokens), not \(topK)") }
+        guard topP > 0 && topP <= 1 else { throw ValidationError("--top-p must be in (0, 1] (1: all tokens), not \(topP)") }
+    }
+
     func run() throws {
         let directory = URL(fileURLWithPath: model)
         let config = try HuggingFaceGPT2.loadConfig(directory: directory)
@@ -39,8 +48,14 @@ struct GenerateCommand: ParsableCommand {
         try HuggingFaceGPT2.load(directory: directory, into: gpt)
         let tokenizerPath = tokenizer
             ?? (FileManager.default.fileExists(atPath: directory.appendingPathComponent("vocab.json").path) ? model : "bytes")
-        let textTokenizer = tokenizerPath == "bytes"
-            ? BPETokenizer.bytes() : try BPETokenizer.load(directory: URL(fileURLWithPath: tokenizerPath))
+        let textTokenizer = try BPETokenizer.load(named: tokenizerPath)
+        // Ids at or past the model's vocabulary would read past its embedding table.
+        guard textTokenizer.vocabularySize <= config.vocabularySize else {
+            throw ValidationError(
+                "the tokenizer '\(tokenizerPath)' has \(textTokenizer.vocabularySize) entries, more than the model's "
+                    + "vocabulary of \(config.vocabularySize) (\(directory.appendingPathComponent("config.json").path)); "
+                    + "give the tokenizer the model was trained with")
+        }
 
         var promptIDs = textTokenizer.encode(prompt)
         if promptIDs.isEmpty, let endOfText = textTokenizer.endOfTextID { promptIDs = [endOfText] }

@@ -43,7 +43,11 @@ struct PredictCommand: ParsableCommand {
     var file: ClassifierFileOptions
 
     func validate() throws {
-        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, not \(batchSize)") }
+        if let sequenceLength, sequenceLength < 1 {
+            throw ValidationError("--sequence-length must be at least 1, not \(sequenceLength)")
+        }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, not \(threads)") }
         _ = try resolvedFormat()
     }
 

@@ -41,6 +41,8 @@ struct PrepareCommand: ParsableCommand {
         if let vocabSize, vocabSize < 257 { throw ValidationError("--vocab-size must be at least 257 (256 bytes + <|endoftext|>)") }
         if !(0..<1).contains(validationFraction) { throw ValidationError("--validation-fraction must be in [0, 1)") }
         if shardTokens < 1 { throw ValidationError("--shard-tokens must be positive") }
+        if let vocabSize, vocabSize > Int(Int32.max) { throw ValidationError("--vocab-size must be at most \(Int32.max)") }
+        if tokenizerSampleBytes < 1 { throw ValidationError("--tokenizer-sample-bytes must be positive") }
     }
 
     func run() throws {

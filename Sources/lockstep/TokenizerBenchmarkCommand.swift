@@ -21,6 +21,12 @@ struct TokenizerBenchmarkCommand: ParsableCommand {
     @Option(help: "Repetitions of each measurement.")
     var repeats: Int = 3
 
+    func validate() throws {
+        if vocabSize < 257 || vocabSize > Int(Int32.max) { throw ValidationError("--vocab-size must be in 257...\(Int32.max), not \(vocabSize)") }
+        if threads < 1 { throw ValidationError("--threads must be at least 1, not \(threads)") }
+        if repeats < 1 { throw ValidationError("--repeats must be at least 1, not \(repeats)") }
+    }
+
     func run() throws {
         let text = try String(contentsOf: URL(fileURLWithPath: input), encoding: .utf8)
         // Lines with their newlines (Python's splitlines(keepends=True) for \n-only text).

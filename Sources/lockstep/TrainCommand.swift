@@ -38,6 +38,13 @@ struct TrainCommand: ParsableCommand {
         if let workers { overrides.append("distributed.workers=\(workers)") }
         let runConfig = try RunConfig.load(file: URL(fileURLWithPath: config), overrides: overrides)
         if runConfig.distributed.workers > 1 || hostfile != nil {
+            // Checked here before any process starts: the tokenizer, the model's shape and, for workers on this
+            // machine, whether they all fit in its memory.
+            let tokenizer = try RunSetup.tokenizer(runConfig)
+            let modelConfig = try RunSetup.modelConfig(runConfig, tokenizer: tokenizer, checkingMemory: hostfile != nil)
+            if hostfile == nil {
+                try RunSetup.checkMemory(runConfig, modelConfig: modelConfig, processes: runConfig.distributed.workers)
+            }
             try launchMPI(
                 workers: runConfig.distributed.workers, threads: runConfig.distributed.threadsPerWorker,
                 hangTimeout: runConfig.faultTolerance.hangTimeoutSeconds)
@@ -56,7 +63,7 @@ struct TrainCommand: ParsableCommand {
                 checkpoint, config: runConfig, modelConfig: modelConfig,
                 tokenizerVocabularySize: tokenizer.vocabularySize, into: snapshot)
             replica.restore(from: snapshot)
-            warn("resuming from \(checkpoint.path) at step \(resumed!.step)")
+            warn("resuming from \(checkpoint.path) at step \(resumed?.step ?? 0)")
         }
         let stopFlag = StopFlag()
         stopFlag.installSignalHandlers()

@@ -35,6 +35,8 @@ struct TrainTokenizerCommand: ParsableCommand {
         if !bytes && vocabSize < 256 + specialTokens.count {
             throw ValidationError("--vocab-size must be at least 256 + the number of special tokens (\(256 + specialTokens.count))")
         }
+        if vocabSize > Int(Int32.max) { throw ValidationError("--vocab-size must be at most \(Int32.max), not \(vocabSize)") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, not \(threads)") }
     }
 
     func run() throws {

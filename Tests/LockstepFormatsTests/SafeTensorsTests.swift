@@ -158,9 +158,9 @@ import Testing
         }
     }
 
-    @Test func readsHuggingFaceFile() throws {
+    @Test(.requires(.shared(SharedFiles.reference.appendingPathComponent("lm/model.safetensors")))) func readsHuggingFaceFile() throws {
         let url = SharedFiles.reference.appendingPathComponent("lm/model.safetensors")
-        guard SharedFiles.available(url) else { return }
+        try TestEnvironment.require(.shared(url))
         let file = try SafeTensorsFile.read(url)
         #expect(file.metadata == ["format": "pt"])
         #expect(file.tensors.count == 28)  // 2 embeddings + 2 × 12 per block + ln_f weight and bias

@@ -1,4 +1,5 @@
 import Foundation
+import LockstepTestSupport
 import Testing
 
 @testable import LockstepLogging
@@ -101,12 +102,8 @@ func bytes(hex: String) -> [UInt8] {
     }
 
     /// Reads the event file back with the `tensorboard` Python package, as TensorBoard itself would.
-    @Test func tensorBoardReadsTheScalars() throws {
-        guard Python.run(["-c", "import tensorboard"]).status == 0 else {
-            print("SKIPPED tensorBoardReadsTheScalars: python3 with the tensorboard package is not available "
-                + "(pip install tensorboard)")
-            return
-        }
+    @Test(.requires(.tensorboard)) func tensorBoardReadsTheScalars() throws {
+        try TestEnvironment.require(.tensorboard)
         let dir = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let writer = try TensorBoardWriter(logDirectory: dir)
@@ -152,7 +149,7 @@ func bytes(hex: String) -> [UInt8] {
     }
 }
 
-/// Runs `python3` with arguments and collects its output.
+/// Runs the test Python (`TestEnvironment.python`) with arguments and collects its output.
 enum Python {
     struct Result {
         var status: Int32
@@ -163,7 +160,7 @@ enum Python {
     static func run(_ arguments: [String]) -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3"] + arguments
+        process.arguments = TestEnvironment.pythonCommand(arguments)
         let out = Pipe()
         let err = Pipe()
         process.standardOutput = out
@@ -171,7 +168,7 @@ enum Python {
         do {
             try process.run()
         } catch {
-            return Result(status: -1, stdout: "", stderr: "cannot start python3: \(error)")
+            return Result(status: -1, stdout: "", stderr: "cannot start \(TestEnvironment.python): \(error)")
         }
         // Read stderr concurrently so neither pipe can fill and block the child.
         nonisolated(unsafe) var errorData = Data()

@@ -58,9 +58,9 @@ import Testing
         #expect(layout.tensors.last?.shape == [3, 48])
     }
 
-    @Test func matchesHuggingFaceNames() throws {
+    @Test(.requires(.shared(SharedFiles.reference.appendingPathComponent("lm/model.safetensors")))) func matchesHuggingFaceNames() throws {
         let url = SharedFiles.reference.appendingPathComponent("lm/model.safetensors")
-        guard SharedFiles.available(url) else { return }
+        try TestEnvironment.require(.shared(url))
         let file = try SafeTensorsFile.read(url)
         let layout = ParameterLayout(config: Self.tiny)
         #expect(Set(file.names) == Set(layout.tensors.map(\.name)))

@@ -39,8 +39,8 @@ import LockstepOptimizer
         return worst
     }
 
-    @Test func languageModelLogitsLossAndGradients() throws {
-        guard SharedFiles.available(Self.lmDirectory) else { return }
+    @Test(.requires(.shared(Self.lmDirectory))) func languageModelLogitsLossAndGradients() throws {
+        try TestEnvironment.require(.shared(Self.lmDirectory))
         let expected = try SafeTensorsFile.read(Self.lmDirectory.appendingPathComponent("expected.safetensors"))
         let tokens = try expected.int32s(named: "input_ids"), targets = try expected.int32s(named: "targets")
         let model = try Self.loadModel(Self.lmDirectory, batch: 2, time: 16)
@@ -60,8 +60,8 @@ import LockstepOptimizer
         #expect(gradientError < 1e-4, "worst in \(worstTensor)")
     }
 
-    @Test func tenAdamWSteps() throws {
-        guard SharedFiles.available(Self.lmDirectory) else { return }
+    @Test(.requires(.shared(Self.lmDirectory))) func tenAdamWSteps() throws {
+        try TestEnvironment.require(.shared(Self.lmDirectory))
         let expected = try SafeTensorsFile.read(Self.lmDirectory.appendingPathComponent("expected.safetensors"))
         let tokens = try expected.int32s(named: "input_ids"), targets = try expected.int32s(named: "targets")
         let model = try Self.loadModel(Self.lmDirectory, batch: 2, time: 16)
@@ -106,8 +106,8 @@ import LockstepOptimizer
         #expect(keyBiasDrift < 1e-4)
     }
 
-    @Test func classifierLogitsLossAndGradients() throws {
-        guard SharedFiles.available(Self.classifierDirectory) else { return }
+    @Test(.requires(.shared(Self.classifierDirectory))) func classifierLogitsLossAndGradients() throws {
+        try TestEnvironment.require(.shared(Self.classifierDirectory))
         let expected = try SafeTensorsFile.read(Self.classifierDirectory.appendingPathComponent("expected.safetensors"))
         let tokens = try expected.int32s(named: "input_ids"), lengths = try expected.int32s(named: "lengths")
         let labels = try expected.int32s(named: "labels")

@@ -6,7 +6,7 @@ import Testing
 @testable import LockstepModel
 
 /// A directory written by `HuggingFaceGPT2.save` loads in Hugging Face `transformers` and gives our logits
-/// (within 1e-4 relative to the logits' scale). Skips when python3 or transformers is missing.
+/// (within 1e-4 relative to the logits' scale). Needs a Python with torch and transformers (`TestEnvironment`).
 @Suite struct TransformersInteropTests {
     static let script = #"""
     import json, sys, torch
@@ -21,30 +21,24 @@ import Testing
                       "labels": classifier.config.id2label}))
     """#
 
-    /// Runs python3 with `arguments`; nil when python3 or transformers is not installed.
-    static func python(_ arguments: [String]) throws -> (status: Int32, output: String)? {
-        func run(_ arguments: [String]) throws -> (Int32, String) {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3"] + arguments
-            let pipe = Pipe(), errors = Pipe()
-            process.standardOutput = pipe
-            process.standardError = errors
-            try process.run()
-            let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            let errorData = errors.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            let text = String(decoding: data, as: UTF8.self)
-            return (process.terminationStatus, process.terminationStatus == 0 ? text : text + String(decoding: errorData, as: UTF8.self))
-        }
-        guard (try? run(["-c", "import transformers, torch"]))?.0 == 0 else {
-            print("SKIPPED TransformersInteropTests: python3 with transformers and torch is not available")
-            return nil
-        }
-        return try run(arguments)
+    /// Runs the test Python with `arguments`: its status, and its output (with stderr when it failed).
+    static func python(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = TestEnvironment.pythonCommand(arguments)
+        let pipe = Pipe(), errors = Pipe()
+        process.standardOutput = pipe
+        process.standardError = errors
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        let errorData = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        return (process.terminationStatus, process.terminationStatus == 0 ? text : text + String(decoding: errorData, as: UTF8.self))
     }
 
-    @Test func transformersLoadsSavedModels() throws {
+    @Test(.requires(.transformers)) func transformersLoadsSavedModels() throws {
+        try TestEnvironment.require(.transformers)
         let T = 10
         let config = GPTConfig(vocabularySize: 37, contextLength: 16, layerCount: 2, headCount: 3, channels: 12, padTokenID: 0)
         let lm = GPT(config: config, batchSize: 2, sequenceLength: T)
@@ -70,9 +64,7 @@ import Testing
         var padded = tokens
         for i in 6..<T { padded[T + i] = 0 }
         func json(_ rows: [Int32]) -> String { "[" + [rows[0..<T], rows[T...]].map { "[" + $0.map(String.init).joined(separator: ",") + "]" }.joined(separator: ",") + "]" }
-        guard let (status, output) = try Self.python(["-c", Self.script, lmDirectory.path, classifierDirectory.path, json(tokens), json(padded)]) else {
-            return
-        }
+        let (status, output) = try Self.python(["-c", Self.script, lmDirectory.path, classifierDirectory.path, json(tokens), json(padded)])
         try #require(status == 0, "python failed: \(output)")
         let result = try JSONSerialization.jsonObject(with: Data(output.utf8)) as! [String: Any]
         let theirLogits = (result["logits"] as! [Double]), theirClassLogits = (result["class_logits"] as! [Double])

@@ -4,7 +4,7 @@ import LockstepTestSupport
 @testable import LockstepTokenizer
 
 /// `lockstep encode` and `lockstep decode` end to end, with the byte vocabulary saved to a temporary folder.
-/// Skipped when the `lockstep` executable has not been built beside the tests.
+/// `swift test` builds the `lockstep` executable beside the tests; a missing one is a failure.
 @Suite struct CommandLineTests {
     static let binary = MPIRun.productsDirectory.appendingPathComponent("lockstep")
 
@@ -26,10 +26,7 @@ import LockstepTestSupport
     }
 
     @Test func encodeThenDecodeRoundTrips() throws {
-        guard FileManager.default.isExecutableFile(atPath: Self.binary.path) else {
-            print("SKIPPED \(#function): \(Self.binary.path) is not built")
-            return
-        }
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "\(Self.binary.path) is not built")
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-cli-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         try BPETokenizer.bytes().save(directory: directory)
@@ -44,10 +41,7 @@ import LockstepTestSupport
     }
 
     @Test func badLinesNameTheLineAndFail() throws {
-        guard FileManager.default.isExecutableFile(atPath: Self.binary.path) else {
-            print("SKIPPED \(#function): \(Self.binary.path) is not built")
-            return
-        }
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "\(Self.binary.path) is not built")
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-cli-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         try BPETokenizer.bytes().save(directory: directory)
@@ -64,5 +58,20 @@ import LockstepTestSupport
         let outOfRange = try run(["decode", "--tokenizer", directory.path], input: "{\"ids\": [257]}\n")
         #expect(outOfRange.status != 0)
         #expect(outOfRange.error.contains("stdin line 1: expected ids that are integers in 0..<257, found 257"))
+    }
+
+    /// Issue 16: `decode --tokenizer bytes` looked for `bytes/vocab.json`; encode and decode take `bytes` like
+    /// every other command (and a directory named `bytes` is still no substitute for the word).
+    @Test func encodeAndDecodeAcceptBytes() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "\(Self.binary.path) is not built")
+        let encoded = try run(["encode", "--tokenizer", "bytes"], input: "{\"text\": \"ok<|endoftext|>\"}\n")
+        #expect(encoded.status == 0, "\(encoded.error)")
+        #expect(encoded.output == "{\"ids\": [111, 107, 256]}\n")
+        let decoded = try run(["decode", "--tokenizer", "bytes"], input: "{\"ids\": [111, 107, 256]}\n")
+        #expect(decoded.status == 0, "\(decoded.error)")
+        #expect(decoded.output == "{\"text\":\"ok<|endoftext|>\"}\n")
+        let missing = try run(["decode", "--tokenizer", "/nonexistent/tokenizer"], input: "{\"ids\": [1]}\n")
+        #expect(missing.status != 0)
+        #expect(missing.error.contains("/nonexistent/tokenizer"), "\(missing.error)")
     }
 }

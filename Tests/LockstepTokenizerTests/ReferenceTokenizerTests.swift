@@ -19,8 +19,8 @@ import LockstepTestSupport
         return try data.split(separator: UInt8(ascii: "\n")).map { try JSONDecoder().decode(Case.self, from: Data($0)) }
     }
 
-    @Test func everyExpectedLineMatchesHuggingFace() throws {
-        guard SharedFiles.available(Self.directory.appendingPathComponent("expected.jsonl")) else { return }
+    @Test(.requires(.shared(Self.directory.appendingPathComponent("expected.jsonl")))) func everyExpectedLineMatchesHuggingFace() throws {
+        try TestEnvironment.require(.shared(Self.directory.appendingPathComponent("expected.jsonl")))
         let tokenizer = try BPETokenizer.load(directory: Self.directory)
         let cases = try Self.cases()
         #expect(cases.count == 222)
@@ -34,16 +34,16 @@ import LockstepTestSupport
         #expect(batch == cases.map(\.ids))
     }
 
-    @Test func decodeInvertsEncode() throws {
-        guard SharedFiles.available(Self.directory.appendingPathComponent("expected.jsonl")) else { return }
+    @Test(.requires(.shared(Self.directory.appendingPathComponent("expected.jsonl")))) func decodeInvertsEncode() throws {
+        try TestEnvironment.require(.shared(Self.directory.appendingPathComponent("expected.jsonl")))
         let tokenizer = try BPETokenizer.load(directory: Self.directory)
         for item in try Self.cases() {
             #expect(tokenizer.decode(item.ids) == item.text)
         }
     }
 
-    @Test func savedFilesLoadToTheSameTokenizer() throws {
-        guard SharedFiles.available(Self.directory.appendingPathComponent("expected.jsonl")) else { return }
+    @Test(.requires(.shared(Self.directory.appendingPathComponent("expected.jsonl")))) func savedFilesLoadToTheSameTokenizer() throws {
+        try TestEnvironment.require(.shared(Self.directory.appendingPathComponent("expected.jsonl")))
         let tokenizer = try BPETokenizer.load(directory: Self.directory)
         let copy = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-tokenizer-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: copy) }

@@ -54,10 +54,10 @@ import LockstepTestSupport
 
     /// Hugging Face trained the reference tokenizer on tinyshakespeare. Our id scheme and tie rule are the
     /// same as its BpeTrainer's, so all 767 merges and the whole vocabulary agree exactly.
-    @Test func tinyshakespeareMergesAgreeWithHuggingFace() throws {
+    @Test(.requires(.shared(SharedFiles.data.appendingPathComponent("tinyshakespeare.txt")), .shared(SharedFiles.reference.appendingPathComponent("tokenizer")))) func tinyshakespeareMergesAgreeWithHuggingFace() throws {
         let corpus = SharedFiles.data.appendingPathComponent("tinyshakespeare.txt")
         let reference = SharedFiles.reference.appendingPathComponent("tokenizer")
-        guard SharedFiles.available(corpus), SharedFiles.available(reference) else { return }
+        try TestEnvironment.require(.shared(corpus), .shared(reference))
         let expected = try BPETokenizer.load(directory: reference)
         let text = try String(contentsOf: corpus, encoding: .utf8)
         let trained = BPETokenizer.train(texts: [text], vocabularySize: 1024)

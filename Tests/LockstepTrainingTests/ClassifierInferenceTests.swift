@@ -245,10 +245,9 @@ import LockstepEvaluation
         init(_ data: Data) { self.data = data }
     }
 
-    func binaryIsBuilt(_ test: String) -> Bool {
-        if FileManager.default.isExecutableFile(atPath: Self.binary.path) { return true }
-        print("SKIPPED \(test): \(Self.binary.path) is not built")
-        return false
+    /// `swift test` builds every product, so a missing `lockstep` binary is a failure, not a reason to skip.
+    func requireBinary() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "\(Self.binary.path) is not built")
     }
 
     /// Labels for the seven texts, a mix the random model gets partly right.
@@ -262,7 +261,7 @@ import LockstepEvaluation
     }
 
     @Test func evaluatePrintsMetricsThatMatchAHandCount() throws {
-        guard binaryIsBuilt(#function) else { return }
+        try requireBinary()
         let folder = try TemporaryDirectory()
         defer { withExtendedLifetime(folder) {} }  // removed at the end of the test, not after its last use
         try Self.saveClassifier(in: folder.url.appendingPathComponent("model"), temperature: 2)
@@ -301,7 +300,7 @@ import LockstepEvaluation
     }
 
     @Test func evaluateReadsACheckpointWithTheRunsFileSettings() throws {
-        guard binaryIsBuilt(#function) else { return }
+        try requireBinary()
         let folder = try TemporaryDirectory()
         defer { withExtendedLifetime(folder) {} }  // removed at the end of the test, not after its last use
         let model = try Self.saveClassifier(in: folder.url.appendingPathComponent("hf"))
@@ -321,7 +320,7 @@ import LockstepEvaluation
     }
 
     @Test func predictWritesOneRecordPerRowAsJSONLinesAndCSV() throws {
-        guard binaryIsBuilt(#function) else { return }
+        try requireBinary()
         let folder = try TemporaryDirectory()
         defer { withExtendedLifetime(folder) {} }  // removed at the end of the test, not after its last use
         let modelPath = folder.url.appendingPathComponent("model")
@@ -383,7 +382,7 @@ import LockstepEvaluation
     }
 
     @Test func evaluateKeepsTheLanguageModelPathForModelsWithoutAHead() throws {
-        guard binaryIsBuilt(#function) else { return }
+        try requireBinary()
         let folder = try TemporaryDirectory()
         defer { withExtendedLifetime(folder) {} }  // removed at the end of the test, not after its last use
         let modelPath = folder.url.appendingPathComponent("lm")
@@ -408,7 +407,7 @@ import LockstepEvaluation
     }
 
     @Test func badInputsFailNamingTheFileAndLine() throws {
-        guard binaryIsBuilt(#function) else { return }
+        try requireBinary()
         let folder = try TemporaryDirectory()
         defer { withExtendedLifetime(folder) {} }  // removed at the end of the test, not after its last use
         let modelPath = folder.url.appendingPathComponent("model")

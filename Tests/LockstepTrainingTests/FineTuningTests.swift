@@ -276,4 +276,36 @@ struct FineTuningTests {
             #expect(a == b, "\(file) differs after resuming")
         }
     }
+
+    /// Issue 16: a frozen backbone with two workers crashed every worker at step 0 ("GradientBuckets.finish()
+    /// before bucketReady": the head-only backward never signals the blocks' buckets). Now it trains, leaves
+    /// every trunk tensor as one worker does, and learns the same head as one worker on the same global batches.
+    @Test func frozenBackboneTrainsWithTwoWorkers() throws {
+        let temporary = try TemporaryDirectory()
+        let directory = temporary.url
+        try Self.setUp(directory)
+        try (Self.configText + "\ncheckpoint: {every: 0}\n")
+            .write(to: directory.appendingPathComponent("ft.yaml"), atomically: true, encoding: .utf8)
+        func train(_ output: String, workers: Int) throws -> MPIRun.Result {
+            try MPIRun.command(
+                [DistributedTrainingTests.lockstep, "train", "--config", "ft.yaml", "--workers", "\(workers)",
+                 "--set", "training.max_steps=6", "--set", "evaluation.every=3",
+                 "--set", "classification.freeze_backbone=true", "--set", "output.directory=\(output)"],
+                directory: directory, timeout: 300)
+        }
+        let two = try train("runs/two", workers: 2)
+        try #require(two.status == 0, "\(two.output)")
+        #expect(!two.output.contains("GradientBuckets"), "\(two.output)")
+        let one = try train("runs/one", workers: 1)
+        try #require(one.status == 0, "\(one.output)")
+        let a = try SafeTensorsFile.read(directory.appendingPathComponent("runs/one/model/model.safetensors"))
+        let b = try SafeTensorsFile.read(directory.appendingPathComponent("runs/two/model/model.safetensors"))
+        for tensor in a.tensors where tensor.name != "score.weight" {
+            #expect(try a.floats(named: tensor.name) == b.floats(named: tensor.name), "\(tensor.name) differs")
+        }
+        let headOne = try a.floats(named: "score.weight"), headTwo = try b.floats(named: "score.weight")
+        #expect(headOne.count == headTwo.count && headTwo.contains { $0 != 0 })
+        let difference = zip(headOne, headTwo).map { abs($0 - $1) }.max() ?? 0
+        #expect(difference < 1e-4, "the head differs by \(difference) between 1 and 2 workers")
+    }
 }

@@ -243,11 +243,8 @@ struct HuggingFaceInteropTests {
                       "temperature": classifier.config.calibration_temperature}))
     """#
 
-    @Test func transformersAgreesWithExportAndImport() throws {
-        guard let probe = try? MPIRun.command(["python3", "-c", "import transformers, torch"]), probe.status == 0 else {
-            print("SKIPPED HuggingFaceInteropTests.transformersAgreesWithExportAndImport: python3 with transformers and torch is not available")
-            return
-        }
+    @Test(.requires(.transformers)) func transformersAgreesWithExportAndImport() throws {
+        try TestEnvironment.require(.transformers)
         let directory = try TemporaryDirectory()
         let lm = Self.randomModel(seed: 11)
         let classifier = Self.randomModel(labelCount: 3, seed: 12)
@@ -272,7 +269,7 @@ struct HuggingFaceInteropTests {
         }
         let madeDirectory = directory.url.appendingPathComponent("made-hf")
         let python = try MPIRun.command(
-            ["python3", "-c", Self.script, lmDirectory.path, classifierDirectory.path, madeDirectory.path, json(tokens), json(padded)],
+            TestEnvironment.pythonCommand(["-c", Self.script, lmDirectory.path, classifierDirectory.path, madeDirectory.path, json(tokens), json(padded)]),
             timeout: 300)
         try #require(python.status == 0, "python failed: \(python.output)")
         let jsonLine = try #require(python.output.split(separator: "\n").last { $0.hasPrefix("{") })

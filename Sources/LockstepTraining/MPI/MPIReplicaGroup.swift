@@ -49,6 +49,15 @@ public final class MPIReplicaGroup: ReplicaGroup {
             throw error
         }
         if bucketed {
+            if layerCount > 0, (0..<layerCount).allSatisfy({ !buckets.isStarted($0) }) {
+                // A head-only backward (classification.freeze_backbone) never reaches the trunk: no block
+                // signalled, and the blocks' and embeddings' gradients stay the zeros of `zeroGradients` on every
+                // worker (all run the same task), so their sum is zero too and is not worth sending.
+                for bucket in 0...layerCount { try buckets.skip(bucket) }
+                try buckets.bucketReady(layerCount + 1, wait: true)
+                try buckets.finish(averaging: false)
+                return 1 / Float(communicator.size)
+            }
             // The embeddings and ln_f are complete only now, so nothing is left to overlap with them.
             try buckets.bucketReady(layerCount, wait: true)
             try buckets.bucketReady(layerCount + 1, wait: true)

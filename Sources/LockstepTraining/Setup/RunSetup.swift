@@ -24,7 +24,10 @@ public enum RunSetup {
     /// The architecture: from `model.init_from` (a checkpoint's state.json or a Hugging Face config.json) when
     /// given, else from the `model` section with the tokenizer's vocabulary size unless `model.vocab_size`
     /// says otherwise. A classifier gets K = the number of labels and the tokenizer's pad id.
-    public static func modelConfig(_ config: RunConfig, tokenizer: some Tokenizer) throws -> GPTConfig {
+    /// - Parameter checkingMemory: refuse a model whose worker would not fit in this machine's memory (`checkMemory`).
+    public static func modelConfig(
+        _ config: RunConfig, tokenizer: some Tokenizer, checkingMemory: Bool = true
+    ) throws -> GPTConfig {
         var modelConfig: GPTConfig
         if let path = config.model.initFrom {
             let url = URL(fileURLWithPath: path)
@@ -55,7 +58,75 @@ public enum RunSetup {
             modelConfig.labelCount = try config.labelMap().names.count
             modelConfig.padTokenID = tokenizer.padID
         }
+        if checkingMemory { try checkMemory(config, modelConfig: modelConfig) }
         return modelConfig
+    }
+
+    /// Bytes one worker needs, roughly: parameters, gradients and AdamW's two moments (4 Float buffers of the
+    /// parameter count) plus the activations of one micro-batch (per block about 18·C + 2·H·T floats per token,
+    /// logits and probabilities 2·V per token). Nil when the arithmetic overflows Int (far beyond any memory).
+    public static func memoryEstimate(_ config: RunConfig, modelConfig m: GPTConfig) -> Int? {
+        func product(_ factors: Int...) -> Int? {
+            var result = 1
+            for factor in factors {
+                let (value, overflow) = result.multipliedReportingOverflow(by: factor)
+                if overflow { return nil }
+                result = value
+            }
+            return result
+        }
+        func sum(_ terms: Int?...) -> Int? {
+            var result = 0
+            for term in terms {
+                guard let term else { return nil }
+                let (value, overflow) = result.addingReportingOverflow(term)
+                if overflow { return nil }
+                result = value
+            }
+            return result
+        }
+        let C = m.channels, L = m.layerCount, V = m.vocabularySize, T = config.training.sequenceLength
+        let perBlock = sum(product(12, C, C), product(13, C))
+        let parameters = sum(
+            product(V, C), product(m.contextLength, C), perBlock.flatMap { product(L, $0) }, product(2, C),
+            product(m.labelCount ?? 0, C))
+        let tokens = product(config.training.microBatchSize, T)
+        let perTokenBlock = sum(product(18, C), product(2, m.headCount, T))
+        let perToken = sum(perTokenBlock.flatMap { product(L, $0) }, product(2, V), product(4, C))
+        guard let parameters, let tokens, let perToken, let activations = product(tokens, perToken) else { return nil }
+        return sum(product(4, 4, parameters), product(4, activations))
+    }
+
+    /// Physical memory of this machine in bytes (sysconf), nil where it cannot be told.
+    public static var physicalMemory: Int? {
+        let pages = sysconf(Int32(_SC_PHYS_PAGES)), size = sysconf(Int32(_SC_PAGESIZE))
+        guard pages > 0, size > 0 else { return nil }
+        return pages.multipliedReportingOverflow(by: size).overflow ? nil : pages * size
+    }
+
+    /// Refuses, before anything is allocated, a model whose `processes` workers would not fit in this machine's
+    /// memory.
+    public static func checkMemory(_ config: RunConfig, modelConfig: GPTConfig, processes: Int = 1) throws {
+        guard let memory = physicalMemory else { return }
+        let shape = "\(modelConfig.layerCount) layers × \(modelConfig.channels) channels, vocabulary "
+            + "\(modelConfig.vocabularySize), context \(modelConfig.contextLength), micro-batch "
+            + "\(config.training.microBatchSize) × \(config.training.sequenceLength) tokens"
+        func gib(_ bytes: Int) -> String { String(format: "%.1f GiB", Double(bytes) / Double(1 << 30)) }
+        guard let perWorker = memoryEstimate(config, modelConfig: modelConfig),
+            case let (estimate, overflow) = perWorker.multipliedReportingOverflow(by: max(1, processes)), !overflow
+        else {
+            throw ConfigError(
+                file: "<config>", key: "model",
+                message: "the model (\(shape)) is too large to count: its memory estimate overflows; this machine has \(gib(memory))")
+        }
+        if estimate > memory {
+            let workers = processes > 1 ? " × \(processes) workers = \(gib(estimate))" : ""
+            throw ConfigError(
+                file: "<config>", key: "model",
+                message: "the model (\(shape)) needs about \(gib(perWorker)) per worker\(workers) (parameters, "
+                    + "gradients, two AdamW moments and activations), more than this machine's \(gib(memory)) of "
+                    + "memory; make model.layers/channels/context_length or training.micro_batch_size smaller")
+        }
     }
 
     /// A replica's model with its starting weights: `init_from`'s, or fresh ones from `model.seed`.
