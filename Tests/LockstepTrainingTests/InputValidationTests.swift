@@ -5,6 +5,8 @@ import LockstepTestSupport
 import LockstepTokenizer
 import Testing
 
+@testable import LockstepCheckpoints
+@testable import LockstepConfig
 @testable import LockstepTraining
 
 /// Issue 16: every input is checked before work starts, and the error names the key or option and what was
