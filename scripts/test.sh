@@ -19,4 +19,14 @@ scripts/install-system-packages.sh
 if [ "$with_interop" = 1 ]; then scripts/setup-test-python.sh; fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 swift build -c release -Xswiftc -enable-testing
-swift test -c release -Xswiftc -enable-testing ${arguments[@]+"${arguments[@]}"}
+# Swift Testing's closing line does not count skipped tests: list them after it, with their reasons.
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+swift test -c release -Xswiftc -enable-testing ${arguments[@]+"${arguments[@]}"} 2>&1 | tee "$log" || status=$?
+skipped="$(grep -E '^. Test .* skipped' "$log" || true)"
+if [ -n "$skipped" ]; then
+    echo "Skipped: $(printf '%s\n' "$skipped" | wc -l) test(s), each with its reason:"
+    printf '%s\n' "$skipped"
+fi
+exit "$status"

@@ -1,3 +1,4 @@
+import CYaml
 import Foundation
 import Yams
 
@@ -105,6 +106,7 @@ final class ConfigSection {
     /// Parses YAML text; `overrides` are `dotted.key=value` pairs applied on top (values parsed as YAML).
     static func root(yaml text: String, file: String, overrides: [String] = []) throws -> ConfigSection {
         var node: ConfigNode
+        try checkNesting(text, file: file)
         do {
             if let document = try Yams.compose(yaml: text) {
                 node = try ConfigNode(yaml: document, file: file, path: "")
@@ -123,6 +125,13 @@ final class ConfigSection {
             }
             let key = String(override[..<equals])
             let valueText = String(override[override.index(after: equals)...])
+            let components = key.split(separator: ".", omittingEmptySubsequences: false)
+            guard components.count <= maximumDepth, !components.contains(where: \.isEmpty) else {
+                throw ConfigError(
+                    file: "--set", key: key,
+                    message: "expected a key of at most \(maximumDepth) dot-separated names, for example training.max_steps")
+            }
+            try checkNesting(valueText, file: "--set")
             let value: ConfigNode
             do {
                 value = try Yams.compose(yaml: valueText).map { try ConfigNode(yaml: $0, file: "--set", path: key) }
@@ -133,6 +142,40 @@ final class ConfigSection {
             node = node.setting(value, at: ArraySlice(key.split(separator: ".").map(String.init)))
         }
         return try ConfigSection(node: node, file: file, path: "")
+    }
+
+    /// Deepest nesting of mappings and sequences a config may have: real configs need 3, and composing a
+    /// deeper document recursively could exhaust the stack.
+    static let maximumDepth = 32
+
+    /// Refuses YAML nested deeper than `maximumDepth`, counted on libyaml's event stream (iteratively, before
+    /// anything recursive sees the document). Syntax errors are left to the parser that follows.
+    static func checkNesting(_ text: String, file: String) throws {
+        var parser = yaml_parser_t()
+        guard yaml_parser_initialize(&parser) == 1 else { return }
+        defer { yaml_parser_delete(&parser) }
+        let bytes = Array(text.utf8)
+        try bytes.withUnsafeBufferPointer { buffer in
+            yaml_parser_set_input_string(&parser, buffer.baseAddress, buffer.count)
+            var depth = 0
+            while true {
+                var event = yaml_event_t()
+                guard yaml_parser_parse(&parser, &event) == 1 else { return }
+                defer { yaml_event_delete(&event) }
+                switch event.type {
+                case YAML_MAPPING_START_EVENT, YAML_SEQUENCE_START_EVENT:
+                    depth += 1
+                    if depth > maximumDepth {
+                        throw ConfigError(
+                            file: file, line: Int(event.start_mark.line) + 1, key: "",
+                            message: "nested more than \(maximumDepth) levels deep; a config needs only a few")
+                    }
+                case YAML_MAPPING_END_EVENT, YAML_SEQUENCE_END_EVENT: depth -= 1
+                case YAML_STREAM_END_EVENT: return
+                default: break
+                }
+            }
+        }
     }
 
     private func fullKey(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }

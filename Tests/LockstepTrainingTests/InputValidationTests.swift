@@ -40,6 +40,30 @@ struct InputValidationTests {
         #expect(channels?.key == "model.channels", "\(String(describing: channels))")
     }
 
+    /// Found by fuzzing the config loader (docs/FUZZING.md): YAML nested tens of thousands deep, in flow or
+    /// block style, and a `--set` key of 100,000 dotted parts overflowed the stack while being composed.
+    @Test func deeplyNestedConfigsAreErrorsNotStackOverflows() throws {
+        let flow = "a: " + String(repeating: "[", count: 50_000) + String(repeating: "]", count: 50_000)
+        let block = "a:\n" + (1..<3000).map { String(repeating: " ", count: 2 * $0) + "b:\n" }.joined()
+        let dashes = "a:\n" + String(repeating: "- ", count: 40) + "x\n"
+        for (name, text) in [("flow", flow), ("block", block), ("dashes", dashes)] {
+            let error = #expect(throws: ConfigError.self) { try RunConfig(yaml: text, file: "deep.yaml") }
+            #expect(error?.file == "deep.yaml" && error?.message.contains("nested more than 32 levels") == true, "\(name): \(String(describing: error))")
+        }
+        let key = "model" + String(repeating: ".a", count: 100_000)
+        let long = configError(["\(key)=1"])
+        #expect(long?.file == "--set" && long?.message.contains("dot-separated") == true, "\(String(describing: long))")
+        let empty = configError(["model..layers=1"])
+        #expect(empty?.file == "--set", "\(String(describing: empty))")
+        let deepValue = configError(["model.layers=" + String(repeating: "[", count: 100) + String(repeating: "]", count: 100)])
+        #expect(deepValue?.message.contains("nested more than") == true, "\(String(describing: deepValue))")
+        // Every shipped config is far from the limit.
+        for file in try FileManager.default.contentsOfDirectory(atPath: SharedFiles.packageRoot.appendingPathComponent("configs").path) {
+            let text = try String(contentsOf: SharedFiles.packageRoot.appendingPathComponent("configs/\(file)"), encoding: .utf8)
+            try ConfigSection.checkNesting(text, file: file)
+        }
+    }
+
     @Test func optimizerAndScheduleRanges() throws {
         for (override, key, expected) in [
             ("optimizer.beta1=1", "optimizer.beta1", "[0.0, 1.0)"),
