@@ -55,19 +55,24 @@ struct LossSpikeTests {
     @Test func detectorSkipsOnlyLossesFarAboveItsWindow() {
         var detector = LossSpikeDetector(sigma: 3, capacity: 4)
         // Not acting before the window is full, even on a huge loss.
-        #expect(!detector.observe(2.0) && !detector.observe(50) && !detector.observe(2.1) && !detector.observe(1.9))
+        let filling = [2.0, 50, 2.1, 1.9].map { detector.observe($0) }
+        #expect(filling == [false, false, false, false])
         #expect(detector.window == [2.0, 50, 2.1, 1.9])
-        #expect(!detector.observe(2.0))
+        let sliding = detector.observe(2.0)
+        #expect(!sliding)
         #expect(detector.window == [50, 2.1, 1.9, 2.0])
         detector.reset(to: [2.0, 2.1, 1.9, 2.0])
         let (mean, deviation) = detector.statistics
-        #expect(!detector.observe(mean + 2.9 * deviation))
+        let below = detector.observe(mean + 2.9 * deviation)
+        #expect(!below)
         detector.reset(to: [2.0, 2.1, 1.9, 2.0])
-        #expect(detector.observe(mean + 3.1 * deviation))
+        let above = detector.observe(mean + 3.1 * deviation)
+        #expect(above)
         // A spike stays out of the window, so the next one is judged against the same losses.
         #expect(detector.window == [2.0, 2.1, 1.9, 2.0])
-        #expect(detector.observe(9) && detector.observe(9))
-        #expect(!detector.observe(.nan) && detector.window == [2.0, 2.1, 1.9, 2.0])
+        let again = [9.0, 9.0, .nan].map { detector.observe($0) }
+        #expect(again == [true, true, false])
+        #expect(detector.window == [2.0, 2.1, 1.9, 2.0])
         detector.reset()
         #expect(detector.window.isEmpty)
         // Keys and defaults: off unless spike_sigma is set.

@@ -12,7 +12,7 @@ import LockstepCheckpoints
 /// refuses, the logs after a resume, and `model.init_from` a checkpoint.
 @Suite("Resume")
 struct ResumeTests {
-    static let quiet = ProgressReporter(output: FileHandle(forWritingAtPath: "/dev/null")!)
+    static var quiet: ProgressReporter { ProgressReporter(output: FileHandle(forWritingAtPath: "/dev/null")!) }
 
     /// A 20-step run saving every 5 steps (all kept), logging every step.
     static func config(_ directory: URL, _ extra: String = "") throws -> RunConfig {
