@@ -21,10 +21,12 @@ public struct CheckpointError: Error, CustomStringConvertible, Equatable {
 ///   best            "step-0000500"   (fine-tuning: the best dev metric so far)
 /// ```
 ///
-/// A save writes into `.tmp-step-…`, fsyncs every file and the folder, renames it into place, and only then
-/// moves `latest` (write a temporary file, fsync, rename). A crash at any moment leaves either the old or the
-/// new checkpoint visible, never a half-written one. `checksums.json` holds the SHA-256 of every other file,
-/// so truncation or bit flips are found on load and the checkpoint is passed over for an older valid one.
+/// A save first removes what an interrupted save left (`.tmp-step-…`), writes into a new `.tmp-step-…`, fsyncs
+/// every file and the folder, renames it into place (swapping it with an existing step of the same number in
+/// one `renameat2(RENAME_EXCHANGE)`), and only then moves `latest` (write a temporary file, fsync, rename). A
+/// crash at any moment leaves either the old or the new checkpoint visible, never a half-written one.
+/// `checksums.json` holds the SHA-256 of every other file and must list `requiredFiles`, so truncation, bit
+/// flips or a missing file are found on load and the checkpoint is passed over for an older valid one.
 public struct CheckpointDirectory {
     public let root: URL
 
@@ -51,21 +53,57 @@ public struct CheckpointDirectory {
         }
         let name = Self.name(step: step)
         let final = root.appendingPathComponent(name)
-        let temporary = root.appendingPathComponent(".tmp-\(name)-\(getpid())")
-        try? fileManager.removeItem(at: temporary)
+        let temporary = root.appendingPathComponent("\(Self.temporaryPrefix)\(name)-\(getpid())")
+        try removeLeftovers()
         do {
             try fileManager.createDirectory(at: temporary, withIntermediateDirectories: false)
             try Self.writeChecksummed(files: files, in: temporary)
-            if fileManager.fileExists(atPath: final.path) { try fileManager.removeItem(at: final) }
-            try fileManager.moveItem(at: temporary, to: final)
-            try AtomicFile.sync(root)
+            try AtomicFile.sync(temporary)
+            // An existing step (a resumed run saving a step again) is swapped for the new one in one rename.
+            try AtomicFile.replaceDirectory(final, with: temporary)
             try setLatest(name)
         } catch {
             try? fileManager.removeItem(at: temporary)
             throw CheckpointError(
-                description: "\(final.path): saving the checkpoint failed (\(error.localizedDescription)); earlier checkpoints are intact")
+                description: "\(final.path): saving the checkpoint failed (\(error)); earlier checkpoints are intact")
         }
         return final
+    }
+
+    /// The files every Lockstep checkpoint has, and its `checksums.json` must list: a checkpoint without one of
+    /// them is invalid, like a corrupt one.
+    public static let requiredFiles = ["model.safetensors", "optimizer.safetensors", "state.json"]
+
+    /// The start of the temporary folder a save writes into (`.tmp-step-0000500-<pid>`).
+    static let temporaryPrefix = ".tmp-"
+
+    /// Removes what an interrupted save left behind: `.tmp-step-*` folders (a crash while writing) and
+    /// `.step-*.old-*` ones (a crash while replacing a step on a file system without an atomic exchange; such a
+    /// folder is renamed back when its step is missing, since it is then the only copy). Saves are serial, so
+    /// none of them belongs to a save in progress.
+    /// - Throws: `CheckpointError` naming a leftover that cannot be removed.
+    func removeLeftovers() throws {
+        let fileManager = FileManager.default
+        let names = (try? fileManager.contentsOfDirectory(atPath: root.path)) ?? []
+        for name in names {
+            let url = root.appendingPathComponent(name)
+            let isTemporary = name.hasPrefix(Self.temporaryPrefix + "step-")
+            let aside = name.hasPrefix(".step-") ? name.range(of: ".old-") : nil
+            guard isTemporary || aside != nil else { continue }
+            do {
+                if let aside {
+                    let original = root.appendingPathComponent(String(name[name.index(after: name.startIndex)..<aside.lowerBound]))
+                    if !fileManager.fileExists(atPath: original.path) {
+                        try AtomicFile.rename(url, to: original)
+                        continue
+                    }
+                }
+                try fileManager.removeItem(at: url)
+            } catch {
+                throw CheckpointError(
+                    description: "\(url.path): cannot clean up this leftover of an interrupted save (\(error))")
+            }
+        }
     }
 
     /// Writes `files` into the existing folder `folder`, then `checksums.json` with the SHA-256 of each, and
@@ -118,8 +156,9 @@ public struct CheckpointDirectory {
             .sorted { $0.step > $1.step }
     }
 
-    /// Checks every file listed in `checksums.json` against its SHA-256. Throws naming the first bad file.
-    public static func verify(_ directory: URL) throws {
+    /// Checks that `checksums.json` lists each of `required` and that every file it lists matches its SHA-256.
+    /// Throws naming the first missing or bad file.
+    public static func verify(_ directory: URL, required: [String] = requiredFiles) throws {
         let checksumURL = directory.appendingPathComponent("checksums.json")
         guard let data = try? Data(contentsOf: checksumURL) else {
             throw CheckpointError(description: "\(checksumURL.path): missing or unreadable")
@@ -136,8 +175,13 @@ public struct CheckpointDirectory {
                 throw CheckpointError(description: "\(checksumURL.path): the checksum of \(name) is '\(expected)', expected 64 hex digits")
             }
         }
-        for required in ["state.json"] where checksums[required] == nil {
-            throw CheckpointError(description: "\(checksumURL.path): does not list \(required)")
+        let unlisted = required.filter { checksums[$0] == nil }
+        if !unlisted.isEmpty {
+            throw CheckpointError(
+                description: """
+                    \(checksumURL.path): does not list \(unlisted.joined(separator: ", ")) (a checkpoint needs \
+                    \(required.joined(separator: ", ")))
+                    """)
         }
         for (name, expected) in checksums.sorted(by: { $0.key < $1.key }) {
             let url = directory.appendingPathComponent(name)
@@ -154,6 +198,11 @@ public struct CheckpointDirectory {
     /// The newest checkpoint whose checksums hold, trying `latest` first and then every step downwards.
     /// `rejected` receives a message for each checkpoint passed over.
     public func newestValid(rejected: (String) -> Void = { _ in }) -> URL? {
+        newestValid(required: Self.requiredFiles, rejected: rejected)
+    }
+
+    /// `newestValid(rejected:)` with the files each checkpoint must list (for folders of other contents).
+    public func newestValid(required: [String], rejected: (String) -> Void = { _ in }) -> URL? {
         var candidates = checkpoints().map(\.url)
         if let name = pointer("latest") {
             let pointed = root.appendingPathComponent(name)
@@ -162,7 +211,7 @@ public struct CheckpointDirectory {
         }
         for candidate in candidates {
             do {
-                try Self.verify(candidate)
+                try Self.verify(candidate, required: required)
                 return candidate
             } catch {
                 rejected("passing over \(candidate.path): \(error)")

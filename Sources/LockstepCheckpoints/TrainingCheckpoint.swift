@@ -29,12 +29,16 @@ public struct CheckpointState: Codable, Equatable, Sendable {
     public var temperature: Double? = nil
     /// Classifier runs only: the dev metrics and the best checkpoint so far, so a resumed run keeps both.
     public var selection: ModelSelection? = nil
+    /// The loss-spike detector's window (`WorkerState.lossWindow`); nil in checkpoints from before it existed.
+    public var lossWindow: [Double]? = nil
+    /// The coordinator's loss-spike counts; nil in checkpoints from before they existed.
+    public var spikes: SpikeCounts? = nil
 
     public init(
         formatVersion: Int = currentFormatVersion, step: Int, optimizerStep: Int, cursor: DataCursor, config: RunConfig,
         model: GPTConfig, tokenizerVocabularySize: Int, worldSize: Int, labelNames: [String]?, skippedSteps: Int,
         lastLoss: Double? = nil, lastValidationLoss: Double? = nil, elapsedSeconds: Double, temperature: Double? = nil,
-        selection: ModelSelection? = nil
+        selection: ModelSelection? = nil, lossWindow: [Double]? = nil, spikes: SpikeCounts? = nil
     ) {
         self.formatVersion = formatVersion
         self.step = step
@@ -51,6 +55,28 @@ public struct CheckpointState: Codable, Equatable, Sendable {
         self.elapsedSeconds = elapsedSeconds
         self.temperature = temperature
         self.selection = selection
+        self.lossWindow = lossWindow
+        self.spikes = spikes
+    }
+}
+
+/// What the coordinator counts of loss spikes (`fault_tolerance.spike_sigma`), kept in checkpoints so that a
+/// resumed run rolls back exactly when the uninterrupted one would.
+public struct SpikeCounts: Codable, Equatable, Sendable {
+    /// Spikes in a row up to now.
+    public var inARow = 0
+    /// The step (counting from 1) of the first spike of the current run of spikes; nil when `inARow` is 0.
+    public var firstOfRow: Int? = nil
+    /// Updates skipped as spikes over the whole run.
+    public var skipped = 0
+    /// Roll-backs to a checkpoint over the whole run.
+    public var rollBacks = 0
+
+    public init(inARow: Int = 0, firstOfRow: Int? = nil, skipped: Int = 0, rollBacks: Int = 0) {
+        self.inARow = inARow
+        self.firstOfRow = firstOfRow
+        self.skipped = skipped
+        self.rollBacks = rollBacks
     }
 }
 
@@ -144,6 +170,7 @@ public enum TrainingCheckpoint {
         try readTensors(layout: layout, prefix: "v.", into: snapshot.secondMoments, from: optimizer)
         snapshot.optimizerStep = state.optimizerStep
         snapshot.cursor = state.cursor
+        snapshot.lossWindow = state.lossWindow ?? []
         return state
     }
 
@@ -160,7 +187,7 @@ public enum TrainingCheckpoint {
         }
     }
 
-    static func describe(_ config: GPTConfig) -> String {
+    public static func describe(_ config: GPTConfig) -> String {
         "vocab \(config.vocabularySize), context \(config.contextLength), \(config.layerCount) layers, "
             + "\(config.headCount) heads, \(config.channels) channels"
             + (config.labelCount.map { ", \($0) labels" } ?? "")

@@ -16,6 +16,9 @@ public final class WorkerState {
     public var optimizerStep = 0
     /// Where the next global batch starts in the data stream.
     public var cursor = DataCursor(epoch: 0, position: 0)
+    /// The loss-spike detector's recent global losses, oldest first (empty when detection is off); every replica
+    /// holds the same ones, and a checkpoint keeps them so a resumed run makes the same skip decisions.
+    public var lossWindow: [Double] = []
     private let ownsBuffers: Bool
 
     /// A zeroed state that owns its buffers.
@@ -60,5 +63,6 @@ public final class WorkerState {
         _ = secondMoments.update(fromContentsOf: other.secondMoments)
         optimizerStep = other.optimizerStep
         cursor = other.cursor
+        lossWindow = other.lossWindow
     }
 }

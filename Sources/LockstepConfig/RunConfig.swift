@@ -122,10 +122,48 @@ public struct RunConfig: Codable, Equatable, Sendable {
         /// Seconds any wait on another rank may last (plans, reports, gradient sync, checkpoint handoff,
         /// evaluation logits, replica checks, the launch) before the job ends naming the rank and the phase.
         public var hangTimeoutSeconds: Double
+        /// Loss spikes: a step whose global loss exceeds the mean of the last `spikeWindow` losses by more
+        /// than this many standard deviations skips its update on every worker. 0: detection off.
+        public var spikeSigma: Double
+        /// Steps of (non-spike, finite) losses the spike detector compares against; it acts once it has them.
+        public var spikeWindow: Int
+        /// This many spikes in a row reload the last checkpoint's parameters and optimizer state, keeping the
+        /// data moving forward (0: never; the spikes are only skipped).
+        public var maxSpikesInARow: Int
+        /// Keys of `resumeCheckedKeys` that a resume may change on purpose (e.g. `training.max_steps`).
+        public var allowResumeChanges: [String]
 
-        public init(hangTimeoutSeconds: Double = 300) {
+        /// The settings a resume compares with the checkpoint's config, refusing a difference unless the key is
+        /// in `allow_resume_changes`: the data stream, the label names and the schedule's length.
+        public static let resumeCheckedKeys = [
+            "data.train", "data.validation", "data.format", "data.seed", "data.shuffle", "classification.labels",
+            "training.max_steps", "schedule.kind",
+        ]
+
+        public init(
+            hangTimeoutSeconds: Double = 300, spikeSigma: Double = 0, spikeWindow: Int = 128, maxSpikesInARow: Int = 5,
+            allowResumeChanges: [String] = []
+        ) {
             self.hangTimeoutSeconds = hangTimeoutSeconds
+            self.spikeSigma = spikeSigma
+            self.spikeWindow = spikeWindow
+            self.maxSpikesInARow = maxSpikesInARow
+            self.allowResumeChanges = allowResumeChanges
         }
+
+        /// Keys missing in a checkpoint written before they existed take their defaults.
+        public init(from decoder: Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            let defaults = FaultToleranceSettings()
+            hangTimeoutSeconds = try container.decodeIfPresent(Double.self, forKey: .hangTimeoutSeconds) ?? defaults.hangTimeoutSeconds
+            spikeSigma = try container.decodeIfPresent(Double.self, forKey: .spikeSigma) ?? defaults.spikeSigma
+            spikeWindow = try container.decodeIfPresent(Int.self, forKey: .spikeWindow) ?? defaults.spikeWindow
+            maxSpikesInARow = try container.decodeIfPresent(Int.self, forKey: .maxSpikesInARow) ?? defaults.maxSpikesInARow
+            allowResumeChanges = try container.decodeIfPresent([String].self, forKey: .allowResumeChanges) ?? []
+        }
+
+        /// Whether the spike detector is on.
+        public var detectsSpikes: Bool { spikeSigma > 0 }
     }
 
     /// How the cross-entropy weighs the classes.
@@ -297,7 +335,18 @@ public struct RunConfig: Codable, Equatable, Sendable {
         if !(hangTimeout > 0) {
             throw faultTolerance.invalid("hang_timeout_seconds", "expected a number of seconds > 0, found \(hangTimeout)")
         }
-        self.faultTolerance = FaultToleranceSettings(hangTimeoutSeconds: hangTimeout)
+        let spikeSigma = try faultTolerance.double("spike_sigma", default: 0, minimum: 0)
+        let spikeWindow = try faultTolerance.int("spike_window", default: 128, minimum: 2)
+        let maxSpikesInARow = try faultTolerance.int("max_spikes_in_a_row", default: 5, minimum: 0)
+        let allowResumeChanges = try faultTolerance.optionalStrings("allow_resume_changes") ?? []
+        for key in allowResumeChanges where !FaultToleranceSettings.resumeCheckedKeys.contains(key) {
+            throw faultTolerance.invalid(
+                "allow_resume_changes",
+                "'\(key)' is not a key a resume checks (expected some of \(FaultToleranceSettings.resumeCheckedKeys.joined(separator: ", ")))")
+        }
+        self.faultTolerance = FaultToleranceSettings(
+            hangTimeoutSeconds: hangTimeout, spikeSigma: spikeSigma, spikeWindow: spikeWindow,
+            maxSpikesInARow: maxSpikesInARow, allowResumeChanges: allowResumeChanges)
 
         if task == .classification {
             let section = try root.section("classification")

@@ -68,6 +68,52 @@ public enum AtomicFile {
         try sync(destination.deletingLastPathComponent())
     }
 
+    /// Puts the complete directory `source` in the place of `destination` in one step, so that a reader (or a
+    /// crash) sees the old `destination` or the new one, never neither: `renameat2(RENAME_EXCHANGE)` swaps the
+    /// two names atomically, then the old contents (now at `source`) are removed. Where the kernel or file system
+    /// cannot exchange, the old directory is first renamed aside (`.<name>.old-<pid>`) and then replaced, which
+    /// leaves a short window without `destination`. A missing `destination` is a plain rename. The folder that
+    /// holds `destination` is fsynced either way.
+    /// - Throws: `FileWriteError` naming the path and the failing call; `destination` is then unchanged.
+    public static func replaceDirectory(_ destination: URL, with source: URL) throws {
+        let fileManager = FileManager.default
+        guard fileManager.fileExists(atPath: destination.path) else {
+            try rename(source, to: destination)
+            return
+        }
+        if let exchange = renameExchange {
+            if exchange(AT_FDCWD, source.path, AT_FDCWD, destination.path, renameExchangeFlag) == 0 {
+                try sync(destination.deletingLastPathComponent())
+                do {
+                    try fileManager.removeItem(at: source)
+                } catch {
+                    throw FileWriteError(
+                        path: source.path, reason: "removing the replaced directory failed: \(error.localizedDescription)")
+                }
+                return
+            }
+            let code = errno
+            guard code == EINVAL || code == ENOSYS || code == ENOTSUP || code == EOPNOTSUPP else {
+                throw failure(destination.path, "renameat2(RENAME_EXCHANGE) with \(source.path)")
+            }
+        }
+        let aside = destination.deletingLastPathComponent()
+            .appendingPathComponent(".\(destination.lastPathComponent).old-\(getpid())")
+        try? fileManager.removeItem(at: aside)
+        try rename(destination, to: aside)
+        do {
+            try rename(source, to: destination)
+        } catch {
+            try? rename(aside, to: destination)
+            throw error
+        }
+        do {
+            try fileManager.removeItem(at: aside)
+        } catch {
+            throw FileWriteError(path: aside.path, reason: "removing the replaced directory failed: \(error.localizedDescription)")
+        }
+    }
+
     /// Flushes a file's or a folder's contents (a folder's: its entries) to the disk.
     /// - Throws: `FileWriteError` naming the path when it cannot be opened or fsync fails.
     public static func sync(_ url: URL) throws {
@@ -83,9 +129,19 @@ public enum AtomicFile {
 }
 
 #if canImport(Glibc)
+/// glibc's `renameat2` (2.28 and later), which Swift's Glibc module does not declare; nil where it is missing.
+private let renameExchange: (@convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32)? = {
+    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "renameat2") else { return nil }
+    return unsafeBitCast(
+        symbol, to: (@convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32).self)
+}()
+/// `RENAME_EXCHANGE` from <linux/fs.h>.
+private let renameExchangeFlag: UInt32 = 1 << 1
 private let systemWrite = Glibc.write
 private let systemRename = Glibc.rename
 #elseif canImport(Darwin)
+private let renameExchange: (@convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32)? = nil
+private let renameExchangeFlag: UInt32 = 0
 private let systemWrite = Darwin.write
 private let systemRename = Darwin.rename
 #endif

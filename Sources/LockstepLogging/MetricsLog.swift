@@ -222,6 +222,52 @@ public final class MetricsLog {
 
     // MARK: - Crash recovery
 
+    /// Makes `url` hold each step once for a run resumed from the checkpoint of step `step`: removes every
+    /// record whose `step` is greater (what the earlier run logged after that checkpoint, which the resumed run
+    /// logs again) and a partial last line, keeping the other lines byte for byte. The file is replaced
+    /// atomically; a missing file is left missing. Returns the number of records removed.
+    /// - Throws: `MetricsLogError` naming the file (and line, for a malformed record).
+    @discardableResult
+    public static func dropRecords(after step: Int, in url: URL) throws -> Int {
+        guard FileManager.default.fileExists(atPath: url.path) else { return 0 }
+        let data: Data
+        do {
+            data = try Data(contentsOf: url)
+        } catch {
+            throw MetricsLogError(path: url.path, line: nil, message: "cannot read: \(error)")
+        }
+        var lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+        // The text after the last newline: empty, or a crash's partial record.
+        let partial = lines.removeLast()
+        var kept = Data()
+        var dropped = 0
+        for (index, line) in lines.enumerated() {
+            if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: "\r") }) {
+                continue
+            }
+            let record: [String: MetricValue]
+            do {
+                record = try parse(line: String(decoding: line, as: UTF8.self))
+            } catch let problem as MetricsLogError {
+                throw MetricsLogError(path: url.path, line: index + 1, message: problem.message)
+            }
+            if case .int(let recordStep) = record["step"], recordStep > step {
+                dropped += 1
+                continue
+            }
+            kept.append(contentsOf: line)
+            kept.append(UInt8(ascii: "\n"))
+        }
+        if dropped > 0 || !partial.isEmpty {
+            do {
+                try AtomicFile.write(kept, to: url)
+            } catch {
+                throw MetricsLogError(path: url.path, line: nil, message: "cannot rewrite: \(error)")
+            }
+        }
+        return dropped
+    }
+
     /// Truncates the file after its last newline if it does not end with one; returns the bytes removed.
     private static func dropPartialLastLine(_ handle: FileHandle) throws -> Int {
         let size = Int(try handle.seekToEnd())

@@ -71,6 +71,14 @@ public final class TensorBoardWriter {
         pending += TFRecord.frame(TensorBoardEvent.scalars(values, step: step, wallTime: time))
     }
 
+    /// Queues TensorBoard's restart marker, an event with `session_log { status: START }` at `step`: a reader
+    /// (TensorBoard's `EventAccumulator` with its default `purge_orphaned_data`) drops every event of an earlier
+    /// file at this step or later. A resumed run writes it at its first new step, so the steps an interrupted
+    /// run logged past its checkpoint are shown once, from the resumed run.
+    public func addSessionStart(step: Int, wallTime: Double? = nil) {
+        pending += TFRecord.frame(TensorBoardEvent.sessionStart(step: step, wallTime: wallTime ?? Date().timeIntervalSince1970))
+    }
+
     /// Writes queued events to the file.
     /// - Throws: `TensorBoardWriterError` if the write fails or the writer was closed with events queued.
     public func flush() throws {
@@ -98,7 +106,9 @@ public final class TensorBoardWriter {
 
 /// Serialized `tensorflow.Event` messages (tensorboard/compat/proto/event.proto and summary.proto):
 /// ```
-/// Event   { double wall_time = 1; int64 step = 2; string file_version = 3; Summary summary = 5; }
+/// Event   { double wall_time = 1; int64 step = 2; string file_version = 3; Summary summary = 5;
+///           SessionLog session_log = 6; }
+/// SessionLog { SessionStatus status = 1; }   (START = 1)
 /// Summary { repeated Value value = 1; }
 /// Value   { string tag = 1; float simple_value = 2; }
 /// ```
@@ -107,6 +117,17 @@ enum TensorBoardEvent {
         var event = ProtobufWriter()
         event.double(field: 1, wallTime)  // step 0 is protobuf's default, so it is left out
         event.string(field: 3, "brain.Event:2")
+        return event.bytes
+    }
+
+    /// `Event { wall_time, step, session_log = 6 { status = 1: START (1) } }`.
+    static func sessionStart(step: Int, wallTime: Double) -> [UInt8] {
+        var sessionLog = ProtobufWriter()
+        sessionLog.varint(field: 1, 1)
+        var event = ProtobufWriter()
+        event.double(field: 1, wallTime)
+        event.int64(field: 2, Int64(step))
+        event.message(field: 6, sessionLog.bytes)
         return event.bytes
     }
 
@@ -141,6 +162,11 @@ struct ProtobufWriter {
     }
 
     mutating func key(field: Int, wireType: UInt64) { varint(UInt64(field) << 3 | wireType) }
+
+    mutating func varint(field: Int, _ value: UInt64) {
+        key(field: field, wireType: 0)
+        varint(value)
+    }
 
     mutating func int64(field: Int, _ value: Int64) {
         key(field: field, wireType: 0)

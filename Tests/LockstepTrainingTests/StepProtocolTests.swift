@@ -27,14 +27,15 @@ import Testing
     @Test func reportLayoutRoundTrips() throws {
         let report = WorkerReport(
             step: 12, loss: 3.5, tokens: 4096, gradNorm: 1.25, computeSeconds: 0.5, communicationSeconds: 0.125,
-            optimizerSeconds: 0.0625, stepSeconds: 0.75, skippedNonFinite: true, evaluationLossSum: 10, evaluationTokens: 4)
+            optimizerSeconds: 0.0625, stepSeconds: 0.75, skippedNonFinite: true, evaluationLossSum: 10, evaluationTokens: 4,
+            skippedSpike: true)
         #expect(report.fields.count == WorkerReport.fieldCount)
         #expect(WorkerReport(fields: report.fields) == report)
         #expect(WorkerReport(fields: [1, 2]) == nil)
         var fractional = report.fields
         fractional[2] = 1.5
         #expect(WorkerReport(fields: fractional) == nil)
-        let plan = StepPlan(step: 1, learningRate: 0.1, checkpoint: true, verifyReplicas: true)
+        let plan = StepPlan(step: 1, learningRate: 0.1, checkpoint: true, verifyReplicas: true, rollBack: true)
         #expect(try JSONDecoder().decode(StepPlan.self, from: JSONEncoder().encode(plan)) == plan)
     }
 

@@ -1,6 +1,6 @@
 import Foundation
 import FuzzSupport
-import LockstepTraining
+import LockstepConfig
 
 /// The config loader: YAML up to the first zero byte, then `--set key=value` overrides, one per line.
 /// A config that loads also gets its derived numbers (accumulation steps for several worker counts).

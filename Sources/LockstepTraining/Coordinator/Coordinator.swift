@@ -24,7 +24,11 @@ public struct RunSummary: Sendable {
     /// The last step's training loss; nil when no step ran.
     public var lastLoss: Double?
     public var lastValidationLoss: Double?
+    /// Updates skipped for a non-finite loss or gradient norm.
     public var skippedSteps: Int
+    /// Updates skipped as loss spikes, and roll-backs to a checkpoint after spikes in a row.
+    public var spikeSteps: Int = 0
+    public var rollBacks: Int = 0
     public var seconds: Double
     /// From the first step's start to the last step's end (final save and model export not included), and
     /// this process's CPU time over the same span: the coordinator's steady-state cost.
@@ -43,6 +47,8 @@ public struct RunSummary: Sendable {
             line += String(format: ", best dev %@ %.4f at step %d", best.metric.rawValue, value, step)
         }
         if skippedSteps > 0 { line += ", \(skippedSteps) skipped non-finite steps" }
+        if spikeSteps > 0 { line += ", \(spikeSteps) skipped loss spikes" }
+        if rollBacks > 0 { line += ", \(rollBacks) roll-back\(rollBacks == 1 ? "" : "s") to a checkpoint" }
         return line
     }
 }
@@ -73,6 +79,7 @@ public final class Coordinator {
     let console: ProgressReporter
     let validator: Validator
     let checkpointer: Checkpointer
+    let spikeGuard: SpikeGuard
 
     /// `resumed`: the state of the checkpoint whose contents the replicas were started from.
     public init(
@@ -90,6 +97,7 @@ public final class Coordinator {
         labelNames = config.task == .classification ? try config.labelMap().names : nil
         validator = try Validator(config: config, labelNames: labelNames, resumed: resumed)
         checkpointer = Checkpointer(config: config, layout: ParameterLayout(config: modelConfig))
+        spikeGuard = SpikeGuard(config: config, directory: checkpointer.directory, resumed: resumed)
     }
 
     /// Classifier runs with a dev set: its size and K, which an MPI link needs to collect the dev logits.
@@ -106,17 +114,23 @@ public final class Coordinator {
         var skippedInARow = 0
         var skippedTotal: Int
         var stopReason: StopReason?
+        /// The next plan rolls the replicas back to the checkpoint now in the snapshot.
+        var rollBackNext = false
     }
 
     public func run() throws -> RunSummary {
         try FileManager.default.createDirectory(
             at: URL(fileURLWithPath: config.output.directory), withIntermediateDirectories: true)
-        let log = try TrainingLog(config: config, console: console, resumedElapsed: resumed?.elapsedSeconds)
+        let log = try TrainingLog(config: config, console: console, resumed: resumed)
         try checkpointer.keepBest(step: validator.judge?.selection.bestStep)
         let firstStep = resumed?.step ?? 0
         var progress = Progress(
             step: firstStep, lastLoss: resumed?.lastLoss, lastValidationLoss: resumed?.lastValidationLoss,
             skippedTotal: resumed?.skippedSteps ?? 0)
+        if spikeGuard.isRollBackDue && progress.step < config.training.maxSteps {
+            // Saved right after the spike that called for a roll-back: roll back now, as the run would have.
+            try rollBack(&progress, log: log)
+        }
         let cpuAtStart = processCPUSeconds()
         var steppingSeconds = 0.0, steppingCPUSeconds = 0.0
 
@@ -133,6 +147,8 @@ public final class Coordinator {
             } else {
                 progress.skippedInARow = 0
             }
+            let rollBackDue = spikeGuard.conclude(summary, step: progress.step)
+                && !plan.stop
             try log.recordStep(plan, summary)
             let outcome = try validator.conclude(plan, summary, step: progress.step, log: log)
             if let loss = outcome?.validationLoss { progress.lastValidationLoss = loss }
@@ -161,6 +177,7 @@ public final class Coordinator {
                         """)
             }
             if plan.stop { break }
+            if rollBackDue { try rollBack(&progress, log: log) }
         }
         try checkpointer.waitForSave()
         if progress.step == firstStep { try link.release() }
@@ -175,8 +192,19 @@ public final class Coordinator {
         return RunSummary(
             steps: progress.step, stopReason: progress.stopReason ?? .stepBudget, lastLoss: progress.lastLoss,
             lastValidationLoss: progress.lastValidationLoss, skippedSteps: progress.skippedTotal,
+            spikeSteps: spikeGuard.counts.skipped, rollBacks: spikeGuard.counts.rollBacks,
             seconds: Date().timeIntervalSince(log.started), steppingSeconds: steppingSeconds,
             steppingCPUSeconds: steppingCPUSeconds, modelDirectory: modelDirectory, best: validator.judge?.selection)
+    }
+
+    /// After loss spikes in a row: loads the checkpoint to roll back to into the snapshot (once any save is done
+    /// with it), which the next plan sends to every replica.
+    func rollBack(_ progress: inout Progress, log: TrainingLog) throws {
+        try checkpointer.waitForSave()
+        let inARow = spikeGuard.counts.inARow
+        let checkpoint = try spikeGuard.prepareRollBack(into: checkpointer.snapshot, model: modelConfig, step: progress.step)
+        try log.recordRollBack(step: progress.step, to: checkpoint.step, spikes: inARow)
+        progress.rollBackNext = true
     }
 
     /// The plan for step `progress.step`: its learning rate, and whether it is the last (step budget, or a stop
@@ -192,13 +220,15 @@ public final class Coordinator {
         let isLast = step == config.training.maxSteps - 1 || progress.stopReason != nil
         let evaluate = validator.isDue(step: step + 1, isLast: isLast)
         let handoff = checkpointer.isDue(step: step + 1, isLast: isLast) || (evaluate && validator.mayPickBest)
+        let rollBack = progress.rollBackNext
+        progress.rollBackNext = false
         // The snapshot is about to be overwritten: the previous save must be done with it.
         if handoff { try checkpointer.waitForSave() }
         let checkEvery = config.distributed.checkReplicasEvery
         return StepPlan(
             step: step, learningRate: schedule.learningRate(atStep: step), evaluate: evaluate, checkpoint: handoff,
             verifyReplicas: checkEvery > 0 && (step + 1) % checkEvery == 0, stop: isLast,
-            stopReason: isLast ? (progress.stopReason ?? .stepBudget).rawValue : nil)
+            stopReason: isLast ? (progress.stopReason ?? .stepBudget).rawValue : nil, rollBack: rollBack)
     }
 
     /// `state.json` for a checkpoint of the state just handed over.
@@ -209,7 +239,8 @@ public final class Coordinator {
             model: modelConfig, tokenizerVocabularySize: tokenizer.vocabularySize, worldSize: link.replicaCount,
             labelNames: labelNames, skippedSteps: progress.skippedTotal, lastLoss: progress.lastLoss,
             lastValidationLoss: progress.lastValidationLoss, elapsedSeconds: elapsed,
-            temperature: validator.judge?.temperature, selection: validator.judge?.selection)
+            temperature: validator.judge?.temperature, selection: validator.judge?.selection,
+            lossWindow: config.faultTolerance.detectsSpikes ? snapshot.lossWindow : nil, spikes: spikeGuard.counts)
     }
 }
 

@@ -6,7 +6,8 @@ import LockstepCheckpoints
 public protocol ReplicaLink: AnyObject {
     var replicaCount: Int { get }
     /// Runs one step on every replica and combines their reports. With `plan.checkpoint`, `snapshot` holds
-    /// replica 0's state after the update when this returns.
+    /// replica 0's state after the update when this returns. With `plan.rollBack`, every replica first takes
+    /// `snapshot`'s parameters and optimizer state (`WorkerReplica.rollBack(to:)`).
     func execute(_ plan: StepPlan, snapshot: WorkerState) throws -> StepSummary
     /// Lets the replicas go without another step (a resumed run that had nothing left to do).
     func release() throws
@@ -23,6 +24,7 @@ public final class LocalReplicaLink: ReplicaLink {
     public var replicaCount: Int { 1 }
 
     public func execute(_ plan: StepPlan, snapshot: WorkerState) throws -> StepSummary {
+        if plan.rollBack { replica.rollBack(to: snapshot) }
         let report = try replica.execute(plan)
         if plan.checkpoint { snapshot.copy(from: replica.state) }
         var summary = StepSummary([report])

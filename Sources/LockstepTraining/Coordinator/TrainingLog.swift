@@ -1,4 +1,5 @@
 import Foundation
+import LockstepCheckpoints
 import LockstepConfig
 import LockstepDistributed
 import LockstepEvaluation
@@ -20,18 +21,29 @@ final class TrainingLog {
     private var tokensSinceRecord = 0.0
     private var timeOfLastRecord = Date()
 
-    /// Opens the run's logs; a resumed run appends to `metrics.jsonl` (after the records past its step were
-    /// dropped by the caller).
-    init(config: RunConfig, console: ProgressReporter, resumedElapsed: Double?) throws {
+    /// Opens the run's logs. A run resumed from the checkpoint of step S holds each step once: `metrics.jsonl`
+    /// loses the records past S (which the run logs again) before it is appended to, and TensorBoard gets its
+    /// restart marker at step S + 1, which makes it drop the earlier files' events from that step on.
+    init(config: RunConfig, console: ProgressReporter, resumed: CheckpointState?) throws {
         outputDirectory = URL(fileURLWithPath: config.output.directory)
-        metrics = try MetricsLog(
-            url: outputDirectory.appendingPathComponent("metrics.jsonl"), append: resumedElapsed != nil)
+        let metricsURL = outputDirectory.appendingPathComponent("metrics.jsonl")
+        if let resumed {
+            let dropped = try MetricsLog.dropRecords(after: resumed.step, in: metricsURL)
+            if dropped > 0 {
+                console.message("\(metricsURL.path): dropped \(dropped) records past step \(resumed.step), which this run logs again")
+            }
+        }
+        metrics = try MetricsLog(url: metricsURL, append: resumed != nil)
         tensorBoard = config.output.tensorboard
             ? try TensorBoardWriter(logDirectory: outputDirectory.appendingPathComponent("tensorboard")) : nil
+        if let resumed {
+            tensorBoard?.addSessionStart(step: resumed.step + 1)
+            try tensorBoard?.flush()
+        }
         self.console = console
         logEvery = config.output.logEvery
         totalSteps = config.training.maxSteps
-        elapsedBefore = resumedElapsed ?? 0
+        elapsedBefore = resumed?.elapsedSeconds ?? 0
     }
 
     /// Training time so far, this process's and any resumed run's.
@@ -44,7 +56,11 @@ final class TrainingLog {
         if summary.skippedNonFinite {
             console.message("step \(step): non-finite loss or gradient norm on some worker; update skipped on all")
         }
-        guard step % logEvery == 0 || plan.stop || summary.skippedNonFinite else { return }
+        if summary.skippedSpike {
+            console.message(String(format: "step %d: loss %.4f is a spike; update skipped on all workers", step, summary.loss))
+        }
+        let skipped = summary.skippedNonFinite || summary.skippedSpike
+        guard step % logEvery == 0 || plan.stop || skipped else { return }
         let now = Date()
         let tokensPerSecond = tokensSinceRecord / max(now.timeIntervalSince(timeOfLastRecord), 1e-9)
         tokensSinceRecord = 0
@@ -52,7 +68,8 @@ final class TrainingLog {
         try metrics.write([
             "kind": .string("train"), "step": .int(step), "loss": .double(summary.loss),
             "lr": .double(plan.learningRate), "grad_norm": .double(summary.gradNorm),
-            "tokens_per_second": .double(tokensPerSecond), "skipped": .bool(summary.skippedNonFinite),
+            "tokens_per_second": .double(tokensPerSecond), "skipped": .bool(skipped),
+            "spike": .bool(summary.skippedSpike),
             "step_seconds": .double(summary.stepSeconds), "compute_seconds": .double(summary.computeSeconds),
             "communication_seconds": .double(summary.communicationSeconds),
             "optimizer_seconds": .double(summary.optimizerSeconds), "time": .double(time),
@@ -65,6 +82,18 @@ final class TrainingLog {
         console.update(
             step: step, totalSteps: totalSteps, loss: summary.loss, learningRate: plan.learningRate,
             gradNorm: summary.gradNorm, tokensPerSecond: tokensPerSecond, elapsed: now.timeIntervalSince(started))
+    }
+
+    /// A roll-back after `spikes` loss spikes in a row ending at `step`, to the checkpoint of step `checkpointStep`.
+    func recordRollBack(step: Int, to checkpointStep: Int, spikes: Int) throws {
+        try metrics.write([
+            "kind": .string("rollback"), "step": .int(step), "checkpoint_step": .int(checkpointStep),
+            "spikes": .int(spikes), "time": .double(time),
+        ])
+        try metrics.flush()
+        console.message(
+            "step \(step): \(spikes) loss spikes in a row; rolling back to the parameters and optimizer state of the "
+                + "checkpoint of step \(checkpointStep), continuing with the data after step \(step)")
     }
 
     /// A language model's validation loss.

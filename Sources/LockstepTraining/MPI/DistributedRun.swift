@@ -115,6 +115,12 @@ public enum DistributedRun {
             groups.setPhase(planPhase)
             guard case .step(let plan) = try groups.broadcastOrder(nil) else { break }
             let step = plan.step + 1
+            if plan.rollBack {
+                groups.setPhase("roll-back broadcast before step \(step)")
+                let state = replica.state
+                try state.broadcast(over: groups.world, root: ProcessGroups.coordinatorRank)
+                replica.rollBack(to: state)
+            }
             groups.setPhase("gradient sync of step \(step)")
             let report = try replica.execute(plan)
             if plan.verifyReplicas {

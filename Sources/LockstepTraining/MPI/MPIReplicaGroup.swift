@@ -72,6 +72,16 @@ public final class MPIReplicaGroup: ReplicaGroup {
         try communicator.allAgree(flag: flag)
     }
 
+    /// The sum over the workers, then worker 0's result broadcast: the same bits everywhere, whatever order
+    /// the reduction added in.
+    public func mean(_ value: Double) throws -> Double {
+        var sum = value
+        try communicator.allreduceSum(&sum, count: 1)
+        var mean = sum / Double(communicator.size)
+        try communicator.broadcast(&mean, byteCount: MemoryLayout<Double>.size, root: 0)
+        return mean
+    }
+
     public func verifyReplicas(parameters: UnsafeMutableBufferPointer<Float>, step: Int) throws {
         try communicator.verifyReplicasAgree(checksum: parameterChecksum(parameters), step: step)
     }

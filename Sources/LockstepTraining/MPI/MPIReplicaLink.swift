@@ -47,6 +47,10 @@ public final class MPIReplicaLink: ReplicaLink {
         let step = plan.step + 1
         groups.setPhase("plan of step \(step)")
         _ = try groups.broadcastOrder(.step(plan))
+        if plan.rollBack {
+            groups.setPhase("roll-back broadcast before step \(step)")
+            try snapshot.broadcast(over: groups.world, root: ProcessGroups.coordinatorRank)
+        }
         groups.setPhase("report of step \(step)")
         guard let reports = try groups.gatherReports(nil) else {
             throw TrainingStopped(description: "the coordinator received no worker reports")

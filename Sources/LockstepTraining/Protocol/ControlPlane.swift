@@ -24,10 +24,13 @@ enum HandoffTag {
     static let state = 11
     /// Each worker's share of a classifier's dev logits, before any checkpoint handoff.
     static let evaluationLogits = 15
+    /// The loss-spike window of the handed-over state, after its counters (`WorkerState.send`).
+    static let lossWindow = 16
 }
 
 extension WorkerState {
-    /// Worker 0's side of the checkpoint handoff: the three buffers, then the optimizer step and cursor.
+    /// Worker 0's side of the checkpoint handoff: the three buffers, then the optimizer step, cursor and
+    /// loss-window length, then the loss window.
     func send(over communicator: any Communicator, to destination: Int) throws {
         for (offset, buffer) in buffers.enumerated() {
             try communicator.send(buffer, to: destination, tag: HandoffTag.state + offset)
@@ -35,6 +38,11 @@ extension WorkerState {
         var counters = counterFields
         try counters.withUnsafeMutableBytes {
             try communicator.send(UnsafeRawPointer($0.baseAddress!), byteCount: $0.count, to: destination, tag: HandoffTag.state + 3)
+        }
+        if !lossWindow.isEmpty {
+            try lossWindow.withUnsafeBytes {
+                try communicator.send($0.baseAddress!, byteCount: $0.count, to: destination, tag: HandoffTag.lossWindow)
+            }
         }
     }
 
@@ -48,6 +56,11 @@ extension WorkerState {
             try communicator.receive($0.baseAddress!, byteCount: $0.count, from: source, tag: HandoffTag.state + 3)
         }
         setCounters(counters)
+        if !lossWindow.isEmpty {
+            try lossWindow.withUnsafeMutableBytes {
+                try communicator.receive($0.baseAddress!, byteCount: $0.count, from: source, tag: HandoffTag.lossWindow)
+            }
+        }
     }
 
     /// The resume broadcast: the coordinator's loaded checkpoint to every replica's own state.
@@ -58,14 +71,24 @@ extension WorkerState {
             try communicator.broadcast($0.baseAddress!, byteCount: $0.count, root: root)
         }
         setCounters(counters)
+        if !lossWindow.isEmpty {
+            try lossWindow.withUnsafeMutableBytes {
+                try communicator.broadcast($0.baseAddress!, byteCount: $0.count, root: root)
+            }
+        }
     }
 
-    /// The optimizer step and the cursor as they travel: three Int64s.
-    private var counterFields: [Int64] { [Int64(optimizerStep), Int64(cursor.epoch), Int64(cursor.position)] }
+    /// The optimizer step, the cursor and the loss window's length as they travel: four Int64s.
+    private var counterFields: [Int64] {
+        [Int64(optimizerStep), Int64(cursor.epoch), Int64(cursor.position), Int64(lossWindow.count)]
+    }
 
+    /// Sets the counters, and sizes `lossWindow` (zeros) for the window that follows them.
     private func setCounters(_ fields: [Int64]) {
         optimizerStep = Int(fields[0])
         cursor = DataCursor(epoch: Int(fields[1]), position: Int(fields[2]))
+        let windowLength = max(0, Int(fields[3]))
+        if lossWindow.count != windowLength { lossWindow = [Double](repeating: 0, count: windowLength) }
     }
 }
 

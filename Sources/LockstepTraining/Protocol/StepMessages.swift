@@ -14,10 +14,13 @@ public struct StepPlan: Codable, Equatable, Sendable {
     public var stop: Bool
     /// Why the run stops (step budget, time budget, signal), for the workers' logs; nil while running.
     public var stopReason: String?
+    /// Before this step, take the parameters and optimizer state the coordinator sends (the last checkpoint,
+    /// after loss spikes in a row), keeping the data cursor where it is.
+    public var rollBack: Bool
 
     public init(
         step: Int, learningRate: Double, evaluate: Bool = false, checkpoint: Bool = false,
-        verifyReplicas: Bool = false, stop: Bool = false, stopReason: String? = nil
+        verifyReplicas: Bool = false, stop: Bool = false, stopReason: String? = nil, rollBack: Bool = false
     ) {
         self.step = step
         self.learningRate = learningRate
@@ -26,6 +29,7 @@ public struct StepPlan: Codable, Equatable, Sendable {
         self.verifyReplicas = verifyReplicas
         self.stop = stop
         self.stopReason = stopReason
+        self.rollBack = rollBack
     }
 }
 
@@ -49,6 +53,9 @@ public struct WorkerReport: Codable, Equatable, Sendable {
     public var stepSeconds: Double
     /// True when this step's update was skipped because some worker saw a non-finite loss or gradient norm.
     public var skippedNonFinite: Bool
+    /// True when this step's update was skipped because the global loss was a spike (`fault_tolerance.spike_sigma`);
+    /// every worker decides this alike.
+    public var skippedSpike: Bool
     /// Sum of evaluation losses over `evaluationTokens` tokens; 0 when the step did not evaluate.
     public var evaluationLossSum: Double
     public var evaluationTokens: Int
@@ -56,7 +63,8 @@ public struct WorkerReport: Codable, Equatable, Sendable {
     public init(
         step: Int, loss: Double, tokens: Int, gradNorm: Double = 0, computeSeconds: Double = 0,
         communicationSeconds: Double = 0, optimizerSeconds: Double = 0, stepSeconds: Double = 0,
-        skippedNonFinite: Bool = false, evaluationLossSum: Double = 0, evaluationTokens: Int = 0
+        skippedNonFinite: Bool = false, evaluationLossSum: Double = 0, evaluationTokens: Int = 0,
+        skippedSpike: Bool = false
     ) {
         self.step = step
         self.loss = loss
@@ -67,17 +75,18 @@ public struct WorkerReport: Codable, Equatable, Sendable {
         self.optimizerSeconds = optimizerSeconds
         self.stepSeconds = stepSeconds
         self.skippedNonFinite = skippedNonFinite
+        self.skippedSpike = skippedSpike
         self.evaluationLossSum = evaluationLossSum
         self.evaluationTokens = evaluationTokens
     }
 
-    public static let fieldCount = 11
+    public static let fieldCount = 12
 
     /// The fixed layout: the stored properties in declaration order, Bools as 0/1.
     public var fields: [Double] {
         [
             Double(step), loss, Double(tokens), gradNorm, computeSeconds, communicationSeconds, optimizerSeconds,
-            stepSeconds, skippedNonFinite ? 1 : 0, evaluationLossSum, Double(evaluationTokens),
+            stepSeconds, skippedNonFinite ? 1 : 0, evaluationLossSum, Double(evaluationTokens), skippedSpike ? 1 : 0,
         ]
     }
 
@@ -89,7 +98,7 @@ public struct WorkerReport: Codable, Equatable, Sendable {
         self.init(
             step: step, loss: f[1], tokens: tokens, gradNorm: f[3], computeSeconds: f[4], communicationSeconds: f[5],
             optimizerSeconds: f[6], stepSeconds: f[7], skippedNonFinite: f[8] != 0, evaluationLossSum: f[9],
-            evaluationTokens: evaluationTokens)
+            evaluationTokens: evaluationTokens, skippedSpike: f[11] != 0)
     }
 }
 
@@ -107,6 +116,8 @@ public struct StepSummary: Equatable, Sendable {
     public var optimizerSeconds: Double
     public var stepSeconds: Double
     public var skippedNonFinite: Bool
+    /// The update was skipped as a loss spike (on every worker alike).
+    public var skippedSpike: Bool
     /// Token-weighted mean evaluation loss; nil when no worker evaluated.
     public var evaluationLoss: Double?
     public var evaluationTokens: Int
@@ -128,6 +139,7 @@ public struct StepSummary: Equatable, Sendable {
         optimizerSeconds = largest(reports.map(\.optimizerSeconds))
         stepSeconds = largest(reports.map(\.stepSeconds))
         skippedNonFinite = reports.contains { $0.skippedNonFinite }
+        skippedSpike = reports.contains { $0.skippedSpike }
         evaluationTokens = reports.reduce(0) { $0 + $1.evaluationTokens }
         let evaluationSum = reports.reduce(0.0) { $0 + $1.evaluationLossSum }
         evaluationLoss = evaluationTokens > 0 ? evaluationSum / Double(evaluationTokens) : nil

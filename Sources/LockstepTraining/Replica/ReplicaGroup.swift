@@ -11,6 +11,8 @@ public protocol ReplicaGroup: AnyObject {
     func finishGradientSum() throws -> Float
     /// True only when `flag` is true on every replica.
     func allAgree(_ flag: Bool) throws -> Bool
+    /// The mean of `value` over the replicas, the same bits on every replica (the loss-spike decision rests on it).
+    func mean(_ value: Double) throws -> Double
 }
 
 /// The only replica: averaging is a no-op.
@@ -21,4 +23,5 @@ public final class LoneReplica: ReplicaGroup {
     public func blockGradientsReady(_ block: Int) {}
     public func finishGradientSum() throws -> Float { 1 }
     public func allAgree(_ flag: Bool) throws -> Bool { flag }
+    public func mean(_ value: Double) throws -> Double { value }
 }

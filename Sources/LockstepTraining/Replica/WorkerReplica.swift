@@ -30,6 +30,8 @@ public final class WorkerReplica {
     public private(set) var evaluationLogits: [Float] = []
     /// This replica's state over its own parameter and moment buffers (no copy).
     private let ownState: WorkerState
+    /// `fault_tolerance.spike_sigma` > 0: decides which global losses are spikes, alike on every replica.
+    private var spikeDetector: LossSpikeDetector?
 
     init(config: RunConfig, model: GPT, optimizer: AdamWOptimizer, task: ReplicaTask, group: ReplicaGroup) throws {
         self.config = config
@@ -39,6 +41,9 @@ public final class WorkerReplica {
         self.group = group
         self.accumulationSteps = try config.accumulationSteps(workers: group.replicaCount)
         ownState = WorkerState(borrowing: model.parameters, firstMoments: optimizer.m, secondMoments: optimizer.v)
+        let faultTolerance = config.faultTolerance
+        spikeDetector = faultTolerance.detectsSpikes
+            ? LossSpikeDetector(sigma: faultTolerance.spikeSigma, capacity: faultTolerance.spikeWindow) : nil
     }
 
     /// This replica's state: its own buffers, with the optimizer step and data cursor brought up to date.
@@ -46,6 +51,7 @@ public final class WorkerReplica {
     public var state: WorkerState {
         ownState.optimizerStep = optimizer.stepCount
         ownState.cursor = cursor
+        ownState.lossWindow = spikeDetector?.window ?? []
         return ownState
     }
 
@@ -54,6 +60,20 @@ public final class WorkerReplica {
         if source !== ownState { ownState.copy(from: source) }
         optimizer.stepCount = source.optimizerStep
         cursor = source.cursor
+        spikeDetector?.reset(to: source.lossWindow)
+    }
+
+    /// After loss spikes in a row: takes the parameters and optimizer state of `source` (the last checkpoint,
+    /// or `state` after the coordinator's broadcast filled it) but keeps the data cursor, so training goes on
+    /// with the data past the spikes. The spike detector starts over with an empty window.
+    public func rollBack(to source: WorkerState) {
+        if source !== ownState {
+            _ = model.parameters.update(fromContentsOf: source.parameters)
+            _ = optimizer.m.update(fromContentsOf: source.firstMoments)
+            _ = optimizer.v.update(fromContentsOf: source.secondMoments)
+        }
+        optimizer.stepCount = source.optimizerStep
+        spikeDetector?.reset()
     }
 
     /// Where the next global batch starts; restored from checkpoints.
@@ -69,8 +89,8 @@ public final class WorkerReplica {
     }
 
     /// One optimizer step as `plan` says, then the evaluation it asks for. Gradients are averaged over
-    /// replicas only on the last micro-step; a non-finite loss or norm on any replica skips the update on all
-    /// of them alike.
+    /// replicas only on the last micro-step; a non-finite loss or norm on any replica, or a global loss that the
+    /// spike detector calls a spike, skips the update on all of them alike.
     public func execute(_ plan: StepPlan) throws -> WorkerReport {
         var report = try trainStep(learningRate: plan.learningRate)
         report.step = plan.step
@@ -105,7 +125,14 @@ public final class WorkerReplica {
         let norm = AdamWOptimizer.meanGradientNorm(gradientSum: model.gradients, meanFactor: meanFactor)
         let loss = lossSum / Double(accumulationSteps)
         let everyoneFinite = try group.allAgree(norm.isFinite && loss.isFinite)
-        if everyoneFinite {
+        // Every replica sees the same global loss and holds the same window, so all decide alike, before any
+        // of them updates.
+        var spike = false
+        if everyoneFinite, var detector = spikeDetector {
+            spike = detector.observe(try group.mean(loss))
+            spikeDetector = detector
+        }
+        if everyoneFinite && !spike {
             optimizer.step(
                 parameters: model.parameters, gradientSum: model.gradients, norm: norm, meanFactor: meanFactor,
                 maxNorm: Float(config.training.gradClip), learningRate: Float(learningRate), settings: adamSettings)
@@ -115,7 +142,7 @@ public final class WorkerReplica {
             step: 0, loss: loss, tokens: task.tokensPerStep, gradNorm: Double(norm),
             computeSeconds: optimizerStart.timeIntervalSince(start) - syncSeconds, communicationSeconds: syncSeconds,
             optimizerSeconds: end.timeIntervalSince(optimizerStart), stepSeconds: end.timeIntervalSince(start),
-            skippedNonFinite: !everyoneFinite)
+            skippedNonFinite: !everyoneFinite, skippedSpike: spike)
     }
 
     /// This replica's share of the validation set (item i belongs to replica i mod N).

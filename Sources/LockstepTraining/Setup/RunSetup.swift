@@ -21,6 +21,19 @@ public enum RunSetup {
         ModelLocation.checkpoint(url)
     }
 
+    /// `model.init_from` as a Lockstep checkpoint whose checksums hold (as a resume checks them); nil when it is
+    /// not a checkpoint (a Hugging Face directory).
+    /// - Throws: `ConfigError` on `model.init_from` naming the checkpoint and what failed.
+    static func verifiedInitCheckpoint(_ path: String) throws -> URL? {
+        guard let checkpoint = checkpointDirectory(URL(fileURLWithPath: path)) else { return nil }
+        do {
+            try CheckpointDirectory.verify(checkpoint)
+        } catch {
+            throw ConfigError(file: path, key: "model.init_from", message: "not a valid checkpoint: \(error)")
+        }
+        return checkpoint
+    }
+
     /// The architecture: from `model.init_from` (a checkpoint's state.json or a Hugging Face config.json) when
     /// given, else from the `model` section with the tokenizer's vocabulary size unless `model.vocab_size`
     /// says otherwise. A classifier gets K = the number of labels and the tokenizer's pad id.
@@ -31,7 +44,7 @@ public enum RunSetup {
         var modelConfig: GPTConfig
         if let path = config.model.initFrom {
             let url = URL(fileURLWithPath: path)
-            modelConfig = try checkpointDirectory(url).map { try TrainingCheckpoint.readState($0).model }
+            modelConfig = try verifiedInitCheckpoint(path).map { try TrainingCheckpoint.readState($0).model }
                 ?? HuggingFaceGPT2.loadConfig(directory: url)
             if modelConfig.contextLength < config.training.sequenceLength {
                 throw ConfigError(
@@ -142,7 +155,20 @@ public enum RunSetup {
         }
         if modelConfig.labelCount != nil { model.initializeHead(seed: config.model.seed) }
         let directory = URL(fileURLWithPath: path)
-        let weights = (checkpointDirectory(directory) ?? directory).appendingPathComponent(HuggingFaceGPT2.weightsFile)
+        let checkpoint = try verifiedInitCheckpoint(path)
+        if let checkpoint {
+            // The shape the checkpoint was trained with must be this model's (a classifier adds its own head).
+            let stored = try TrainingCheckpoint.readState(checkpoint).model
+            var backbone = modelConfig
+            backbone.labelCount = stored.labelCount
+            backbone.padTokenID = stored.padTokenID
+            if stored != backbone {
+                throw ConfigError(
+                    file: path, key: "model.init_from",
+                    message: "the checkpoint's model (\(TrainingCheckpoint.describe(stored))) differs from this run's (\(TrainingCheckpoint.describe(modelConfig)))")
+            }
+        }
+        let weights = (checkpoint ?? directory).appendingPathComponent(HuggingFaceGPT2.weightsFile)
         try HuggingFaceGPT2.loadParameters(
             from: SafeTensorsFile.read(weights), into: model.parameters, layout: model.layout,
             requireScore: config.task != .classification)
@@ -185,15 +211,30 @@ public enum RunSetup {
 }
 
 extension RunSetup {
-    /// The checkpoint to resume from: `auto` means the newest valid one under the run's output directory
-    /// (nil when there is none: a fresh start), anything else is a checkpoint directory that must be valid.
+    /// The checkpoint to resume from: `auto` means the newest valid one under the run's output directory (nil
+    /// when there is no checkpoint at all: a fresh start), anything else is a checkpoint directory that must be
+    /// valid. `rejected` hears of each checkpoint passed over.
+    /// - Throws: `CheckpointError` when `auto` finds checkpoints but none valid, listing why each was passed
+    ///   over (starting afresh would silently throw the run's progress away).
     public static func checkpointToResume(
         _ config: RunConfig, resume: String, rejected: (String) -> Void
     ) throws -> URL? {
         if resume == "auto" {
             let directory = CheckpointDirectory(
                 root: URL(fileURLWithPath: config.output.directory).appendingPathComponent("checkpoints"))
-            return directory.newestValid(rejected: rejected)
+            var reasons: [String] = []
+            if let newest = directory.newestValid(rejected: { reason in
+                reasons.append(reason)
+                rejected(reason)
+            }) {
+                return newest
+            }
+            if reasons.isEmpty { return nil }
+            throw CheckpointError(
+                description: """
+                    \(directory.root.path): --resume auto found \(reasons.count) checkpoint(s) and none is valid; \
+                    refusing to start afresh over them. Move them away to start afresh, or repair one:
+                    """ + reasons.map { "\n  - " + $0 }.joined())
         }
         let url = URL(fileURLWithPath: resume)
         try CheckpointDirectory.verify(url)
@@ -214,6 +255,7 @@ extension RunSetup {
                     data.tokenizer has \(tokenizerVocabularySize)
                     """)
         }
+        try checkResumeChanges(checkpoint, state: state, config: config)
         if state.config.globalBatchWindows != config.globalBatchWindows
             || state.config.training.sequenceLength != config.training.sequenceLength
         {
@@ -226,5 +268,38 @@ extension RunSetup {
                     """)
         }
         return state
+    }
+
+    /// Refuses to continue `state` (the checkpoint at `checkpoint`) under `config` when a setting that decides
+    /// the data stream or the schedule's length differs (`FaultToleranceSettings.resumeCheckedKeys`), unless
+    /// `fault_tolerance.allow_resume_changes` lists its key.
+    /// - Throws: `CheckpointError` naming the checkpoint, the key, both values and the override.
+    static func checkResumeChanges(_ checkpoint: URL, state: CheckpointState, config: RunConfig) throws {
+        let stored = state.config
+        let labels: [String]? = config.task == .classification ? try config.labelMap().names : nil
+        func text(_ value: Any?) -> String {
+            guard let value else { return "none" }
+            if let list = value as? [String] { return "[" + list.joined(separator: ", ") + "]" }
+            return "\(value)"
+        }
+        let compared: [(key: String, checkpoint: String, run: String)] = [
+            ("data.train", stored.data.train, config.data.train),
+            ("data.validation", text(stored.data.validation), text(config.data.validation)),
+            ("data.format", stored.data.format.rawValue, config.data.format.rawValue),
+            ("data.seed", text(stored.data.seed), text(config.data.seed)),
+            ("data.shuffle", text(stored.data.shuffle), text(config.data.shuffle)),
+            ("classification.labels", text(state.labelNames), text(labels)),
+            ("training.max_steps", text(stored.training.maxSteps), text(config.training.maxSteps)),
+            ("schedule.kind", stored.schedule.kind.rawValue, config.schedule.kind.rawValue),
+        ]
+        let allowed = Set(config.faultTolerance.allowResumeChanges)
+        for change in compared where change.checkpoint != change.run && !allowed.contains(change.key) {
+            throw CheckpointError(
+                description: """
+                    \(checkpoint.path): \(change.key) was \(change.checkpoint) in this checkpoint's run and is \
+                    \(change.run) now; resuming would not continue the same run. To change it on purpose, set \
+                    fault_tolerance.allow_resume_changes: [\(change.key)]
+                    """)
+        }
     }
 }
