@@ -122,9 +122,29 @@ public struct RunConfig: Codable, Equatable, Sendable {
         /// Seconds any wait on another rank may last (plans, reports, gradient sync, checkpoint handoff,
         /// evaluation logits, replica checks, the launch) before the job ends naming the rank and the phase.
         public var hangTimeoutSeconds: Double
+        /// How often `lockstep train` relaunches a failed job from its newest valid checkpoint before it gives
+        /// up (0: never; `--max-restarts` overrides).
+        public var maxRestarts: Int
+        /// The fewest workers a relaunch may continue on after hosts were lost.
+        public var minWorkers: Int
 
-        public init(hangTimeoutSeconds: Double = 300) {
+        public init(hangTimeoutSeconds: Double = 300, maxRestarts: Int = 0, minWorkers: Int = 1) {
             self.hangTimeoutSeconds = hangTimeoutSeconds
+            self.maxRestarts = maxRestarts
+            self.minWorkers = minWorkers
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case hangTimeoutSeconds, maxRestarts, minWorkers
+        }
+
+        /// Checkpoints written before a key existed hold its default.
+        public init(from decoder: Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(
+                hangTimeoutSeconds: try container.decodeIfPresent(Double.self, forKey: .hangTimeoutSeconds) ?? 300,
+                maxRestarts: try container.decodeIfPresent(Int.self, forKey: .maxRestarts) ?? 0,
+                minWorkers: try container.decodeIfPresent(Int.self, forKey: .minWorkers) ?? 1)
         }
     }
 
@@ -290,7 +310,10 @@ public struct RunConfig: Codable, Equatable, Sendable {
         if !(hangTimeout > 0) {
             throw faultTolerance.invalid("hang_timeout_seconds", "expected a number of seconds > 0, found \(hangTimeout)")
         }
-        self.faultTolerance = FaultToleranceSettings(hangTimeoutSeconds: hangTimeout)
+        self.faultTolerance = FaultToleranceSettings(
+            hangTimeoutSeconds: hangTimeout,
+            maxRestarts: try faultTolerance.int("max_restarts", default: 0, minimum: 0),
+            minWorkers: try faultTolerance.int("min_workers", default: 1, minimum: 1))
 
         if task == .classification {
             let section = try root.section("classification")
