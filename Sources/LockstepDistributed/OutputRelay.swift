@@ -90,6 +90,7 @@ public final class OutputRelay: @unchecked Sendable {
             priority = 0
         } else if lowered.contains("exited on signal") || lowered.contains("lost communication")
             || lowered.contains("lost connection") || lowered.contains("no longer running")
+            || lowered.contains("unable to reliably start") || lowered.contains("unexpectedly failed")
         {
             priority = 1
         } else if lowered.contains("timed out") {

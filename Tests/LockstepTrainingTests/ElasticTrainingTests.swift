@@ -102,6 +102,8 @@ extension DistributedTrainingTests {
         #expect(text.contains("with 2 workers"), "\(text)")
         let restarts = Self.records(directory, output, kind: "restart")
         #expect(restarts.count == 1 && restarts.first?["lost_hosts"] == "10.78.0.3", "\(restarts)\n\(text)")
+        let reason = restarts.first?["reason"]?.jsonText ?? ""
+        #expect(reason.contains("lost host 10.78.0.3"), "\(reason)")
         #expect(restarts.first.map { ($0["from_step"]?.doubleValue ?? 0) >= 10 } == true, "\(restarts)")
         let last = Self.records(directory, output, kind: "train").last
         #expect(last?["step"] == .int(30), "\(text)")

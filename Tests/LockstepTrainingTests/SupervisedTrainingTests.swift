@@ -82,6 +82,35 @@ extension DistributedTrainingTests {
         print("supervised run: killed \(killed); restarts: \(restarts.map { $0["reason"]?.jsonText ?? "" })")
     }
 
+    /// One worker, supervised: the training runs in a child `lockstep train`; SIGKILL it mid-run and the
+    /// supervisor relaunches it from the newest checkpoint, ending byte-identical to an in-process run.
+    @Test func supervisedOneWorkerRunSurvivesItsChildBeingKilled() throws {
+        let temporary = try TemporaryDirectory()
+        let directory = temporary.url
+        _ = try Self.setUp(directory)
+        _ = try Self.train(directory, workers: 1, output: "runs/full")
+        let expected = try Self.finalModel(directory, "runs/full")
+        let output = "runs/one"
+        let log = directory.appendingPathComponent("one.log")
+        let process = try MPIRun.start(
+            [Self.lockstep, "train", "--config", "run.yaml", "--workers", "1", "--max-restarts", "1",
+             "--set", "output.directory=\(output)", "--set", "output.log_every=1"],
+            directory: directory, log: log)
+        let pid = process.processIdentifier
+        defer { Self.cleanUp(Self.descendants(of: pid) + [pid]) }
+        _ = Self.waitUntil(seconds: 120) { Self.records(directory, output, kind: "train").count >= 12 || !process.isRunning }
+        let child = try #require(Self.children(of: pid).first, "no child of lockstep train")
+        kill(child, SIGKILL)
+        let seconds = Self.waitForExit(process, seconds: 120)
+        let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        #expect(seconds != nil, "still running:\n\(text)")
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(text)")
+        let restarts = Self.records(directory, output, kind: "restart")
+        #expect(restarts.count == 1 && restarts.first?["exit_status"] == .int(137), "\(restarts)\n\(text)")
+        #expect(try Self.finalModel(directory, output) == expected, "\(text)")
+    }
+
     /// A job that fails every time (its checkpoint does not exist) is launched 1 + N times, then the command
     /// gives up, non-zero, with a summary of the attempts.
     @Test func supervisedRunGivesUpAfterMaxRestarts() throws {

@@ -160,6 +160,8 @@ public final class JobSupervisor: @unchecked Sendable {
                 let lost = zip(hosts, answers).filter { !$0.1 }.map(\.0)
                 if !lost.isEmpty {
                     failure.lostHosts = lost.map(\.host)
+                    failure.reason = "lost host\(lost.count == 1 ? "" : "s") \(failure.lostHosts.joined(separator: ", ")) "
+                        + "(no answer to `\(probe.launcher.joined(separator: " ")) HOST true`); the job said: \(failure.reason)"
                     hosts = zip(hosts, answers).filter(\.1).map(\.0)
                     let slots = ElasticWorkers.workerSlots(hosts)
                     let limit = min(attempt.workers, slots)
