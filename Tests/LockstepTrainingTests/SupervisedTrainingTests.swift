@@ -82,6 +82,42 @@ extension DistributedTrainingTests {
         print("supervised run: killed \(killed); restarts: \(restarts.map { $0["reason"]?.jsonText ?? "" })")
     }
 
+    /// A hung worker (SIGSTOP) under --max-restarts: the deadline ends the job naming the rank, the supervisor
+    /// records that diagnosis as the restart's reason, relaunches, and the run ends byte-identical.
+    @Test func supervisedRunRecoversFromAHungWorker() throws {
+        let temporary = try TemporaryDirectory()
+        let directory = temporary.url
+        _ = try Self.setUp(directory)
+        _ = try Self.train(directory, workers: 2, output: "runs/full")
+        let expected = try Self.finalModel(directory, "runs/full")
+        let output = "runs/hung"
+        let log = directory.appendingPathComponent("hung.log")
+        let process = try MPIRun.start(
+            [Self.lockstep, "train", "--config", "run.yaml", "--workers", "2", "--max-restarts", "1",
+             "--set", "output.directory=\(output)", "--set", "output.log_every=1",
+             "--set", "fault_tolerance.hang_timeout_seconds=4"],
+            directory: directory, log: log)
+        let pid = process.processIdentifier
+        var stopped: [Int32] = []
+        defer { Self.cleanUp(stopped + Self.descendants(of: pid) + [pid]) }
+        _ = Self.waitUntil(seconds: 120) { Self.records(directory, output, kind: "train").count >= 12 || !process.isRunning }
+        let victim = try #require(Self.rank(2, under: pid), "no rank 2")
+        kill(victim, SIGSTOP)
+        stopped.append(victim)
+        let seconds = Self.waitForExit(process, seconds: 150)
+        let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        #expect(seconds != nil, "still running:\n\(text)")
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(text)")
+        #expect(!Self.isAlive(victim), "the stopped rank outlived its job")
+        let restarts = Self.records(directory, output, kind: "restart")
+        #expect(restarts.count == 1, "\(restarts)\n\(text)")
+        let reason = restarts.first?["reason"]?.jsonText ?? ""
+        #expect(reason.contains("hang detected") && reason.contains("2 did not answer within 4 s"), "\(reason)\n\(text)")
+        #expect(try Self.finalModel(directory, output) == expected, "\(text)")
+        print("hung worker: restart reason \(reason)")
+    }
+
     /// One worker, supervised: the training runs in a child `lockstep train`; SIGKILL it mid-run and the
     /// supervisor relaunches it from the newest checkpoint, ending byte-identical to an in-process run.
     @Test func supervisedOneWorkerRunSurvivesItsChildBeingKilled() throws {
