@@ -156,7 +156,7 @@ extension TrainCommand {
         _ attempt: JobSupervisor.Attempt, overrides: [String], runConfig: RunConfig, supervisor: JobSupervisor
     ) throws -> JobSupervisor.Ending {
         var arguments = [executable.path, "train", "--config", config]
-        for override in overrides { arguments += ["--set", override] }
+        for override in self.overrides { arguments += ["--set", override] }
         arguments += ["--workers", "1", "--max-restarts", "0"]
         if let resume = attempt.resume { arguments += ["--resume", resume] }
         if attempt.number > 0 { warn("running: " + arguments.joined(separator: " ")) }
