@@ -52,21 +52,23 @@ extension DistributedTrainingTests {
         let pid = process.processIdentifier
         defer { Self.cleanUp(Self.descendants(of: pid) + [pid]) }
         var killed: [String] = []
+        // Restarts so far, from the console (a restart from step 0 rewrites metrics.jsonl until the end).
+        func restartsLogged() -> Int {
+            ((try? String(contentsOf: log, encoding: .utf8)) ?? "").components(separatedBy: "lockstep train: restart ").count - 1
+        }
         // Kill world rank `victim` once the current job has trained `after` more steps and a random moment.
         for (victim, restartsBefore) in [(1 + Int(random.next() % 2), 0), (0, 1)] {
             let stepsSoFar = Self.records(directory, output, kind: "train").count
             let target = stepsSoFar + 2 + Int(random.next() % 8)
             _ = Self.waitUntil(seconds: 120) {
-                Self.records(directory, output, kind: "restart").count >= restartsBefore
+                restartsLogged() >= restartsBefore
                     && Self.records(directory, output, kind: "train").count >= target || !process.isRunning
             }
             Thread.sleep(forTimeInterval: duration / 30 * Double(random.next() % 1000) / 1000)
             guard process.isRunning, let rank = Self.rank(victim, under: pid) else { break }
             kill(rank, SIGKILL)
             killed.append("rank \(victim) at about step \(Self.records(directory, output, kind: "train").last?["step"]?.doubleValue ?? 0)")
-            _ = Self.waitUntil(seconds: 60) {
-                Self.records(directory, output, kind: "restart").count > restartsBefore || !process.isRunning
-            }
+            _ = Self.waitUntil(seconds: 60) { restartsLogged() > restartsBefore || !process.isRunning }
         }
         let seconds = Self.waitForExit(process, seconds: 240)
         let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
