@@ -212,9 +212,10 @@ public final class JobSupervisor: @unchecked Sendable {
             record(failure, number: attempt.number)
             Thread.sleep(forTimeInterval: pause)
             if stopRequested != nil {
-                log("lockstep train: stop asked before the relaunch; continue with --resume auto")
+                log("lockstep train: stop asked before the relaunch, after the job failed "
+                    + "(\(ProcessLauncher.describe(ending.status))); continue with --resume auto")
                 recordMissingRestarts()
-                return 0
+                return ending.status
             }
         }
     }
