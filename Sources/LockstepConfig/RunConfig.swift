@@ -132,6 +132,11 @@ public struct RunConfig: Codable, Equatable, Sendable {
         public var maxSpikesInARow: Int
         /// Keys of `resumeCheckedKeys` that a resume may change on purpose (e.g. `training.max_steps`).
         public var allowResumeChanges: [String]
+        /// How often `lockstep train` relaunches a failed job from its newest valid checkpoint before it gives
+        /// up (0: never; `--max-restarts` overrides).
+        public var maxRestarts: Int
+        /// The fewest workers a relaunch may continue on after hosts were lost.
+        public var minWorkers: Int
 
         /// The settings a resume compares with the checkpoint's config, refusing a difference unless the key is
         /// in `allow_resume_changes`: the data stream, the label names and the schedule's length.
@@ -142,13 +147,15 @@ public struct RunConfig: Codable, Equatable, Sendable {
 
         public init(
             hangTimeoutSeconds: Double = 300, spikeSigma: Double = 0, spikeWindow: Int = 128, maxSpikesInARow: Int = 5,
-            allowResumeChanges: [String] = []
+            allowResumeChanges: [String] = [], maxRestarts: Int = 0, minWorkers: Int = 1
         ) {
             self.hangTimeoutSeconds = hangTimeoutSeconds
             self.spikeSigma = spikeSigma
             self.spikeWindow = spikeWindow
             self.maxSpikesInARow = maxSpikesInARow
             self.allowResumeChanges = allowResumeChanges
+            self.maxRestarts = maxRestarts
+            self.minWorkers = minWorkers
         }
 
         /// Keys missing in a checkpoint written before they existed take their defaults.
@@ -160,6 +167,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
             spikeWindow = try container.decodeIfPresent(Int.self, forKey: .spikeWindow) ?? defaults.spikeWindow
             maxSpikesInARow = try container.decodeIfPresent(Int.self, forKey: .maxSpikesInARow) ?? defaults.maxSpikesInARow
             allowResumeChanges = try container.decodeIfPresent([String].self, forKey: .allowResumeChanges) ?? []
+            maxRestarts = try container.decodeIfPresent(Int.self, forKey: .maxRestarts) ?? defaults.maxRestarts
+            minWorkers = try container.decodeIfPresent(Int.self, forKey: .minWorkers) ?? defaults.minWorkers
         }
 
         /// Whether the spike detector is on.
@@ -346,7 +355,9 @@ public struct RunConfig: Codable, Equatable, Sendable {
         }
         self.faultTolerance = FaultToleranceSettings(
             hangTimeoutSeconds: hangTimeout, spikeSigma: spikeSigma, spikeWindow: spikeWindow,
-            maxSpikesInARow: maxSpikesInARow, allowResumeChanges: allowResumeChanges)
+            maxSpikesInARow: maxSpikesInARow, allowResumeChanges: allowResumeChanges,
+            maxRestarts: try faultTolerance.int("max_restarts", default: 0, minimum: 0),
+            minWorkers: try faultTolerance.int("min_workers", default: 1, minimum: 1))
 
         if task == .classification {
             let section = try root.section("classification")

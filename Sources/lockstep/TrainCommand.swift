@@ -32,10 +32,16 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Diagnostics on standard error: trace, debug, info, notice, warning, error or critical (default: $LOCKSTEP_LOG_LEVEL, else info). Every rank gets it.")
     var logLevel: String?
 
+    @Option(
+        name: .customLong("max-restarts"),
+        help: "Relaunch a failed job from its newest valid checkpoint up to N times (overrides fault_tolerance.max_restarts).")
+    var maxRestarts: Int?
+
     func run() throws {
         try Loggers.bootstrap(level: logLevel)
         var overrides = overrides
         if let workers { overrides.append("distributed.workers=\(workers)") }
+        if let maxRestarts { overrides.append("fault_tolerance.max_restarts=\(maxRestarts)") }
         let runConfig = try RunConfig.load(file: URL(fileURLWithPath: config), overrides: overrides)
         if runConfig.distributed.workers > 1 || hostfile != nil {
             // Checked here before any process starts: the tokenizer, the model's shape and, for workers on this
@@ -45,9 +51,12 @@ struct TrainCommand: ParsableCommand {
             if hostfile == nil {
                 try RunSetup.checkMemory(runConfig, modelConfig: modelConfig, processes: runConfig.distributed.workers)
             }
-            try launchMPI(
-                workers: runConfig.distributed.workers, threads: runConfig.distributed.threadsPerWorker,
-                hangTimeout: runConfig.faultTolerance.hangTimeoutSeconds)
+            try supervise(runConfig, overrides: overrides, job: launchMPI)
+            return
+        }
+        // One worker runs in this process; supervised, it runs in a child `lockstep train` that can fail alone.
+        if runConfig.faultTolerance.maxRestarts > 0 {
+            try supervise(runConfig, overrides: overrides, job: launchOneWorker)
             return
         }
         ComputeThreads.set(runConfig.distributed.threadsPerWorker)
@@ -78,19 +87,67 @@ struct TrainCommand: ParsableCommand {
 }
 
 extension TrainCommand {
-    /// Runs `mpirun -np 1 lockstep-coordinator … : -np N lockstep-worker` on this machine and waits for it.
-    /// mpirun gets its own process group so that a Ctrl-C reaches only this process, which passes it on as
-    /// SIGUSR1: mpirun forwards that to the coordinator, which finishes the step, saves and stops the workers.
+    /// Runs the job under a `JobSupervisor`: relaunched after a failure up to `fault_tolerance.max_restarts`
+    /// times, stopped cleanly (and not relaunched) on SIGINT, SIGTERM or SIGUSR1. Exits with the job's status.
+    func supervise(
+        _ runConfig: RunConfig, overrides: [String],
+        job: (JobSupervisor.Attempt, [String], RunConfig, JobSupervisor) throws -> JobSupervisor.Ending
+    ) throws {
+        let supervisor = JobSupervisor(
+            config: runConfig, maxRestarts: runConfig.faultTolerance.maxRestarts,
+            hostfile: hostfile.map { URL(fileURLWithPath: $0) }, log: warn)
+        supervisor.installSignalHandlers()
+        let code = try supervisor.run(resume: resume) { attempt in
+            try job(attempt, overrides, runConfig, supervisor)
+        }
+        if code != 0 { throw ExitCode(code) }
+    }
+
+    /// The directory of this executable, where `lockstep-coordinator` and `lockstep-worker` are too.
+    var binDirectory: URL {
+        executable.deletingLastPathComponent()
+    }
+
+    var executable: URL {
+        URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            ?? CommandLine.arguments[0])
+    }
+
+    /// Starts `arguments` under `setpriv --pdeathsig KILL` (util-linux), so that the kernel kills it when this
+    /// process dies, even by SIGKILL; in its own process group, so that a Ctrl-C reaches only this process
+    /// (which passes it on as SIGUSR1); its standard error through an `OutputRelay` that keeps the cause of a
+    /// failure. Waits for it to end.
+    func runChild(
+        _ arguments: [String], supervisor: JobSupervisor, childlessGrace: Double?
+    ) throws -> JobSupervisor.Ending {
+        var arguments = arguments
+        if let setpriv = ProcessLauncher.onPath("setpriv") {
+            arguments = [setpriv, "--pdeathsig", "KILL"] + arguments
+        } else {
+            warn("setpriv (util-linux) not found: the job may outlive this process if it is killed")
+        }
+        let relay = try OutputRelay()
+        let pid = try ProcessLauncher.spawn(arguments, ownProcessGroup: true, standardError: relay.writeEnd)
+        relay.childStarted()
+        supervisor.started(pid)
+        let code = childlessGrace.map { ProcessLauncher.waitForJob(pid, childlessGrace: $0, stuck: { warn("lockstep train: \($0)") }) }
+            ?? ProcessLauncher.wait(pid)
+        relay.finish()
+        return JobSupervisor.Ending(status: code, reason: relay.reason)
+    }
+
+    /// Runs `mpirun -np 1 lockstep-coordinator … : -np N lockstep-worker` and waits for it. mpirun forwards the
+    /// SIGUSR1 of a clean stop to the coordinator, which finishes the step, saves and stops the workers.
     ///
-    /// Nothing outlives this process: mpirun starts under `setpriv --pdeathsig KILL` (util-linux), so the kernel
-    /// kills it when this process dies, even by SIGKILL; the ranks, which a killed mpirun leaves running, leave
-    /// when their parent goes (`ParentWatchdog`).
-    func launchMPI(workers: Int, threads: Int, hangTimeout: Double) throws {
-        let binDirectory = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
-            ?? CommandLine.arguments[0]).deletingLastPathComponent()
+    /// Nothing outlives this process: mpirun dies with it (`runChild`), and the ranks, which a killed mpirun
+    /// leaves running, leave when their parent goes (`ParentWatchdog`).
+    func launchMPI(
+        _ attempt: JobSupervisor.Attempt, overrides: [String], runConfig: RunConfig, supervisor: JobSupervisor
+    ) throws -> JobSupervisor.Ending {
+        let threads = runConfig.distributed.threadsPerWorker
         var arguments = ["mpirun", "--oversubscribe", "--bind-to", "none", "--stdin", "none", "-x", "OPENBLAS_NUM_THREADS=\(threads)"]
         // The workers keep the config's deadline while they wait for the config itself.
-        arguments += ["-x", "LOCKSTEP_HANG_TIMEOUT_SECONDS=\(hangTimeout)"]
+        arguments += ["-x", "LOCKSTEP_HANG_TIMEOUT_SECONDS=\(runConfig.faultTolerance.hangTimeoutSeconds)"]
         if let logLevel { arguments += ["-x", "\(Loggers.levelVariable)=\(logLevel)"] }
         if getuid() == 0 { arguments.append("--allow-run-as-root") }
         // The ring allreduce: for gradient-sized buffers about twice the bandwidth of Open MPI's default choice
@@ -98,34 +155,26 @@ extension TrainCommand {
         if ProcessInfo.processInfo.environment["OMPI_MCA_coll_tuned_allreduce_algorithm"] == nil {
             arguments += ["--mca", "coll_tuned_use_dynamic_rules", "1", "--mca", "coll_tuned_allreduce_algorithm", "4"]
         }
-        if let hostfile { arguments += ["--hostfile", hostfile] }
+        if let hostfile = attempt.hostfile { arguments += ["--hostfile", hostfile.path] }
         arguments += ["-np", "1", binDirectory.appendingPathComponent("lockstep-coordinator").path, "--config", config]
-        for override in overrides { arguments += ["--set", override] }
-        if let resume { arguments += ["--resume", resume] }
-        arguments += [":", "-np", "\(workers)", binDirectory.appendingPathComponent("lockstep-worker").path]
+        for override in self.overrides { arguments += ["--set", override] }
+        if let resume = attempt.resume { arguments += ["--resume", resume] }
+        arguments += [":", "-np", "\(attempt.workers)", binDirectory.appendingPathComponent("lockstep-worker").path]
         warn("running: " + arguments.joined(separator: " "))
-        if let setpriv = ProcessLauncher.onPath("setpriv") {
-            arguments = [setpriv, "--pdeathsig", "KILL"] + arguments
-        } else {
-            warn("setpriv (util-linux) not found: mpirun and the ranks may outlive this process if it is killed")
-        }
+        return try runChild(arguments, supervisor: supervisor, childlessGrace: 30)
+    }
 
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        let pid = try ProcessLauncher.spawn(arguments, ownProcessGroup: true)
-        var sources: [DispatchSourceSignal] = []
-        for signalNumber in [SIGINT, SIGTERM] {
-            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-            source.setEventHandler {
-                warn("stopping after the current step (passing SIGUSR1 to mpirun)")
-                kill(pid, SIGUSR1)
-            }
-            source.resume()
-            sources.append(source)
-        }
-        let code = ProcessLauncher.wait(pid)
-        sources.forEach { $0.cancel() }
-        if code != 0 { throw ExitCode(code) }
+    /// One worker, supervised: this command again, unsupervised, as a child that trains in its own process.
+    func launchOneWorker(
+        _ attempt: JobSupervisor.Attempt, overrides: [String], runConfig: RunConfig, supervisor: JobSupervisor
+    ) throws -> JobSupervisor.Ending {
+        var arguments = [executable.path, "train", "--config", config]
+        for override in self.overrides { arguments += ["--set", override] }
+        arguments += ["--workers", "1", "--max-restarts", "0"]
+        if let logLevel { arguments += ["--log-level", logLevel] }
+        if let resume = attempt.resume { arguments += ["--resume", resume] }
+        if attempt.number > 0 { warn("running: " + arguments.joined(separator: " ")) }
+        return try runChild(arguments, supervisor: supervisor, childlessGrace: nil)
     }
 }
 

@@ -53,6 +53,26 @@ struct RunConfigTests {
         #expect(old.model == set.model)
     }
 
+    /// `fault_tolerance.max_restarts` (0) and `min_workers` (1): defaults, settable, bounded; a stored
+    /// section without them (a checkpoint from before) decodes with the defaults.
+    @Test func restartSettingsDefaultValidateAndDecodeFromOldCheckpoints() throws {
+        let plain = try RunConfig(yaml: minimal, file: "run.yaml").faultTolerance
+        #expect(plain.maxRestarts == 0 && plain.minWorkers == 1)
+        let set = try RunConfig(
+            yaml: minimal + "\nfault_tolerance: {max_restarts: 3, min_workers: 2}\n", file: "run.yaml")
+        #expect(set.faultTolerance.maxRestarts == 3 && set.faultTolerance.minWorkers == 2)
+        for (key, bad) in [("max_restarts", "-1"), ("min_workers", "0"), ("max_restarts", "many")] {
+            let error = #expect(throws: ConfigError.self) {
+                try RunConfig(yaml: minimal, file: "run.yaml", overrides: ["fault_tolerance.\(key)=\(bad)"])
+            }
+            #expect(error?.key == "fault_tolerance.\(key)", "\(key)=\(bad): \(String(describing: error))")
+        }
+        var json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(set)) as! [String: Any]
+        json["faultTolerance"] = ["hangTimeoutSeconds": 12.0]
+        let old = try JSONDecoder().decode(RunConfig.self, from: JSONSerialization.data(withJSONObject: json))
+        #expect(old.faultTolerance == RunConfig.FaultToleranceSettings(hangTimeoutSeconds: 12))
+    }
+
     @Test func unknownKeyNamesFileLineAndKey() throws {
         let text = minimal + "\noptimizer:\n  beta1: 0.9\n  betta2: 0.95\n"
         let error = #expect(throws: ConfigError.self) { try RunConfig(yaml: text, file: "run.yaml") }

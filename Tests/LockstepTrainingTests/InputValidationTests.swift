@@ -168,14 +168,17 @@ struct InputValidationTests {
         let temporary = try TemporaryDirectory()
         let directory = CheckpointDirectory(root: temporary.url)
         let checkpoint = try directory.save(step: 1, files: [("state.json", { try Data("{}".utf8).write(to: $0) })])
-        try CheckpointDirectory.verify(checkpoint)
+        // Only state.json here: the checks of checksums.json itself, not the set of files a checkpoint needs.
+        try CheckpointDirectory.verify(checkpoint, required: ["state.json"])
         let checksums = checkpoint.appendingPathComponent("checksums.json")
         for (text, expected) in [
             ("[1, 2]", "expected a JSON object"), (#"{"../../x": "00"}"#, "is not a file name of this checkpoint"),
             (#"{"state.json": "zz"}"#, "expected 64 hex digits"), ("{}", "does not list state.json"),
         ] {
             try Data(text.utf8).write(to: checksums)
-            let error = #expect(throws: CheckpointError.self) { try CheckpointDirectory.verify(checkpoint) }
+            let error = #expect(throws: CheckpointError.self) {
+                try CheckpointDirectory.verify(checkpoint, required: ["state.json"])
+            }
             let message = error.map { "\($0)" } ?? ""
             #expect(message.contains("checksums.json") && message.contains(expected), "\(text): \(message)")
         }
