@@ -210,11 +210,12 @@ public final class InProcessCommunicator: Communicator, @unchecked Sendable {
         let started = monotonicSeconds()
         group.condition.lock()
         defer { group.condition.unlock() }
-        for (buffer, source) in zip(buffers, sources) {
+        for (index, (buffer, source)) in zip(buffers, sources).enumerated() {
             let key = InProcessExchange.MailboxKey(source: source, destination: rank, tag: tag)
             while group.mailboxes[key]?.isEmpty ?? true {
+                // Named: the sources not yet taken whose message has not arrived.
                 try wait(on: group, since: started) {
-                    sources.filter { group.mailboxes[.init(source: $0, destination: rank, tag: tag)]?.isEmpty ?? true }
+                    sources[index...].filter { group.mailboxes[.init(source: $0, destination: rank, tag: tag)]?.isEmpty ?? true }
                 }
             }
             guard let message = group.mailboxes[key]?.first, message.count == byteCount else {

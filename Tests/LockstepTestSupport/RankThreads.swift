@@ -9,13 +9,15 @@ public enum RankThreads {
     public static func run<T>(_ count: Int, stackSize: Int = 16 << 20, _ body: (Int) throws -> T) -> [Result<T, any Error>] {
         let results = Results<T>(count)
         withoutActuallyEscaping(body) { body in
-            // `body` runs only while this function waits for the threads, so it does not actually escape.
-            nonisolated(unsafe) let body = body
+            // `body` runs only while this function waits for the threads, so it does not actually escape; the
+            // threads reach it through `results`, which lets go of it before this returns (a `Thread` keeps its
+            // block until the thread ends, which may be after `done.leave()`).
+            results.setBody(body)
             let done = DispatchGroup()
             for rank in 0..<count {
                 done.enter()
                 let thread = Thread {
-                    let result = Result { try body(rank) }
+                    let result = Result { try results.call(rank) }
                     results.set(rank, result)
                     done.leave()
                 }
@@ -24,6 +26,7 @@ public enum RankThreads {
                 thread.start()
             }
             done.wait()
+            results.setBody(nil)
         }
         return results.values
     }
@@ -32,8 +35,17 @@ public enum RankThreads {
     private final class Results<T>: @unchecked Sendable {
         private let lock = NSLock()
         private var slots: [Result<T, any Error>?]
+        /// The ranks' body while they run.
+        var body: ((Int) throws -> T)?
+
+        func call(_ rank: Int) throws -> T {
+            guard let body = lock.withLock({ body }) else { throw CocoaError(.featureUnsupported) }
+            return try body(rank)
+        }
 
         init(_ count: Int) { slots = Array(repeating: nil, count: count) }
+
+        func setBody(_ body: ((Int) throws -> T)?) { lock.withLock { self.body = body } }
 
         func set(_ rank: Int, _ result: Result<T, any Error>) { lock.withLock { slots[rank] = result } }
 
