@@ -5,13 +5,20 @@ public enum ReductionOp: Sendable {
 
 /// The collective operations training needs, over a group of processes.
 ///
-/// `MPICommunicator` is the real one; `LocalCommunicator` is the one-process stand-in that makes every
-/// distributed code path testable without mpirun. Every method is collective: every rank of the group calls
-/// it, in the same order, with the same counts.
+/// `MPICommunicator` is the real one; `InProcessCommunicator` (ranks as threads of one process,
+/// `InProcessGroup`) and `LocalCommunicator` (a group of one) make every distributed code path testable without
+/// mpirun. Every method but `send`, `receive`, `receiveFromEach` and `probe` is collective: every rank of the
+/// group calls it, in the same order, with the same counts.
 public protocol Communicator: AnyObject {
     /// This process's index in the group, `0 ..< size`.
     var rank: Int { get }
     var size: Int { get }
+
+    /// Seconds any wait on another rank may last before it throws `DistributedError.timedOut` naming `phase`;
+    /// nil waits forever. A group of one never waits, and ignores it.
+    var hangTimeout: Double? { get set }
+    /// What the caller is waiting for, named in timeouts: "gradient sync of step 412", "report of step 12".
+    var phase: String { get set }
 
     /// Sums `count` Floats across the group, in place: afterwards every rank holds the sum.
     func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws
@@ -34,6 +41,25 @@ public protocol Communicator: AnyObject {
     func send(_ buffer: UnsafeRawPointer, byteCount: Int, to destination: Int, tag: Int) throws
     /// Receives `byteCount` bytes sent by rank `source` with `tag`.
     func receive(_ buffer: UnsafeMutableRawPointer, byteCount: Int, from source: Int, tag: Int) throws
+
+    /// Receives from each of `sources` one message of `byteCount` bytes with `tag`, into `buffers[i]` from
+    /// `sources[i]`, under one deadline: on a timeout the error names every source not heard from (the
+    /// coordinator's collection of the step reports).
+    func receiveFromEach(_ buffers: [UnsafeMutableRawPointer], byteCount: Int, from sources: [Int], tag: Int) throws
+
+    /// Looks once, without waiting, for a message with `tag` from any rank to this one.
+    /// - Returns: its source and size in bytes, or nil if none has arrived.
+    func probe(tag: Int) throws -> (source: Int, byteCount: Int)?
+}
+
+extension Communicator {
+    /// One receive after another, in the order of `sources`. A communicator whose receives can be posted at
+    /// once (MPI) or waited on together (in-process) overrides it, to name every silent source on a timeout.
+    public func receiveFromEach(_ buffers: [UnsafeMutableRawPointer], byteCount: Int, from sources: [Int], tag: Int) throws {
+        for (buffer, source) in zip(buffers, sources) {
+            try receive(buffer, byteCount: byteCount, from: source, tag: tag)
+        }
+    }
 }
 
 /// A group of one: collectives are identities.
@@ -41,6 +67,9 @@ public final class LocalCommunicator: Communicator {
     public init() {}
     public var rank: Int { 0 }
     public var size: Int { 1 }
+    /// Kept for `ProcessGroups`; nothing here ever waits.
+    public var hangTimeout: Double?
+    public var phase = "a one-process call"
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {}
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {}
     public func allreduce(_ buffer: UnsafeMutablePointer<UInt64>, count: Int, op: ReductionOp) throws {}
@@ -66,7 +95,11 @@ public final class LocalCommunicator: Communicator {
         guard let message = mailbox[tag]?.first, message.count == byteCount else {
             throw DistributedError.nothingToReceive(tag: tag, byteCount: byteCount, pending: mailbox[tag]?.first?.count)
         }
-        mailbox[tag]!.removeFirst()
-        message.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: byteCount) }
+        mailbox[tag]?.removeFirst()
+        message.withUnsafeBytes { if let base = $0.baseAddress { buffer.copyMemory(from: base, byteCount: byteCount) } }
+    }
+
+    public func probe(tag: Int) throws -> (source: Int, byteCount: Int)? {
+        mailbox[tag]?.first.map { (0, $0.count) }
     }
 }

@@ -17,7 +17,8 @@ import CMPI
 /// and nothing overlaps. Call it between layers (it costs one `MPI_Testall`).
 ///
 /// Every worker must start the buckets in the same order (MPI matches collectives by order). With a
-/// non-MPI communicator (`LocalCommunicator`) `bucketReady` reduces at once and nothing overlaps.
+/// non-MPI communicator (`LocalCommunicator`, or `InProcessCommunicator`'s threads) `bucketReady` takes the
+/// blocking `allreduceSum` at once and nothing overlaps: the same sums, without MPI's requests.
 public final class GradientBuckets {
     /// The buckets, as ranges of `buffer`, indexed in the order backward fills them (reverse layer order).
     public let ranges: [Range<Int>]

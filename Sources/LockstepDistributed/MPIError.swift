@@ -42,6 +42,12 @@ public enum DistributedError: Error, Equatable, CustomStringConvertible {
     case nothingToReceive(tag: Int, byteCount: Int, pending: Int?)
     /// A report of the wrong length arrived in a gather.
     case malformedReport(rank: Int, fieldCount: Int, expected: Int)
+    /// `call` named rank `rank`, which a group of `size` does not have (in-process groups check; MPI's own
+    /// check comes back as an `MPIError`).
+    case noSuchRank(call: String, rank: Int, size: Int)
+    /// The ranks of an in-process group met in different collectives: world rank `rank` called `call` while
+    /// another rank called `other` (over MPI a mismatch hangs or corrupts data; in one process it is caught).
+    case mismatchedCollective(rank: Int, call: String, other: String)
     /// World rank `rank` waited `waitedSeconds` in `phase` (e.g. "gradient sync of step 412") without an
     /// answer from world ranks `waitingFor` (for a collective: every other rank of it, or the root).
     case timedOut(rank: Int, phase: String, waitedSeconds: Double, waitingFor: [Int])
@@ -73,6 +79,10 @@ public enum DistributedError: Error, Equatable, CustomStringConvertible {
                 + (pending.map { "the message sent has \($0) bytes" } ?? "nothing was sent")
         case .malformedReport(let rank, let fieldCount, let expected):
             return "worker report from world rank \(rank) has \(fieldCount) fields, expected \(expected)"
+        case .noSuchRank(let call, let rank, let size):
+            return "\(call): no rank \(rank) in a group of \(size)"
+        case .mismatchedCollective(let rank, let call, let other):
+            return "collective mismatch: rank \(rank) called \(call) while another rank called \(other)"
         case .timedOut(let rank, let phase, let seconds, let waitingFor):
             return WorkerTimeout(rank: rank, phase: phase, waitedSeconds: seconds, waitingFor: waitingFor).description
         case .hang(let phase, let seconds, let silent, let timeouts):

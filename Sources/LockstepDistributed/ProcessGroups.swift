@@ -9,6 +9,9 @@ import Foundation
 ///
 /// A job of one process (started without mpirun, or `-np 1`) plays both roles: it is the coordinator and
 /// worker 0 of one worker, and every communicator is a `LocalCommunicator`.
+///
+/// `inProcess(workers:)` builds the same roles as threads of one process (`InProcessGroup`s): one
+/// `ProcessGroups` per world rank, for tests of the coordinator/worker exchange without mpirun.
 public final class ProcessGroups {
     /// The world rank of the coordinator.
     public static let coordinatorRank = 0
@@ -41,6 +44,27 @@ public final class ProcessGroups {
     /// One process in both roles, over `LocalCommunicator`s; needs no MPI.
     public static func singleProcess() -> ProcessGroups {
         ProcessGroups(world: LocalCommunicator(), workers: LocalCommunicator(), isCoordinator: true, workerIndex: 0, workerCount: 1)
+    }
+
+    /// The roles of a job of `workers` workers played by threads of this process: element `r` is world rank
+    /// `r`'s (0 the coordinator, 1...workers the workers, each with its end of the workers' own group, whose
+    /// ranks errors name by world rank). Each must be used from its own thread. Even one worker gives two
+    /// ranks (not `singleProcess()`), so the point-to-point control plane is what runs.
+    /// - Parameter hangTimeout: the deadline of every wait, in seconds, until `setHangTimeout` changes it.
+    /// - Precondition: `workers >= 1`.
+    public static func inProcess(workers: Int, hangTimeout: Double = InProcessGroup.defaultHangTimeout) -> [ProcessGroups] {
+        precondition(workers >= 1, "a job needs at least one worker")
+        let world = InProcessGroup(size: workers + 1, hangTimeout: hangTimeout)
+        let workerGroup = InProcessGroup(size: workers, worldRanks: Array(1...workers), hangTimeout: hangTimeout)
+        return world.communicators.map { end in
+            let isCoordinator = end.rank == coordinatorRank
+            let workerEnd = isCoordinator ? nil : workerGroup.communicators[end.rank - 1]
+            let groups = ProcessGroups(
+                world: end, workers: workerEnd, isCoordinator: isCoordinator, workerIndex: workerEnd?.rank,
+                workerCount: workers)
+            groups.setPhase("start-up")
+            return groups
+        }
     }
 
     /// The roles of this process in the MPI job it was started in; initialises MPI if needed. Collective over
@@ -76,17 +100,17 @@ public final class ProcessGroups {
 
     /// The deadline of every wait on another rank from now on (`fault_tolerance.hang_timeout_seconds`).
     public func setHangTimeout(_ seconds: Double) {
-        (world as? MPICommunicator)?.hangTimeout = seconds
-        (workers as? MPICommunicator)?.hangTimeout = seconds
+        world.hangTimeout = seconds
+        workers?.hangTimeout = seconds
     }
 
     /// The deadline in force; nil in a one-process job (nothing to wait for).
-    public var hangTimeout: Double? { (world as? MPICommunicator)?.hangTimeout }
+    public var hangTimeout: Double? { isSingleProcess ? nil : world.hangTimeout }
 
     /// Names what the next waits are for, in timeouts: "gradient sync of step 12". Sets both communicators.
     public func setPhase(_ phase: String) {
-        (world as? MPICommunicator)?.phase = phase
-        (workers as? MPICommunicator)?.phase = phase
+        world.phase = phase
+        workers?.phase = phase
     }
 
     /// This process's world rank (0 in a one-process job).
@@ -163,14 +187,12 @@ public final class ProcessGroups {
             }
             return nil
         }
-        guard let mpi = world as? MPICommunicator else {
-            throw DistributedError.missingRootValue(what: "collectFromWorkers over a non-MPI world of \(world.size)", root: 0)
-        }
         let sources = Array(1..<world.size)
-        // On a deadline the pending receives are cancelled before the error reaches here, so the buffer may go.
+        // On a deadline the pending receives are cancelled (MPI) or never started (in-process) before the error
+        // reaches here, so the buffer may go.
         var received = [Double](repeating: .nan, count: count * sources.count)
         try received.withUnsafeMutableBufferPointer { buffer in
-            try mpi.receiveFromEach(
+            try world.receiveFromEach(
                 sources.indices.map { UnsafeMutableRawPointer(buffer.baseAddress! + $0 * count) },
                 byteCount: count * 8, from: sources, tag: Tag.fields)
         }
@@ -182,12 +204,12 @@ public final class ProcessGroups {
     /// On a worker whose own wait timed out on its peers (not on the coordinator): tells the coordinator, so
     /// that its message can say who waited for whom. A failure to send is written to standard error.
     public func reportTimeout(_ timeout: WorkerTimeout) {
-        guard !isCoordinator, let mpi = world as? MPICommunicator else { return }
+        guard !isCoordinator, !isSingleProcess else { return }
         do {
             let bytes = Array(try JSONEncoder().encode(timeout))
-            mpi.phase = "the timeout report to rank 0"
+            world.phase = "the timeout report to rank 0"
             try bytes.withUnsafeBytes {
-                try mpi.send($0.baseAddress!, byteCount: $0.count, to: Self.coordinatorRank, tag: Tag.timeout)
+                try world.send($0.baseAddress!, byteCount: $0.count, to: Self.coordinatorRank, tag: Tag.timeout)
             }
         } catch {
             log.error("rank \(worldRank): could not report its timeout to rank 0: \(error)")
@@ -200,18 +222,18 @@ public final class ProcessGroups {
     public func diagnoseHang(_ timedOut: WorkerTimeout, grace: Double) -> DistributedError {
         var timeouts: [WorkerTimeout] = []
         var silent = Set(timedOut.waitingFor)
-        if let mpi = world as? MPICommunicator {
+        if !isSingleProcess {
             let end = monotonicSeconds() + grace
             do {
                 while monotonicSeconds() < end && !silent.isEmpty {
-                    guard let (source, byteCount) = try mpi.probe(tag: Tag.timeout) else {
+                    guard let (source, byteCount) = try world.probe(tag: Tag.timeout) else {
                         sleepMicroseconds(10_000)
                         continue
                     }
                     var bytes = [UInt8](repeating: 0, count: max(byteCount, 1))
-                    mpi.phase = "the timeout report of rank \(source)"
+                    world.phase = "the timeout report of rank \(source)"
                     try bytes.withUnsafeMutableBytes {
-                        try mpi.receive($0.baseAddress!, byteCount: byteCount, from: source, tag: Tag.timeout)
+                        try world.receive($0.baseAddress!, byteCount: byteCount, from: source, tag: Tag.timeout)
                     }
                     silent.remove(source)
                     do {

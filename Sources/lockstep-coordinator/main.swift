@@ -31,8 +31,12 @@ struct CoordinatorCommand: ParsableCommand {
         ParentWatchdog.start(label: "lockstep-coordinator (pid \(getpid()))")
         do {
             try MPIRuntime.initialize()
+            let groups = try ProcessGroups.fromMPI()
+            // SIGINT, SIGTERM and SIGUSR1 (which mpirun forwards) stop the run after the step, with a save.
+            let stopFlag = StopFlag()
+            stopFlag.installSignalHandlers()
             let summary = try DistributedRun.coordinator(
-                configPath: config, overrides: overrides, resume: resume, log: log)
+                groups: groups, configPath: config, overrides: overrides, resume: resume, stopFlag: stopFlag, log: log)
             print(summary.line)
             print("model saved to \(summary.modelDirectory.path)")
             try MPIRuntime.finalize()

@@ -10,7 +10,13 @@ ParentWatchdog.start(label: "lockstep-worker (pid \(getpid()))")
 let logger = Loggers.logger("worker")
 do {
     try MPIRuntime.initialize()
-    try DistributedRun.worker()
+    let groups = try ProcessGroups.fromMPI()
+    // Ctrl-C reaches the whole process group, and mpirun passes SIGTERM and SIGUSR1 on to every rank; the
+    // coordinator alone decides when to stop (after the step and a save), and then releases the workers.
+    signal(SIGINT, SIG_IGN)
+    signal(SIGTERM, SIG_IGN)
+    signal(SIGUSR1, SIG_IGN)
+    try DistributedRun.worker(groups: groups)
     try MPIRuntime.finalize()
 } catch {
     logger.critical("lockstep-worker: error: \(error)")

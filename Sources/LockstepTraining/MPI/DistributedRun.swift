@@ -8,12 +8,21 @@ import LockstepLogging
 import LockstepCheckpoints
 
 /// The two executables' bodies: `mpirun -np 1 lockstep-coordinator --config run.yaml : -np N lockstep-worker`.
+///
+/// They take their `ProcessGroups` (`ProcessGroups.fromMPI()` in the executables, `ProcessGroups.inProcess`
+/// in tests, one thread per rank) and touch no process-wide state of their own: signal dispositions and
+/// `MPIRuntime.abort` belong to the executables' `main`. (`ComputeThreads.set` from the config is process-wide;
+/// in-process ranks all set the same value.)
 public enum DistributedRun {
-    /// Rank 0. Reads the config, tells the workers, then runs the coordinator loop over MPI.
+    /// Rank 0. Reads the config, tells the workers, then runs the coordinator loop over `groups.world`.
+    /// - Parameters:
+    ///   - groups: world rank 0's roles in a job of at least one worker.
+    ///   - stopFlag: set by the executable's signal handlers (SIGINT, SIGTERM, SIGUSR1) to stop after the step.
+    ///   - console: the progress line; nil writes plain lines to standard error every `output.log_every` steps.
     public static func coordinator(
-        configPath: String, overrides: [String], resume: String?, log: @escaping (String) -> Void
+        groups: ProcessGroups, configPath: String, overrides: [String], resume: String?,
+        stopFlag: StopFlag = StopFlag(), console: ProgressReporter? = nil, log: @escaping (String) -> Void
     ) throws -> RunSummary {
-        let groups = try ProcessGroups.fromMPI()
         guard groups.isCoordinator, !groups.isSingleProcess else {
             throw TrainingStopped(
                 description: "lockstep-coordinator must be world rank 0 beside at least one lockstep-worker: "
@@ -45,11 +54,9 @@ public enum DistributedRun {
                 try snapshot.broadcast(over: groups.world, root: ProcessGroups.coordinatorRank)
             }
         }
-        let stopFlag = StopFlag()
-        stopFlag.installSignalHandlers()
         let coordinator = try Coordinator(
             config: config, link: link, modelConfig: modelConfig, tokenizer: tokenizer,
-            resumed: resumed, stopFlag: stopFlag, console: ProgressReporter(plainLineEvery: config.output.logEvery))
+            resumed: resumed, stopFlag: stopFlag, console: console ?? ProgressReporter(plainLineEvery: config.output.logEvery))
         link.classifierDevSet = coordinator.classifierDevSet
         let summary = try coordinator.run()
         let cpu = processCPUSeconds()
@@ -62,8 +69,10 @@ public enum DistributedRun {
     }
 
     /// Ranks 1...N. Waits for the launch message, builds its replica, then follows the coordinator's plans.
-    public static func worker() throws {
-        let groups = try ProcessGroups.fromMPI()
+    /// - Parameter groups: a worker's roles (world rank 1...N with its end of the workers' group).
+    /// - Throws: when a wait on the other workers times out, after telling the coordinator and giving it the
+    ///   deadline plus 5 s to end the job with a better message.
+    public static func worker(groups: ProcessGroups) throws {
         do {
             try workerLoop(groups)
         } catch let error as DistributedError {
@@ -81,11 +90,6 @@ public enum DistributedRun {
     }
 
     private static func workerLoop(_ groups: ProcessGroups) throws {
-        // Ctrl-C reaches the whole process group, and mpirun passes SIGTERM and SIGUSR1 on to every rank; the
-        // coordinator alone decides when to stop (after the step and a save), and then releases the workers.
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        signal(SIGUSR1, SIG_IGN)
         guard let workers = groups.workers, let workerIndex = groups.workerIndex else {
             throw TrainingStopped(description: "lockstep-worker must not be world rank 0 (that is the coordinator)")
         }
