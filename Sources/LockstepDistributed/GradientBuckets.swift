@@ -67,6 +67,19 @@ public final class GradientBuckets {
     /// `lockstep train` selects) moves large buffers about twice as fast as the non-blocking one.
     /// - Throws: `DistributedError.invalidBucket` for an unknown index or one already started this step.
     public func bucketReady(_ index: Int, wait: Bool = false) throws {
+        try claim(index)
+        let range = ranges[index]
+        let base = buffer.baseAddress! + range.lowerBound
+        if let mpi, !wait {
+            try mpi.startAllreduceSum(base, count: range.count, appendingTo: &requests)
+        } else {
+            try communicator.allreduceSum(base, count: range.count)
+        }
+    }
+
+    /// Marks bucket `index` as started this step.
+    /// - Throws: `DistributedError.invalidBucket` for an unknown index or one already started this step.
+    private func claim(_ index: Int) throws {
         guard ranges.indices.contains(index) else {
             throw DistributedError.invalidBucket(index: index, bucketCount: ranges.count, reason: "no such bucket")
         }
@@ -76,13 +89,6 @@ public final class GradientBuckets {
         }
         started[index] = true
         startedCount += 1
-        let range = ranges[index]
-        let base = buffer.baseAddress! + range.lowerBound
-        if let mpi, !wait {
-            try mpi.startAllreduceSum(base, count: range.count, appendingTo: &requests)
-        } else {
-            try communicator.allreduceSum(base, count: range.count)
-        }
     }
 
     /// Whether bucket `index` was started (or skipped) this step.
@@ -93,16 +99,8 @@ public final class GradientBuckets {
     /// worker must skip the same buckets; `finish` then neither waits for nor scales it.
     /// - Throws: `DistributedError.invalidBucket` for an unknown index or one already started this step.
     public func skip(_ index: Int) throws {
-        guard ranges.indices.contains(index) else {
-            throw DistributedError.invalidBucket(index: index, bucketCount: ranges.count, reason: "no such bucket")
-        }
-        guard !started[index] else {
-            throw DistributedError.invalidBucket(
-                index: index, bucketCount: ranges.count, reason: "already started this step (call finish() first)")
-        }
-        started[index] = true
+        try claim(index)
         skipped[index] = true
-        startedCount += 1
     }
 
     /// Tests the buckets in flight once, which lets MPI progress them. Cheap; call it often during backward.

@@ -321,15 +321,8 @@ struct DistributedTrainingTests {
         #expect(left.isEmpty, "still running 10 s after SIGKILL: \(left)\n\(output)")
     }
 
-    /// Process ids whose parent is `parent` (mpirun's ranks).
+    /// Process ids whose parent is `parent` (mpirun's ranks), zombies left out.
     static func children(of parent: Int32) -> [Int32] {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap { Int32($0) }.filter { pid in
-            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                let close = stat.lastIndex(of: ")")
-            else { return false }
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            return fields.count > 1 && Int32(fields[1]) == parent
-        }
+        ProcessLauncher.children(of: parent)
     }
 }
