@@ -21,24 +21,26 @@ public enum Embedding {
         }
     }
 
-    /// Scatter-adds `dOut` rows into `dWte` (by token) and `dWpe` (by position). Accumulates: a token that
-    /// occurs several times, and every position across the batch, receive the sum of their rows.
+    /// Scatter-adds `dOut` rows into `dWte` (by token) and `dWpe` (by position); a nil table is left out (a
+    /// replica that defers the token lookup's share, or adds other replicas' deferred rows). Accumulates: a
+    /// token that occurs several times, and every position across the batch, receive the sum of their rows.
     /// Spread over `ComputeThreads` by channels (two rows of one token never race), each channel adding its
     /// rows in order.
     public static func backward(
-        dWte: UnsafeMutablePointer<Float>, dWpe: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
+        dWte: UnsafeMutablePointer<Float>?, dWpe: UnsafeMutablePointer<Float>?, dOut: UnsafePointer<Float>,
         tokens: UnsafePointer<Int32>, batch: Int, time: Int, channels: Int
     ) {
         let rows = batch &* time
         Parallel.forEachRange(channels, minimumChunk: max(8, (1 << 14) / max(1, rows))) { columns in
             for n in 0..<rows {
                 let row = dOut + n &* channels
-                let tokenRow = dWte + Int(tokens[n]) &* channels
-                let positionRow = dWpe + (n % time) &* channels
-                for i in columns {
-                    let g = row[i]
-                    tokenRow[i] += g
-                    positionRow[i] += g
+                if let dWte {
+                    let tokenRow = dWte + Int(tokens[n]) &* channels
+                    for i in columns { tokenRow[i] += row[i] }
+                }
+                if let dWpe {
+                    let positionRow = dWpe + (n % time) &* channels
+                    for i in columns { positionRow[i] += row[i] }
                 }
             }
         }

@@ -8,8 +8,9 @@ import Darwin
 
 /// The console progress line, as pure formatting:
 /// ```
-/// step   120/5000 [--------------------]   2.4%  loss 2.3451  lr 5.99e-04  |g| 0.812  1,234 tok/s  ETA 1h02m
+/// step   120/5000 [--------------------]   2.4%  loss 2.3451  lr 5.99e-04  |g| 0.812  1,234 tok/s  mem 1.2G  ETA 1h02m
 /// ```
+/// `mem` is the largest worker's peak resident set, when known.
 /// Non-finite numbers print as `nan`/`inf` (so a bad loss is visible) and an unknown ETA as `--`.
 public enum ProgressLine {
     /// Characters between the brackets.
@@ -20,9 +21,10 @@ public enum ProgressLine {
     ///   - step: steps completed so far (0 before the first one finishes).
     ///   - elapsed: seconds since training started; with `step` it gives the ETA, assuming the remaining
     ///     steps go at the average pace so far.
+    ///   - peakResidentBytes: the largest worker's peak resident set; nil leaves `mem` out.
     public static func format(
         step: Int, totalSteps: Int, loss: Double, learningRate: Double, gradNorm: Double,
-        tokensPerSecond: Double, elapsed: Double
+        tokensPerSecond: Double, elapsed: Double, peakResidentBytes: Int? = nil
     ) -> String {
         let total = String(totalSteps)
         let current = String(step)
@@ -36,6 +38,7 @@ public enum ProgressLine {
             + "  lr " + String(format: "%.2e", learningRate)
             + "  |g| " + String(format: "%.3f", gradNorm)
             + "  " + groupedThousands(tokensPerSecond) + " tok/s"
+            + (peakResidentBytes.map { "  mem " + bytes($0) } ?? "")
             + "  ETA " + duration(remaining)
     }
 
@@ -44,6 +47,17 @@ public enum ProgressLine {
         let clamped = fraction.isFinite ? min(1, max(0, fraction)) : 0
         let done = Int((clamped * Double(width)).rounded(.down))
         return String(repeating: "#", count: done) + String(repeating: "-", count: width - done)
+    }
+
+    /// A byte count in binary units with one decimal: `512.0M`, `4.9G` (K, M, G, T: powers of 1024).
+    public static func bytes(_ count: Int) -> String {
+        var value = Double(count), unit = 0
+        let units = ["B", "K", "M", "G", "T"]
+        while value >= 1024 && unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(count)B" : String(format: "%.1f", value) + units[unit]
     }
 
     /// Whole seconds as `42s`, `3m07s` or `1h02m` (hours keep counting past a day: `30h00m`); `--` for a
@@ -97,11 +111,11 @@ public final class ProgressReporter {
     /// Shows progress after `step` completed steps (see `ProgressLine.format`).
     public func update(
         step: Int, totalSteps: Int, loss: Double, learningRate: Double, gradNorm: Double,
-        tokensPerSecond: Double, elapsed: Double
+        tokensPerSecond: Double, elapsed: Double, peakResidentBytes: Int? = nil
     ) {
         let line = ProgressLine.format(
             step: step, totalSteps: totalSteps, loss: loss, learningRate: learningRate, gradNorm: gradNorm,
-            tokensPerSecond: tokensPerSecond, elapsed: elapsed)
+            tokensPerSecond: tokensPerSecond, elapsed: elapsed, peakResidentBytes: peakResidentBytes)
         if isTerminal {
             write("\r" + line + "\u{1B}[K")
             lineOpen = true

@@ -147,14 +147,14 @@ public final class GPT {
 
     /// Adds to `gradients` the gradient of `lossScale × (mean loss of the last forward)`; with
     /// `lossScale = 1 / microSteps` a sum of backward calls gives the gradient of the average over micro-batches.
-    /// - Parameter onBlockGradientsReady: called with block index L-1 down to 0, right after that block's
-    ///   parameter gradients are complete for this call (embeddings and `ln_f` are complete only on return).
+    /// - Parameter events: told as gradients become final and between kernels (see `BackwardEvents`).
     /// - Precondition: the last call was `forward` with targets.
-    public func backward(lossScale: Float = 1, onBlockGradientsReady: ((Int) -> Void)? = nil) {
+    public func backward(lossScale: Float = 1, events: BackwardEvents = BackwardEvents()) {
         guard case .languageModel(let B, let counted) = pending else {
             preconditionFailure("backward needs a forward with targets just before it")
         }
         pending = .none
+        lookupRowCount = 0
         let T = sequenceLength, C = config.channels, V = config.vocabularySize
         let N = B * T
         let p = parameters.baseAddress!, g = gradients.baseAddress!
@@ -168,7 +168,8 @@ public final class GPT {
         Matmul.backward(
             dInput: acts.dLn, dWeight: g + layout.wte, dBias: nil, dOut: acts.probabilities, input: acts.lnf,
             weight: p + layout.wte, rows: N, inChannels: C, outChannels: V, layout: .outputMajor)
-        backwardTrunk(batch: B, time: T, onBlockGradientsReady: onBlockGradientsReady)
+        events.progress?()
+        backwardTrunk(batch: B, time: T, events: events)
     }
 
     // MARK: - Classifier
@@ -240,11 +241,11 @@ public final class GPT {
     /// - Parameters:
     ///   - headOnly: accumulate only `score.weight`'s gradient and skip the trunk's backward entirely (a frozen
     ///     backbone costs no backward pass); the other gradients are left as they are and
-    ///     `onBlockGradientsReady` is never called.
-    ///   - onBlockGradientsReady: as in `backward`.
+    ///     `events` are never told anything.
+    ///   - events: as in `backward`.
     /// - Precondition: the last call was `classify` with labels.
     public func backwardClassification(
-        lossScale: Float = 1, headOnly: Bool = false, onBlockGradientsReady: ((Int) -> Void)? = nil
+        lossScale: Float = 1, headOnly: Bool = false, events: BackwardEvents = BackwardEvents()
     ) {
         guard case .classifier(let B, let T, let counted, let weighted) = pending, let K = config.labelCount,
             let score = layout.score
@@ -252,6 +253,7 @@ public final class GPT {
             preconditionFailure("backwardClassification needs a classify with labels just before it")
         }
         pending = .none
+        lookupRowCount = 0
         let C = config.channels
 
         // dLogits (B, K), written over the probabilities: row b scaled by lossScale / counted, or by
@@ -282,7 +284,7 @@ public final class GPT {
             layout: .outputMajor)
         acts.dLn.update(repeating: 0, count: B * T * C)
         LastTokenGather.backward(dHidden: acts.dLn, dOut: acts.dPooled, lengths: acts.lengths, batch: B, time: T, channels: C)
-        backwardTrunk(batch: B, time: T, onBlockGradientsReady: onBlockGradientsReady)
+        backwardTrunk(batch: B, time: T, events: events)
     }
 
     // MARK: - Shared trunk
@@ -335,7 +337,7 @@ public final class GPT {
     /// The residual stream's gradient lives in one buffer, `dResidual`: a residual connection passes its
     /// output gradient unchanged to both inputs, so the branch reads it as its output gradient and each
     /// LayerNorm backward adds its input gradient into it.
-    private func backwardTrunk(batch B: Int, time T: Int, onBlockGradientsReady: ((Int) -> Void)?) {
+    private func backwardTrunk(batch B: Int, time T: Int, events: BackwardEvents) {
         let C = config.channels, NH = config.headCount
         let N = B * T
         let p = UnsafePointer(parameters.baseAddress!), g = gradients.baseAddress!
@@ -347,6 +349,7 @@ public final class GPT {
             dInput: dResidual, dWeight: g + layout.lnfWeight, dBias: g + layout.lnfBias, dOut: acts.dLn,
             input: acts.layers[L - 1].residual3, weight: p + layout.lnfWeight, mean: acts.lnfMean, rstd: acts.lnfRstd,
             rows: N, channels: C)
+        events.headReady?()
         for l in stride(from: L - 1, through: 0, by: -1) {
             let w = layout.blocks[l], a = acts.layers[l]
             let residual = UnsafePointer(l == 0 ? acts.encoded : acts.layers[l - 1].residual3)
@@ -357,12 +360,14 @@ public final class GPT {
                 dInput: acts.dFcGELU, dWeight: g + w.fcProjectionWeight, dBias: g + w.fcProjectionBias, dOut: dResidual,
                 input: a.fcGELU, weight: p + w.fcProjectionWeight, rows: N, inChannels: 4 * C, outChannels: C,
                 layout: .inputMajor)
+            events.progress?()
             acts.dFc.update(repeating: 0, count: N * 4 * C)
             GELU.backward(dInput: acts.dFc, input: a.fc, dOut: acts.dFcGELU, count: N * 4 * C)
             acts.dLn.update(repeating: 0, count: N * C)
             Matmul.backward(
                 dInput: acts.dLn, dWeight: g + w.fcWeight, dBias: g + w.fcBias, dOut: acts.dFc, input: a.ln2,
                 weight: p + w.fcWeight, rows: N, inChannels: C, outChannels: 4 * C, layout: .inputMajor)
+            events.progress?()
             LayerNorm.backward(
                 dInput: dResidual, dWeight: g + w.ln2Weight, dBias: g + w.ln2Bias, dOut: acts.dLn, input: a.residual2,
                 weight: p + w.ln2Weight, mean: a.ln2Mean, rstd: a.ln2Rstd, rows: N, channels: C)
@@ -373,10 +378,12 @@ public final class GPT {
                 dInput: acts.dAttention, dWeight: g + w.attentionProjectionWeight, dBias: g + w.attentionProjectionBias,
                 dOut: dResidual, input: a.attention, weight: p + w.attentionProjectionWeight, rows: N, inChannels: C,
                 outChannels: C, layout: .inputMajor)
+            events.progress?()
             acts.dQKV.update(repeating: 0, count: N * 3 * C)
             Attention.backward(
                 dQKV: acts.dQKV, scratch: acts.attentionScratch, dOut: acts.dAttention, qkv: a.qkv,
                 att: a.attentionProbabilities, batch: B, time: T, channels: C, heads: NH)
+            events.progress?()
             acts.dLn.update(repeating: 0, count: N * C)
             Matmul.backward(
                 dInput: acts.dLn, dWeight: g + w.qkvWeight, dBias: g + w.qkvBias, dOut: acts.dQKV, input: a.ln1,
@@ -384,10 +391,52 @@ public final class GPT {
             LayerNorm.backward(
                 dInput: dResidual, dWeight: g + w.ln1Weight, dBias: g + w.ln1Bias, dOut: acts.dLn, input: residual,
                 weight: p + w.ln1Weight, mean: a.ln1Mean, rstd: a.ln1Rstd, rows: N, channels: C)
-            onBlockGradientsReady?(l)
+            events.blockReady?(l)
         }
+        lookupRowCount = events.defersTokenLookup ? N : 0
         Embedding.backward(
-            dWte: g + layout.wte, dWpe: g + layout.wpe, dOut: dResidual, tokens: acts.tokens, batch: B, time: T, channels: C)
+            dWte: events.defersTokenLookup ? nil : g + layout.wte, dWpe: g + layout.wpe, dOut: dResidual,
+            tokens: acts.tokens, batch: B, time: T, channels: C)
+    }
+
+    /// Rows of the last backward's token-lookup gradient that `BackwardEvents.defersTokenLookup` left out of
+    /// `gradients`: 0 when it did not defer.
+    private var lookupRowCount = 0
+
+    /// The token-lookup share of `wte`'s gradient that the last backward left out (`defersTokenLookup`): `tokens
+    /// (n)` and `rows (n, C)`, row i to be added to `wte`'s gradient at row `tokens[i]`
+    /// (`Embedding.backward` with no `dWpe` does that). Both empty when it did not defer; valid until the next
+    /// forward.
+    public var deferredTokenLookup: (tokens: UnsafeBufferPointer<Int32>, rows: UnsafeBufferPointer<Float>) {
+        (UnsafeBufferPointer(start: acts.tokens, count: lookupRowCount),
+         UnsafeBufferPointer(start: acts.dResidual, count: lookupRowCount * config.channels))
+    }
+}
+
+/// What backward tells its caller while it runs, so that averaging gradients over replicas can start, and
+/// progress, while backward still computes. Every member is optional; the default tells nothing.
+public struct BackwardEvents {
+    /// The head's and `ln_f`'s gradients are final, and `wte`'s too when `defersTokenLookup` is set (the tied
+    /// head's share is added; the token lookup's is left out): called once, before the first block's backward.
+    public var headReady: (() -> Void)?
+    /// Block `l`'s parameter gradients are final; called for l = L-1 down to 0.
+    public var blockReady: ((Int) -> Void)?
+    /// Called between the kernels of backward: a moment for communication in flight to progress.
+    public var progress: (() -> Void)?
+    /// Leave the token lookup's share of `wte`'s gradient out of `gradients` and keep it in
+    /// `GPT.deferredTokenLookup`: n rows of C instead of the whole `(V, C)` table, so that replicas can exchange
+    /// it in a fraction of the bytes after sending the rest of `wte` early. `wpe`'s gradient is still final
+    /// only on return.
+    public var defersTokenLookup: Bool
+
+    public init(
+        headReady: (() -> Void)? = nil, blockReady: ((Int) -> Void)? = nil, progress: (() -> Void)? = nil,
+        defersTokenLookup: Bool = false
+    ) {
+        self.headReady = headReady
+        self.blockReady = blockReady
+        self.progress = progress
+        self.defersTokenLookup = defersTokenLookup
     }
 }
 

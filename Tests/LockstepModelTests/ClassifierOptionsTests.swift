@@ -151,7 +151,9 @@ import LockstepOptimizer
             model.zeroGradients()
             model.classify(tokens: tokens, lengths: Self.lengths, labels: Self.labels, batch: Self.batch)
             var called = false
-            model.backwardClassification(lossScale: 0.5, headOnly: true) { _ in called = true }
+            model.backwardClassification(
+                lossScale: 0.5, headOnly: true,
+                events: BackwardEvents(headReady: { called = true }, blockReady: { _ in called = true }, progress: { called = true }))
             #expect(!called)
             #expect(Array(model.gradients[score]) == Array(full[score]), "weights \(String(describing: weights))")
             #expect(model.gradients[..<score.lowerBound].allSatisfy { $0 == 0 })
@@ -159,10 +161,10 @@ import LockstepOptimizer
             #expect(model.gradients[score].contains { $0 != 0 })
         }
 
-        // Callers that pass only `lossScale:` and the callback still compile and get every block.
+        // A full backward tells every block.
         model.classify(tokens: tokens, lengths: Self.lengths, labels: Self.labels, batch: Self.batch)
         var blocks: [Int] = []
-        model.backwardClassification(lossScale: 1, onBlockGradientsReady: { blocks.append($0) })
+        model.backwardClassification(lossScale: 1, events: BackwardEvents(blockReady: { blocks.append($0) }))
         #expect(blocks == [1, 0])
     }
 

@@ -143,11 +143,17 @@ import LockstepOptimizer
         let fullLoss = model.forward(tokens: tokens, targets: targets, batch: 2)
         var order: [Int] = []
         var snapshots: [Int: [Float]] = [:]
-        model.backward { block in
-            order.append(block)
-            snapshots[block] = Array(model.gradients[model.layout.blockRange(block)])
-        }
-        #expect(order == [2, 1, 0])
+        var progressCalls = 0
+        model.backward(
+            events: BackwardEvents(
+                headReady: { order.append(-1) },
+                blockReady: { block in
+                    order.append(block)
+                    snapshots[block] = Array(model.gradients[model.layout.blockRange(block)])
+                },
+                progress: { progressCalls += 1 }))
+        #expect(order == [-1, 2, 1, 0])
+        #expect(progressCalls >= 3 * 4, "progress is told between the kernels of every block")
         for block in 0..<3 {
             #expect(snapshots[block] == Array(model.gradients[model.layout.blockRange(block)]), "block \(block)")
         }
@@ -164,6 +170,48 @@ import LockstepOptimizer
         let accumulatedError = maxRelativeError(Array(model.gradients), full.doubles, floor: 1e-3)
         print("Accumulation: gradients differ by \(accumulatedError) relative")
         #expect(accumulatedError < 1e-4)
+    }
+
+    /// A backward that defers the token lookup leaves exactly that share out of `wte`'s gradient (everything
+    /// else the same bits, `wte` final at `headReady`), and adding `deferredTokenLookup` back gives the same
+    /// bits as a backward that did not defer, for the language model and the classifier.
+    @Test func deferredTokenLookupAddsBackToTheSameGradient() throws {
+        let config = GPTConfig(vocabularySize: 40, contextLength: 12, layerCount: 2, headCount: 2, channels: 16, labelCount: 3)
+        let model = GPT(config: config, batchSize: 2, sequenceLength: 12)
+        model.initializeRandomly(seed: 4)
+        var random = TestRandom(seed: 8)
+        let tokens = (0..<24).map { _ in Int32(random.int(below: 40)) }
+        let targets = (0..<24).map { _ in Int32(random.int(below: 40)) }
+        let lengths: [Int32] = [12, 7], labels: [Int32] = [2, 0]
+        let wte = model.layout.wte..<(model.layout.wte + 40 * 16)
+
+        for task in ["language model", "classifier"] {
+            func run(_ events: BackwardEvents) {
+                model.zeroGradients()
+                if task == "language model" {
+                    model.forward(tokens: tokens, targets: targets, batch: 2)
+                    model.backward(events: events)
+                } else {
+                    model.classify(tokens: tokens, lengths: lengths, labels: labels, batch: 2)
+                    model.backwardClassification(events: events)
+                }
+            }
+            run(BackwardEvents())
+            let full = Array(model.gradients)
+            #expect(model.deferredTokenLookup.tokens.isEmpty, "\(task): nothing deferred")
+
+            var wteAtHead: [Float] = []
+            run(BackwardEvents(headReady: { wteAtHead = Array(model.gradients[wte]) }, defersTokenLookup: true))
+            #expect(wteAtHead == Array(model.gradients[wte]), "\(task): wte is final at headReady")
+            #expect(Array(model.gradients[wte.upperBound...]) == Array(full[wte.upperBound...]), "\(task)")
+            #expect(Array(model.gradients[wte]) != Array(full[wte]), "\(task): the lookup share is left out")
+            let (deferredTokens, rows) = model.deferredTokenLookup
+            #expect(Array(deferredTokens) == tokens, "\(task)")
+            Embedding.backward(
+                dWte: model.gradients.baseAddress! + model.layout.wte, dWpe: nil, dOut: rows.baseAddress!,
+                tokens: deferredTokens.baseAddress!, batch: 1, time: deferredTokens.count, channels: 16)
+            #expect(Array(model.gradients) == full, "\(task): adding the deferred rows back gives the same bits")
+        }
     }
 
     /// Targets of -100 count for nothing: a batch whose second row is all ignored matches the first row alone.

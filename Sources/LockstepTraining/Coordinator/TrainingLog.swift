@@ -65,15 +65,18 @@ final class TrainingLog {
         let tokensPerSecond = tokensSinceRecord / max(now.timeIntervalSince(timeOfLastRecord), 1e-9)
         tokensSinceRecord = 0
         timeOfLastRecord = now
-        try metrics.write([
+        var record: [String: MetricValue] = [
             "kind": .string("train"), "step": .int(step), "loss": .double(summary.loss),
             "lr": .double(plan.learningRate), "grad_norm": .double(summary.gradNorm),
             "tokens_per_second": .double(tokensPerSecond), "skipped": .bool(skipped),
             "spike": .bool(summary.skippedSpike),
             "step_seconds": .double(summary.stepSeconds), "compute_seconds": .double(summary.computeSeconds),
+            "backward_seconds": .double(summary.backwardSeconds),
             "communication_seconds": .double(summary.communicationSeconds),
             "optimizer_seconds": .double(summary.optimizerSeconds), "time": .double(time),
-        ])
+        ]
+        if let peak = summary.peakResidentBytes { record["peak_rss_bytes"] = .int(peak) }
+        try metrics.write(record)
         tensorBoard?.addScalars(
             [
                 ("train/loss", summary.loss), ("train/lr", plan.learningRate), ("train/grad_norm", summary.gradNorm),
@@ -81,7 +84,8 @@ final class TrainingLog {
             ], step: step)
         console.update(
             step: step, totalSteps: totalSteps, loss: summary.loss, learningRate: plan.learningRate,
-            gradNorm: summary.gradNorm, tokensPerSecond: tokensPerSecond, elapsed: now.timeIntervalSince(started))
+            gradNorm: summary.gradNorm, tokensPerSecond: tokensPerSecond, elapsed: now.timeIntervalSince(started),
+            peakResidentBytes: summary.peakResidentBytes)
     }
 
     /// A roll-back after `spikes` loss spikes in a row ending at `step`, to the checkpoint of step `checkpointStep`.

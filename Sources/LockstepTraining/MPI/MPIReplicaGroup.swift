@@ -7,40 +7,89 @@ import LockstepConfig
 import LockstepLogging
 import LockstepCheckpoints
 
-/// Sums gradients over the workers' communicator, in buckets: block L-1 down to 0 as backward finishes
-/// each (non-blocking allreduces overlap the rest of backward), then the embeddings and final LayerNorm,
-/// whose gradients are complete only at the end. `gradient_sync: single` does one allreduce after backward.
+/// Sums gradients over the workers' communicator in buckets that start as soon as backward has made them final,
+/// and progress while backward goes on (`BackwardEvents.progress` polls them between kernels):
+/// - the head's and `ln_f`'s gradients, and the tied `wte` table's, right after the head's backward. The token
+///   lookup's share of `wte` comes only at the very end of backward, so each worker defers it
+///   (`BackwardEvents.defersTokenLookup`) and the workers exchange those few rows (one per token of the
+///   micro-batch) after backward instead of the whole table; every worker then adds all of them, in worker
+///   order, to the summed table. Where the rows would outweigh the table (many workers, long micro-batches),
+///   `wte` goes with `wpe` at the end instead;
+/// - block L-1 down to 0, each as its backward finishes;
+/// - `wpe`, final only on return, with the blocking allreduce.
+/// `gradient_sync: single` does one allreduce of the whole buffer after backward instead.
 public final class MPIReplicaGroup: ReplicaGroup {
     let communicator: any Communicator
     let buckets: GradientBuckets
+    let model: GPT
     let layerCount: Int
     let bucketed: Bool
+    /// Whether the last micro-step's backward defers the token lookup's rows (see the type's comment).
+    let defersTokenLookup: Bool
+    /// The deferred lookup rows of every worker, slot w for worker w: `(workers, rowCapacity, C)` rows and
+    /// `(workers, 1 + rowCapacity)` row counts and token ids (as Doubles: exact, and summed by the same
+    /// allreduce as the counts). Each worker fills its slot, zeros elsewhere, so the sum is everyone's rows.
+    private var lookupRows: [Float] = []
+    private var lookupTokens: [Double] = []
+    private var tokenScratch: [Int32] = []
+    /// Most rows one backward can defer: the model's largest micro-batch, in tokens.
+    private let rowCapacity: Int
+
+    private enum Bucket {
+        static let head = 0
+        static let tokenTable = 1
+        static func block(_ l: Int, layerCount: Int) -> Int { 2 + (layerCount - 1 - l) }
+        static func positionTable(layerCount: Int) -> Int { 2 + layerCount }
+    }
 
     public init(communicator: any Communicator, model: GPT, bucketed: Bool) throws {
         self.communicator = communicator
         self.bucketed = bucketed
+        self.model = model
         let layout = model.layout
-        layerCount = layout.config.layerCount
-        var ranges = (0..<layerCount).reversed().map { layout.blockRange($0) }
-        ranges.append(0..<layout.blockRange(0).lowerBound)
-        ranges.append(layout.blockRange(layerCount - 1).upperBound..<layout.count)
+        let config = layout.config
+        layerCount = config.layerCount
+        let wteRange = layout.wte..<(layout.wte + config.vocabularySize * config.channels)
+        let wpeRange = layout.wpe..<(layout.wpe + config.contextLength * config.channels)
+        let tail = (layerCount > 0 ? layout.blockRange(layerCount - 1).upperBound : wpeRange.upperBound)..<layout.count
+        var ranges = [tail, wteRange]
+        ranges += (0..<layerCount).reversed().map { layout.blockRange($0) }
+        ranges.append(wpeRange)
         buckets = try GradientBuckets(communicator: communicator, buffer: model.gradients, ranges: ranges)
+        rowCapacity = model.batchSize * model.sequenceLength
+        let (exchanged, overflow) = communicator.size.multipliedReportingOverflow(by: rowCapacity)
+        defersTokenLookup = bucketed && communicator.size > 1 && !overflow && exchanged <= config.vocabularySize
+        if defersTokenLookup {
+            lookupRows = [Float](repeating: 0, count: exchanged * config.channels)
+            lookupTokens = [Double](repeating: 0, count: communicator.size * (1 + rowCapacity))
+            tokenScratch = [Int32](repeating: 0, count: rowCapacity)
+        }
     }
 
     public var replicaCount: Int { communicator.size }
     public var replicaIndex: Int { communicator.rank }
 
-    /// The first error of `bucketReady` inside backward, thrown by `finishGradientSum`.
+    /// The first error of a bucket call inside backward, thrown by `finishGradientSum`.
     private var bucketError: Error?
 
-    public func blockGradientsReady(_ block: Int) {
-        guard bucketed, bucketError == nil else { return }
-        // A callback inside backward cannot throw: keep the error for `finishGradientSum`.
-        do {
-            try buckets.bucketReady(layerCount - 1 - block)
-        } catch {
-            bucketError = error
-        }
+    /// Runs `call` inside backward, where nothing can throw: keeps its first error for `finishGradientSum`.
+    private func recording(_ call: () throws -> Void) {
+        guard bucketError == nil else { return }
+        do { try call() } catch { bucketError = error }
+    }
+
+    public var backwardEvents: BackwardEvents {
+        guard bucketed else { return BackwardEvents() }
+        return BackwardEvents(
+            headReady: { [self] in
+                recording {
+                    try buckets.bucketReady(Bucket.head)
+                    if defersTokenLookup { try buckets.bucketReady(Bucket.tokenTable) }
+                }
+            },
+            blockReady: { [self] l in recording { try buckets.bucketReady(Bucket.block(l, layerCount: layerCount)) } },
+            progress: { [self] in recording { try buckets.poll() } },
+            defersTokenLookup: defersTokenLookup)
     }
 
     public func finishGradientSum() throws -> Float {
@@ -48,24 +97,61 @@ public final class MPIReplicaGroup: ReplicaGroup {
             bucketError = nil
             throw error
         }
-        if bucketed {
-            if layerCount > 0, (0..<layerCount).allSatisfy({ !buckets.isStarted($0) }) {
-                // A head-only backward (classification.freeze_backbone) never reaches the trunk: no block
-                // signalled, and the blocks' and embeddings' gradients stay the zeros of `zeroGradients` on every
-                // worker (all run the same task), so their sum is zero too and is not worth sending.
-                for bucket in 0...layerCount { try buckets.skip(bucket) }
-                try buckets.bucketReady(layerCount + 1, wait: true)
-                try buckets.finish(averaging: false)
-                return 1 / Float(communicator.size)
-            }
-            // The embeddings and ln_f are complete only now, so nothing is left to overlap with them.
-            try buckets.bucketReady(layerCount, wait: true)
-            try buckets.bucketReady(layerCount + 1, wait: true)
-            try buckets.finish(averaging: false)
-        } else {
+        guard bucketed else {
             try buckets.allreduceAll(averaging: false)
+            return 1 / Float(communicator.size)
         }
+        if !buckets.isStarted(Bucket.head) {
+            // A head-only backward (classification.freeze_backbone) never reaches the trunk: the blocks' and
+            // embeddings' gradients stay the zeros of `zeroGradients` on every worker (all run the same task), so
+            // their sum is zero too and is not worth sending.
+            for bucket in buckets.ranges.indices where bucket != Bucket.head { try buckets.skip(bucket) }
+            try buckets.bucketReady(Bucket.head, wait: true)
+            try buckets.finish(averaging: false)
+            return 1 / Float(communicator.size)
+        }
+        if !defersTokenLookup { try buckets.bucketReady(Bucket.tokenTable, wait: true) }
+        try buckets.bucketReady(Bucket.positionTable(layerCount: layerCount), wait: true)
+        if defersTokenLookup { try exchangeTokenLookups() }
+        try buckets.finish(averaging: false)
+        if defersTokenLookup { addTokenLookups() }
         return 1 / Float(communicator.size)
+    }
+
+    /// Sums every worker's deferred lookup rows into `lookupRows` / `lookupTokens` (each worker's in its slot).
+    private func exchangeTokenLookups() throws {
+        let (tokens, rows) = model.deferredTokenLookup
+        let C = model.config.channels, me = communicator.rank
+        lookupRows.withUnsafeMutableBufferPointer { all in
+            all.update(repeating: 0)
+            _ = UnsafeMutableBufferPointer(rebasing: all[(me * rowCapacity * C)...]).update(fromContentsOf: rows)
+        }
+        lookupTokens.withUnsafeMutableBufferPointer { all in
+            all.update(repeating: 0)
+            let slot = me * (1 + rowCapacity)
+            all[slot] = Double(tokens.count)
+            for (i, token) in tokens.enumerated() { all[slot + 1 + i] = Double(token) }
+        }
+        try lookupTokens.withUnsafeMutableBufferPointer { try communicator.allreduceSum($0.baseAddress!, count: $0.count) }
+        try lookupRows.withUnsafeMutableBufferPointer { try communicator.allreduceSum($0.baseAddress!, count: $0.count) }
+    }
+
+    /// Adds the exchanged lookup rows to the summed `wte` gradient, worker 0's first, so every worker adds the
+    /// same numbers in the same order.
+    private func addTokenLookups() {
+        let C = model.config.channels
+        let wte = model.gradients.baseAddress! + model.layout.wte
+        for worker in 0..<communicator.size {
+            let slot = worker * (1 + rowCapacity)
+            let count = Int(lookupTokens[slot])
+            if count == 0 { continue }
+            for i in 0..<count { tokenScratch[i] = Int32(lookupTokens[slot + 1 + i]) }
+            lookupRows.withUnsafeBufferPointer { rows in
+                Embedding.backward(
+                    dWte: wte, dWpe: nil, dOut: rows.baseAddress! + worker * rowCapacity * C, tokens: tokenScratch,
+                    batch: 1, time: count, channels: C)
+            }
+        }
     }
 
     public func allAgree(_ flag: Bool) throws -> Bool {

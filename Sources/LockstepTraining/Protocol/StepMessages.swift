@@ -45,7 +45,9 @@ public struct WorkerReport: Codable, Equatable, Sendable {
     public var gradNorm: Double
     /// Seconds in forward and backward, all micro-batches.
     public var computeSeconds: Double
-    /// Seconds waiting for the gradient allreduce after backward (what overlap did not hide).
+    /// The backward share of `computeSeconds`: the time that gradient averaging can hide behind.
+    public var backwardSeconds: Double
+    /// Seconds waiting for the gradient averaging after backward: what overlap did not hide.
     public var communicationSeconds: Double
     /// Seconds in clipping and the optimizer update.
     public var optimizerSeconds: Double
@@ -59,12 +61,14 @@ public struct WorkerReport: Codable, Equatable, Sendable {
     /// Sum of evaluation losses over `evaluationTokens` tokens; 0 when the step did not evaluate.
     public var evaluationLossSum: Double
     public var evaluationTokens: Int
+    /// This worker's peak resident set so far (`VmHWM`), nil where the system does not tell.
+    public var peakResidentBytes: Int?
 
     public init(
         step: Int, loss: Double, tokens: Int, gradNorm: Double = 0, computeSeconds: Double = 0,
         communicationSeconds: Double = 0, optimizerSeconds: Double = 0, stepSeconds: Double = 0,
         skippedNonFinite: Bool = false, evaluationLossSum: Double = 0, evaluationTokens: Int = 0,
-        skippedSpike: Bool = false
+        skippedSpike: Bool = false, backwardSeconds: Double = 0, peakResidentBytes: Int? = nil
     ) {
         self.step = step
         self.loss = loss
@@ -78,27 +82,33 @@ public struct WorkerReport: Codable, Equatable, Sendable {
         self.skippedSpike = skippedSpike
         self.evaluationLossSum = evaluationLossSum
         self.evaluationTokens = evaluationTokens
+        self.backwardSeconds = backwardSeconds
+        self.peakResidentBytes = peakResidentBytes
     }
 
-    public static let fieldCount = 12
+    public static let fieldCount = 14
 
-    /// The fixed layout: the stored properties in declaration order, Bools as 0/1.
+    /// The fixed layout: the stored properties in declaration order, Bools as 0/1, an unknown peak resident
+    /// set as -1.
     public var fields: [Double] {
         [
             Double(step), loss, Double(tokens), gradNorm, computeSeconds, communicationSeconds, optimizerSeconds,
             stepSeconds, skippedNonFinite ? 1 : 0, evaluationLossSum, Double(evaluationTokens), skippedSpike ? 1 : 0,
+            backwardSeconds, peakResidentBytes.map(Double.init) ?? -1,
         ]
     }
 
     /// Reads the fixed layout back; nil unless `fields` has `fieldCount` elements with whole counts.
     public init?(fields f: [Double]) {
         guard f.count == Self.fieldCount,
-            let step = Int(exactly: f[0]), let tokens = Int(exactly: f[2]), let evaluationTokens = Int(exactly: f[10])
+            let step = Int(exactly: f[0]), let tokens = Int(exactly: f[2]), let evaluationTokens = Int(exactly: f[10]),
+            let peak = Int(exactly: f[13])
         else { return nil }
         self.init(
             step: step, loss: f[1], tokens: tokens, gradNorm: f[3], computeSeconds: f[4], communicationSeconds: f[5],
             optimizerSeconds: f[6], stepSeconds: f[7], skippedNonFinite: f[8] != 0, evaluationLossSum: f[9],
-            evaluationTokens: evaluationTokens, skippedSpike: f[11] != 0)
+            evaluationTokens: evaluationTokens, skippedSpike: f[11] != 0, backwardSeconds: f[12],
+            peakResidentBytes: peak >= 0 ? peak : nil)
     }
 }
 
@@ -112,9 +122,12 @@ public struct StepSummary: Equatable, Sendable {
     public var gradNorm: Double
     /// Each timing is the slowest worker's: the step waits for it.
     public var computeSeconds: Double
+    public var backwardSeconds: Double
     public var communicationSeconds: Double
     public var optimizerSeconds: Double
     public var stepSeconds: Double
+    /// The largest peak resident set over the workers that told theirs; nil when none did.
+    public var peakResidentBytes: Int?
     public var skippedNonFinite: Bool
     /// The update was skipped as a loss spike (on every worker alike).
     public var skippedSpike: Bool
@@ -135,7 +148,9 @@ public struct StepSummary: Equatable, Sendable {
         loss = tokens > 0 ? weightedLoss / Double(tokens) : reports.reduce(0.0) { $0 + $1.loss } / Double(reports.count)
         gradNorm = largest(reports.map(\.gradNorm))
         computeSeconds = largest(reports.map(\.computeSeconds))
+        backwardSeconds = largest(reports.map(\.backwardSeconds))
         communicationSeconds = largest(reports.map(\.communicationSeconds))
+        peakResidentBytes = reports.compactMap(\.peakResidentBytes).max()
         optimizerSeconds = largest(reports.map(\.optimizerSeconds))
         stepSeconds = largest(reports.map(\.stepSeconds))
         skippedNonFinite = reports.contains { $0.skippedNonFinite }

@@ -48,15 +48,17 @@ final class ClassificationTask: ReplicaTask {
         stream.nextBatch(tokens: tokens.baseAddress!, lengths: lengths.baseAddress!, labels: labels.baseAddress!)
     }
 
-    func forwardBackward(microBatch index: Int, lossScale: Float, onBlockGradientsReady: ((Int) -> Void)?) -> Float {
+    func forward(microBatch index: Int) -> Float {
         let row = index * microBatch
         let rows = tokens.baseAddress! + row * time
         let shortTime = compact(rows, lengths: lengths.baseAddress! + row, count: microBatch)
-        let loss = model.classify(
+        return model.classify(
             tokens: rows, lengths: lengths.baseAddress! + row, labels: labels.baseAddress! + row, batch: microBatch,
             time: shortTime)
-        model.backwardClassification(lossScale: lossScale, headOnly: headOnly, onBlockGradientsReady: onBlockGradientsReady)
-        return loss
+    }
+
+    func backward(lossScale: Float, events: BackwardEvents) {
+        model.backwardClassification(lossScale: lossScale, headOnly: headOnly, events: events)
     }
 
     /// Cuts `count` rows of T tokens at `rows` to the longest row's length t, in place, so they are

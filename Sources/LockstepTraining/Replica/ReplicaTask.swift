@@ -11,9 +11,12 @@ protocol ReplicaTask: AnyObject {
     var tokensPerStep: Int { get }
     /// Reads this replica's slice of the next global batch and advances the cursor past the whole batch.
     func loadNextBatch()
-    /// Forward and backward over micro-batch `index` of the loaded batch: adds `lossScale` × the gradient of
-    /// its mean loss to the model's gradients and returns that mean loss.
-    func forwardBackward(microBatch index: Int, lossScale: Float, onBlockGradientsReady: ((Int) -> Void)?) -> Float
+    /// Forward over micro-batch `index` of the loaded batch; returns its mean loss.
+    func forward(microBatch index: Int) -> Float
+    /// Backward of the last `forward`: adds `lossScale` × the gradient of its mean loss to the model's gradients,
+    /// telling `events` as block gradients become final (so their averaging can start) and between kernels
+    /// (so averaging in flight can progress).
+    func backward(lossScale: Float, events: BackwardEvents)
     /// Evaluation over this replica's share of the validation set: item i belongs to replica i mod N.
     func evaluate(replicaIndex: Int, replicaCount: Int) -> TaskEvaluation
 }
@@ -68,11 +71,13 @@ final class LanguageModelTask: ReplicaTask {
         stream.nextBatch(inputs: inputs.baseAddress!, targets: targets.baseAddress!)
     }
 
-    func forwardBackward(microBatch index: Int, lossScale: Float, onBlockGradientsReady: ((Int) -> Void)?) -> Float {
+    func forward(microBatch index: Int) -> Float {
         let offset = index * microBatch * time
-        let loss = model.forward(tokens: inputs.baseAddress! + offset, targets: targets.baseAddress! + offset, batch: microBatch)
-        model.backward(lossScale: lossScale, onBlockGradientsReady: onBlockGradientsReady)
-        return loss
+        return model.forward(tokens: inputs.baseAddress! + offset, targets: targets.baseAddress! + offset, batch: microBatch)
+    }
+
+    func backward(lossScale: Float, events: BackwardEvents) {
+        model.backward(lossScale: lossScale, events: events)
     }
 
     func evaluate(replicaIndex: Int, replicaCount: Int) -> TaskEvaluation {

@@ -6,6 +6,7 @@ import LockstepModel
 import LockstepConfig
 import LockstepOptimizer
 import LockstepCheckpoints
+import LockstepLogging
 
 /// Validation loss summed over windows, so that sums from several replicas add up.
 public struct EvaluationSums: Equatable, Sendable {
@@ -109,17 +110,19 @@ public final class WorkerReplica {
         task.loadNextBatch()
         model.zeroGradients()
         var lossSum = 0.0
-        var syncSeconds = 0.0
+        var backwardSeconds = 0.0
         for microStep in 0..<accumulationSteps {
+            // Averaging over replicas starts during the last micro-step's backward only: before it, the
+            // gradients are not final.
             let isLast = microStep == accumulationSteps - 1
-            let loss = task.forwardBackward(
-                microBatch: microStep, lossScale: 1 / Float(accumulationSteps),
-                onBlockGradientsReady: isLast ? { [group] block in group.blockGradientsReady(block) } : nil)
-            lossSum += Double(loss)
+            lossSum += Double(task.forward(microBatch: microStep))
+            let backwardStart = Date()
+            task.backward(lossScale: 1 / Float(accumulationSteps), events: isLast ? group.backwardEvents : BackwardEvents())
+            backwardSeconds += Date().timeIntervalSince(backwardStart)
         }
         let syncStart = Date()
         let meanFactor = try group.finishGradientSum()
-        syncSeconds += Date().timeIntervalSince(syncStart)
+        let syncSeconds = Date().timeIntervalSince(syncStart)
         let optimizerStart = Date()
 
         let norm = AdamWOptimizer.meanGradientNorm(gradientSum: model.gradients, meanFactor: meanFactor)
@@ -142,7 +145,8 @@ public final class WorkerReplica {
             step: 0, loss: loss, tokens: task.tokensPerStep, gradNorm: Double(norm),
             computeSeconds: optimizerStart.timeIntervalSince(start) - syncSeconds, communicationSeconds: syncSeconds,
             optimizerSeconds: end.timeIntervalSince(optimizerStart), stepSeconds: end.timeIntervalSince(start),
-            skippedNonFinite: !everyoneFinite, skippedSpike: spike)
+            skippedNonFinite: !everyoneFinite, skippedSpike: spike, backwardSeconds: backwardSeconds,
+            peakResidentBytes: ProcessMemory.peakResidentBytes())
     }
 
     /// This replica's share of the validation set (item i belongs to replica i mod N).
