@@ -118,12 +118,21 @@ public enum Attention {
     // MARK: - Helpers
 
     /// Runs `body(b, h)` for every (batch, head) pair: spread over `ComputeThreads` when the call has at
-    /// least `parallelMinimumWork` multiply-adds, else in order on the calling thread.
+    /// least `parallelMinimumWork` multiply-adds, else in order on the calling thread. The pairs' products
+    /// then run with OpenBLAS on one thread each (`withSingleThreadedBLAS`): the parallelism is over pairs.
     private static func forEachHead(batch: Int, heads: Int, time: Int, headSize: Int, _ body: (Int, Int) -> Void) {
         let pairs = batch &* heads
         let perPair = max(1, time &* time &* headSize)
-        Parallel.forEachRange(pairs, minimumChunk: max(1, parallelMinimumWork / perPair)) { range in
-            for i in range { body(i / heads, i % heads) }
+        let minimumChunk = max(1, parallelMinimumWork / perPair)
+        func run() {
+            Parallel.forEachRange(pairs, minimumChunk: minimumChunk) { range in
+                for i in range { body(i / heads, i % heads) }
+            }
+        }
+        if Parallel.chunking(count: pairs, minimumChunk: minimumChunk).chunks > 1 {
+            ComputeThreads.withSingleThreadedBLAS(run)
+        } else {
+            run()
         }
     }
 

@@ -11,7 +11,7 @@ public enum ProcessMemory {
     /// The value of a `Name:   1234 kB` line of a `/proc/.../status` text, in KiB.
     static func kibibytes(field: String, in status: String) -> Int? {
         for line in status.split(separator: "\n") where line.hasPrefix(field) {
-            let words = line.dropFirst(field.count).split(separator: " ", omittingEmptySubsequences: true)
+            let words = line.dropFirst(field.count).split(whereSeparator: { $0 == " " || $0 == "\t" })
             guard words.count == 2, words[1] == "kB", let value = Int(words[0]) else { return nil }
             return value
         }

@@ -18,7 +18,8 @@ final class Checkpointer: @unchecked Sendable {
     let keepEvery: Int
     /// Replica 0's state as of the last handoff; what the save queue writes.
     let snapshot: WorkerState
-    private let saveQueue = DispatchQueue(label: "lockstep.checkpoint-writer")
+    /// Entered while a save's thread runs.
+    private let saving = DispatchGroup()
     private var saveError: Error?
 
     init(config: RunConfig, layout: ParameterLayout) {
@@ -43,10 +44,17 @@ final class Checkpointer: @unchecked Sendable {
         if FileManager.default.fileExists(atPath: best.path) { try directory.setBest(best) }
     }
 
-    /// Writes `snapshot` with `state` on the save queue; training continues meanwhile. The snapshot is not
+    /// Writes `snapshot` with `state` on a thread of its own; training continues meanwhile. The snapshot is not
     /// touched again until `waitForSave()` has returned. `isBest`: point `best` at it once written.
+    ///
+    /// The thread runs at the lowest priority (nice 19; on Linux a thread's own): where the workers keep every
+    /// core busy, as on a small machine, serialising, hashing and writing then take the time they leave idle
+    /// instead of slowing their steps.
     func save(_ state: CheckpointState, isBest: Bool) {
-        saveQueue.async { [self] in
+        saving.enter()
+        let writer = Thread { [self] in
+            defer { saving.leave() }
+            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 19)
             do {
                 let saved = try TrainingCheckpoint.save(snapshot: snapshot, state: state, layout: layout, to: directory)
                 if isBest { try directory.setBest(saved) }
@@ -55,11 +63,13 @@ final class Checkpointer: @unchecked Sendable {
                 saveError = error
             }
         }
+        writer.name = "lockstep.checkpoint-writer"
+        writer.start()
     }
 
     /// Waits for the save in flight, and rethrows its failure.
     func waitForSave() throws {
-        saveQueue.sync {}
+        saving.wait()
         if let error = saveError {
             saveError = nil
             throw error
