@@ -24,8 +24,8 @@ Prints a markdown table per link and the fits, and writes JSON (--output, defaul
                      "points": [{"bytes": n, "seconds": T, "fitted_seconds": .., "repeats": r, "trials": [..]}, ...]}, ...},
    "workers": 2, "binary_dir": ..., "model": "T(n) = alpha + 2(p-1)/p n beta"}
 
-Needs root for the shaped links (network namespaces, tc). Takes a few minutes with the defaults (the 1gbit
-link's 128 MB points take about a second each); --quick uses fewer sizes and repeats.
+Needs root for the shaped links (network namespaces, tc). Takes about 7 minutes with the defaults on the 2-core
+VM (the 1gbit link's 128 MB points take about 2 s a call); --quick uses fewer sizes, repeats and trials.
 
 Usage (after `swift build -c release`):
   python3 scripts/measure_allreduce.py                                   # shm, 10gbit, 1gbit

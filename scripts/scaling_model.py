@@ -317,14 +317,21 @@ def check(args, fits):
             sys.exit(f"scaling_model: no fit for link {link} in {args.allreduce}: measure it with "
                      f"scripts/measure_allreduce.py --links {link}")
     measured = {}
+
+    def repeated(work, name, workers, link):
+        """Each figure's median over --check-repeats runs."""
+        runs = [lockstep_train(args, work, f"{name}-{i}", workers, link) for i in range(args.check_repeats)]
+        return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
     with tempfile.TemporaryDirectory() as work:
-        measured["1 worker"] = lockstep_train(args, work, "w1", 1, None)
+        measured["1 worker"] = repeated(work, "w1", 1, None)
         for link in links:
-            measured[f"2 workers, {link}"] = lockstep_train(args, work, f"w2-{link}", 2, link)
+            measured[f"2 workers, {link}"] = repeated(work, f"w2-{link}", 2, link)
     single = calibrate(measured["1 worker"], m, batch, seq)
     contended = calibrate(measured["2 workers, shm"], m, batch, seq) if "shm" in links else None
     print(f"\nCheck: small model (4 layers, 4 heads, 256 channels, vocabulary 50304, {parameters(m):,} parameters), "
-          f"B = {batch}, T = {seq} per worker, {args.steps} steps, medians after step {args.warmup}. Compute from "
+          f"B = {batch}, T = {seq} per worker, {args.steps} steps, medians after step {args.warmup} "
+          f"(and over {args.check_repeats} run(s)). Compute from "
           f"the 1-worker run: {single['flops'] / 1e9:.1f} GFLOP/s forward+backward, optimizer "
           f"{single['optimizer_s_per_param'] * 1e9:.2f} ns/parameter"
           + (f"; from the 2-worker shm run: {contended['flops'] / 1e9:.1f} GFLOP/s, "
@@ -381,6 +388,7 @@ def main():
     parser.add_argument("--optimizer-ns-per-param", type=float)
     parser.add_argument("--check", action="store_true", help="compare predictions with real runs on this machine")
     parser.add_argument("--check-links", default="shm,10gbit,1gbit")
+    parser.add_argument("--check-repeats", type=int, default=1, help="runs per checked configuration (medians)")
     parser.add_argument("--check-batch", type=int, default=4)
     parser.add_argument("--check-seq", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20, help="steps of each measured run")

@@ -66,6 +66,7 @@ hosts_up() {
         fi
     fi
     mkdir -p "$DIR"
+    trap 'echo "shaped_hosts.sh: up failed; removing what it made" >&2; hosts_down' EXIT
     ip netns add "$PREFIX-s"
     ip -n "$PREFIX-s" link add br0 type bridge
     ip -n "$PREFIX-s" link set br0 up
@@ -102,6 +103,7 @@ esac
 exec ip netns exec $PREFIX-\$h unshare --uts sh -c "hostname $PREFIX-host-\$h; \$*"
 EOF
     chmod 755 "$DIR/agent.sh"
+    trap - EXIT
     cat >"$DIR/env" <<EOF
 OMPI_MCA_plm_rsh_agent=$DIR/agent.sh
 OMPI_MCA_oob_tcp_if_include=$SUBNET.0/24
