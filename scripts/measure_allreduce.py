@@ -19,7 +19,8 @@ both terms. Each size's T is the smallest of --trials medians (separate mpirun r
 minimum is the estimate least disturbed by other work. For p workers the ring takes 2 (p - 1)
 steps; scripts/scaling_model.py scales alpha by (p - 1) (alpha measured at p = 2 covers 2 steps).
 
-Prints a markdown table per link and the fits, and writes JSON (--output, default allreduce.json):
+Prints a markdown table per link and the fits, and writes JSON (--output, default runs/allreduce.json, which
+git ignores):
   {"links": {"shm": {"alpha_s": .., "beta_s_per_byte": .., "gb_per_s": 1/beta/1e9, "nominal_gb_per_s": ..,
                      "points": [{"bytes": n, "seconds": T, "fitted_seconds": .., "repeats": r, "trials": [..]}, ...]}, ...},
    "workers": 2, "binary_dir": ..., "model": "T(n) = alpha + 2(p-1)/p n beta"}
@@ -164,7 +165,7 @@ def main():
     parser.add_argument("--trials", type=int, default=2, help="mpirun runs per size; the smallest median counts")
     parser.add_argument("--quick", action="store_true", help="sizes by factor 16, 2 timed calls per large size, 1 trial")
     parser.add_argument("--timeout", type=int, default=600, help="seconds for one mpirun")
-    parser.add_argument("--output", default="allreduce.json")
+    parser.add_argument("--output", default=os.path.join(ROOT, "runs", "allreduce.json"))
     args = parser.parse_args()
     if args.quick:
         args.factor, args.repeats, args.trials = 16, 2, 1
@@ -216,6 +217,7 @@ def main():
             else:
                 cells += ["-", "-", "-"]
         print("| " + " | ".join(cells) + " |")
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump(result, f, indent=1)
     print(f"\nwrote {args.output}", file=sys.stderr)

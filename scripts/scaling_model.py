@@ -14,7 +14,8 @@ Inputs, both measured:
     FLOPs = (6 N_mm + 6 L T C) B T per step (N_mm: the blocks' matrices and the LM head), and an optimizer
     cost o = optimizer_seconds / parameters. Or --metrics FILE with --metrics-model, or --flops and
     --optimizer-ns-per-param given directly.
-  - communication: the alpha / beta fits of scripts/measure_allreduce.py (--allreduce allreduce.json) per link
+  - communication: the alpha / beta fits of scripts/measure_allreduce.py (--allreduce, default
+    runs/allreduce.json) per link
     (shm, 10gbit, 1gbit shaped namespace hosts).
 
 Model, per worker, weak scaling (fixed micro-batch B x T per worker, default 4 x 64, as the benchmark; global
@@ -47,12 +48,12 @@ implementation starts the block buckets during backward; on 2 cores shared by 2 
 The 2 workers share this machine's cores and memory bus in every 2-worker configuration, which the model
 (one worker per node) does not include: a second prediction takes its compute from the shm 2-worker run.
 
-Usage (after `swift build -c release` and `python3 scripts/measure_allreduce.py`):
-  python3 scripts/scaling_model.py --allreduce allreduce.json                # measures compute, prints tables, plot
-  python3 scripts/scaling_model.py --allreduce allreduce.json --metrics runs/x/metrics.jsonl --metrics-model small
-  python3 scripts/scaling_model.py --allreduce allreduce.json --check        # predictions against measurement
+Usage (as root, after `swift build -c release` and `python3 scripts/measure_allreduce.py`):
+  python3 scripts/scaling_model.py                          # measures compute, prints the tables, writes the plot
+  python3 scripts/scaling_model.py --extra-link 10GbE:50:1.17              # plus a what-if link, as in the docs
+  python3 scripts/scaling_model.py --metrics runs/x/metrics.jsonl --metrics-model small   # compute from a run
+  python3 scripts/scaling_model.py --check --check-repeats 2              # predictions against measurement
   python3 scripts/scaling_model.py --bin /work/bin-snapshot --allreduce /tmp/allreduce.json --json model.json
-  python3 scripts/scaling_model.py --allreduce allreduce.json --extra-link 10GbE:50:1.17   # plus a what-if link
 The plot (docs/img/scaling-model.png by default, --plot) needs matplotlib (pip install matplotlib); without it
 the tables are printed and the plot is skipped with a message.
 """
@@ -370,7 +371,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bin", default=os.path.join(ROOT, ".build", "release"),
                         help="folder of the release binaries (default .build/release)")
-    parser.add_argument("--allreduce", default="allreduce.json", help="scripts/measure_allreduce.py's output")
+    parser.add_argument("--allreduce", default=os.path.join(ROOT, "runs", "allreduce.json"),
+                        help="scripts/measure_allreduce.py's output (default runs/allreduce.json)")
     parser.add_argument("--links", help="links to predict for (default: every link of --allreduce but shm)")
     parser.add_argument("--extra-link", action="append", default=[], metavar="NAME:ALPHA_US:GB_PER_S",
                         help="a what-if link not measured here, e.g. 10GbE:50:1.17 (alpha in µs, 1/beta in GB/s)")
