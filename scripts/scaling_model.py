@@ -310,8 +310,8 @@ def plot(rows, models, links, path, fits):
 
 def check(args, fits):
     """Runs the configurations this machine can run and prints predicted against measured tokens/s."""
-    m = MODELS["small"]
     batch, seq = args.check_batch, args.check_seq
+    m = dict(MODELS["small"], context=seq)  # the runs' context_length is their sequence length
     links = [link for link in args.check_links.split(",") if link]
     for link in links:
         if link not in fits:
