@@ -20,18 +20,24 @@ Inputs, both measured:
 
 Model, per worker, weak scaling (fixed micro-batch B x T per worker, default 4 x 64, as the benchmark; global
 batch p B T):
-  t_fb = FLOPs / F, t_f = t_fb / 3, t_b = 2 t_fb / 3,  t_opt = o N   (N: all parameters)
+  t_fb = FLOPs / F, t_b = b t_fb, t_f = t_fb - t_b,  t_opt = o N   (N: all parameters; b = 2/3, or
+                                     backward_seconds / compute_seconds of the run where the build logs it)
   AR(n, p) = (p - 1) alpha + 2 (p - 1) / p n beta    ring allreduce of n bytes (2 (p - 1) steps; alpha was
                                                      fitted at p = 2, i.e. over 2 steps)
   RS = AG = AR / 2                                   reduce-scatter, allgather: half the latency and bytes each
-  buckets as training cuts them: one per block (12 C^2 + 13 C floats), ready during backward, and the
-  embeddings + ln_f (V C + T_ctx C + 2 C floats), ready only at the end of backward (tied to the LM head)
+  buckets as training cuts them (--embedding-bucket end, main at 3acbff2): one per block (12 C^2 + 13 C
+  floats), ready during backward, and the embeddings + ln_f (V C + T_ctx C + 2 C floats), ready only at the
+  end of backward (tied to the LM head): hidden H = the blocks, window w = 1, exposed E = the embeddings.
+  With --embedding-bucket early (main from c5cc7dd on) wte's bucket starts right after the LM head's backward
+  and the token lookup's rows (p B T rows of C floats) are exchanged after it: H = wte + ln_f + blocks,
+  w = 1 - the head's share of the matrix work, E = wpe + the rows (or, when p B T > V, wte with wpe at the end).
+  Each bucket pays (p - 1) alpha.
   replicated, no overlap:  step = t_fb + AR(4N) + t_opt
-  replicated, overlap:     step = t_fb + max(0, sum_blocks AR - t_b) + AR(emb) + t_opt
+  replicated, overlap:     step = t_fb + max(0, AR(H) - w t_b) + AR(E) + t_opt
   sharded, no overlap:     step = t_fb + RS(4N) + t_opt / p + AG(4N)
-  sharded, overlap:        step = t_fb + max(0, sum_blocks RS - t_b) + RS(emb) + t_opt / p
-                                  + AG(emb) + max(0, sum_blocks AG - t_f)   (the parameters' allgather hides
-                                  behind the next forward, except the embeddings', needed first)
+  sharded, overlap:        step = t_fb + max(0, RS(H) - w t_b) + RS(E) + t_opt / p
+                                  + AG(E) + max(0, AG(H) - t_f)   (the parameters' allgather hides behind the
+                                  next forward, except the exposed part's, needed first)
   tokens/s = p B T / step;  efficiency = tokens/s / (p B T / (t_fb + t_opt))
   memory = 4N params + 4N gradients + 8N AdamW m, v (/ p sharded) + activations (fp32, llm.c's layout:
            L (16 B T C + 2 B H T^2 + 4 B T) + 2 B T C + 2 B T V floats)
@@ -47,12 +53,14 @@ metrics.jsonl and prints predicted against measured, with the relative error, fo
 implementation starts the block buckets during backward; on 2 cores shared by 2 workers little can overlap).
 The 2 workers share this machine's cores and memory bus in every 2-worker configuration, which the model
 (one worker per node) does not include: a second prediction takes its compute from the shm 2-worker run.
+Builds that log peak_rss_bytes (c5cc7dd on) also get the memory estimate compared with the measured peak.
 
 Usage (as root, after `swift build -c release` and `python3 scripts/measure_allreduce.py`):
   python3 scripts/scaling_model.py                          # measures compute, prints the tables, writes the plot
   python3 scripts/scaling_model.py --extra-link 10GbE:50:1.17              # plus a what-if link, as in the docs
   python3 scripts/scaling_model.py --metrics runs/x/metrics.jsonl --metrics-model small   # compute from a run
   python3 scripts/scaling_model.py --check --check-repeats 2              # predictions against measurement
+  python3 scripts/scaling_model.py --embedding-bucket early ...          # a build with c5cc7dd's bucket order
   python3 scripts/scaling_model.py --bin /work/bin-snapshot --allreduce /tmp/allreduce.json --json model.json
 The plot (docs/img/scaling-model.png by default, --plot) needs matplotlib (pip install matplotlib); without it
 the tables are printed and the plot is skipped with a message.
@@ -115,23 +123,51 @@ def allreduce_seconds(link, n_bytes, p):
     return (p - 1) * link["alpha_s"] + 2 * (p - 1) / p * n_bytes * link["beta_s_per_byte"]
 
 
-def predict(m, compute, link, p, batch, seq, sharded, overlap):
+def overlap_buckets(m, p, batch, seq, scheme):
+    """(bytes that can hide behind backward, the share of backward left to hide them in, bytes exposed after
+    backward) of the overlapping schedule `scheme`:
+      end    the blocks' buckets during backward, the embeddings + ln_f bucket at its end (main at 3acbff2);
+      early  wte's bucket (with ln_f) right after the LM head's backward, the blocks' as they finish, then wpe at
+             the end plus the token lookup's rows of every worker (p B T rows of C floats) when those are fewer
+             than the table's V rows, else wte at the end with wpe (main from c5cc7dd on)."""
+    c = m["channels"]
+    blocks = 4 * block_floats(m) * m["layers"]
+    if scheme == "end":
+        return blocks, 1.0, 4 * embedding_floats(m)
+    wte, wpe, ln_f = 4 * m["vocab"] * c, 4 * m["context"] * c, 4 * 2 * c
+    # The LM head's share of backward's matrix work: what has passed when wte's bucket starts.
+    head = m["vocab"] * c / (m["layers"] * 12 * c * c + m["vocab"] * c)
+    if p * batch * seq <= m["vocab"]:
+        return wte + ln_f + blocks, 1 - head, wpe + 4 * p * batch * seq * c
+    return ln_f + blocks, 1 - head, wte + wpe
+
+
+def predict(m, compute, link, p, batch, seq, sharded, overlap, scheme="end"):
     """A dict of the step's parts (s), tokens/s, efficiency and memory per worker (bytes)."""
     n = parameters(m)
     t_fb = flops_per_step(m, batch, seq) / compute["flops"]
-    t_f, t_b = t_fb / 3, 2 * t_fb / 3
+    t_b = compute.get("backward_fraction", 2 / 3) * t_fb
+    t_f = t_fb - t_b
     t_opt = compute["optimizer_s_per_param"] * n
-    blocks = [4 * block_floats(m)] * m["layers"]
-    emb = 4 * embedding_floats(m)
-    ar = lambda nbytes: allreduce_seconds(link, nbytes, p)  # noqa: E731
+    hidden, window, exposed = overlap_buckets(m, p, batch, seq, scheme)
+    # Latency per bucket: the hidden bytes go in as many buckets as the schedule has (blocks, and wte when early).
+    hidden_buckets = m["layers"] + (1 if scheme == "early" else 0)
+
+    def ar(nbytes, calls=1):
+        """Allreduce of nbytes in `calls` buckets: each bucket pays the latency."""
+        return allreduce_seconds(link, nbytes, p) + (calls - 1) * max(0, p - 1) * link["alpha_s"]
+
     if not sharded:
-        comm = (max(0.0, sum(ar(b) for b in blocks) - t_b) + ar(emb)) if overlap else ar(4 * n)
+        comm = (max(0.0, ar(hidden, hidden_buckets) - window * t_b) + ar(exposed)) if overlap else ar(4 * n)
         opt = t_opt
     else:
-        half = lambda nbytes: ar(nbytes) / 2  # noqa: E731  reduce-scatter or allgather
+        def half(nbytes, calls=1):
+            """Reduce-scatter or allgather: half an allreduce."""
+            return ar(nbytes, calls) / 2
+
         if overlap:
-            comm = (max(0.0, sum(half(b) for b in blocks) - t_b) + half(emb)
-                    + half(emb) + max(0.0, sum(half(b) for b in blocks) - t_f))
+            comm = (max(0.0, half(hidden, hidden_buckets) - window * t_b) + half(exposed)
+                    + half(exposed) + max(0.0, half(hidden, hidden_buckets) - t_f))
         else:
             comm = 2 * half(4 * n)
         opt = t_opt / p
@@ -165,8 +201,15 @@ def train_records(path, warmup):
 
 
 def medians(records):
+    """Medians of the step figures; backward_seconds and peak_rss_bytes (the largest) when the build logs them."""
     keys = ("tokens_per_second", "step_seconds", "compute_seconds", "communication_seconds", "optimizer_seconds")
-    return {k: statistics.median(r[k] for r in records) for k in keys}
+    figures = {k: statistics.median(r[k] for r in records) for k in keys}
+    if all(r.get("backward_seconds") for r in records):
+        figures["backward_seconds"] = statistics.median(r["backward_seconds"] for r in records)
+    peaks = [r["peak_rss_bytes"] for r in records if r.get("peak_rss_bytes")]
+    if peaks:
+        figures["peak_rss_bytes"] = max(peaks)
+    return figures
 
 
 def lockstep_train(args, work, name, workers, link):
@@ -218,9 +261,12 @@ distributed: {{workers: {workers}, threads_per_worker: 1, check_replicas_every: 
 
 def calibrate(figures, m, batch, seq):
     """Achieved forward+backward FLOP/s and optimizer seconds per parameter of one run's medians."""
-    return dict(flops=flops_per_step(m, batch, seq) / figures["compute_seconds"],
-                optimizer_s_per_param=figures["optimizer_seconds"] / parameters(m),
-                source=figures.get("source", "measured"))
+    compute = dict(flops=flops_per_step(m, batch, seq) / figures["compute_seconds"],
+                   optimizer_s_per_param=figures["optimizer_seconds"] / parameters(m),
+                   source=figures.get("source", "measured"))
+    if figures.get("backward_seconds"):  # builds from c5cc7dd on log backward's own time
+        compute["backward_fraction"] = figures["backward_seconds"] / figures["compute_seconds"]
+    return compute
 
 
 def model_from_name(text):
@@ -343,8 +389,8 @@ def check(args, fits):
     rows = []
 
     def row(label, figures, compute, link, p):
-        a = predict(m, compute, link, p, batch, seq, False, False)
-        b = predict(m, compute, link, p, batch, seq, False, True)
+        a = predict(m, compute, link, p, batch, seq, False, False, args.embedding_bucket)
+        b = predict(m, compute, link, p, batch, seq, False, True, args.embedding_bucket)
         got = figures["tokens_per_second"]
         err_a, err_b = a["tokens_per_s"] / got - 1, b["tokens_per_s"] / got - 1
         print(f"| {label} | {got:.0f} | {figures['compute_seconds']:.3f} / {figures['communication_seconds']:.3f} / "
@@ -364,7 +410,18 @@ def check(args, fits):
         print("|---|---|---|---|---|---|---|---|")
         for link in links:
             row(f"2 workers, {link} (contended compute)", measured[f"2 workers, {link}"], contended, fits[link], 2)
-    return dict(compute_single=single, compute_contended=contended, rows=rows)
+    peaks = {label: f["peak_rss_bytes"] for label, f in measured.items() if f.get("peak_rss_bytes")}
+    if peaks:
+        print("\nMemory per worker: predicted (replicated) against the largest peak_rss_bytes of the run's train "
+              "records (the largest worker's; the process also holds code, MPI buffers and the data loader):\n")
+        print("| configuration | predicted (MiB) | measured peak RSS (MiB) | error |")
+        print("|---|---|---|---|")
+        for label, peak in peaks.items():
+            workers = 1 if label == "1 worker" else 2
+            predicted = predict(m, single, dict(alpha_s=0.0, beta_s_per_byte=0.0), workers, batch, seq, False,
+                                False)["memory_bytes"]
+            print(f"| {label} | {predicted / 2 ** 20:.0f} | {peak / 2 ** 20:.0f} | {predicted / peak - 1:+.0%} |")
+    return dict(compute_single=single, compute_contended=contended, rows=rows, peak_rss_bytes=peaks)
 
 
 def main():
@@ -377,6 +434,9 @@ def main():
     parser.add_argument("--extra-link", action="append", default=[], metavar="NAME:ALPHA_US:GB_PER_S",
                         help="a what-if link not measured here, e.g. 10GbE:50:1.17 (alpha in µs, 1/beta in GB/s)")
     parser.add_argument("--models", default="124M,1.3B")
+    parser.add_argument("--embedding-bucket", choices=("end", "early"), default="end",
+                        help="overlap schedule: embeddings' bucket at the end of backward (main at 3acbff2), or "
+                             "wte's right after the LM head with the lookup rows exchanged after backward (c5cc7dd)")
     parser.add_argument("--batch", type=int, default=4, help="micro-batch per worker (sequences)")
     parser.add_argument("--seq", type=int, default=64, help="sequence length")
     parser.add_argument("--max-workers", type=int, default=256)
@@ -458,10 +518,14 @@ def main():
         for link in links:
             for p in ps:
                 for state, overlap in VARIANTS:
-                    r = predict(MODELS[name], compute, fits[link], p, args.batch, args.seq, state == "sharded", overlap)
+                    r = predict(MODELS[name], compute, fits[link], p, args.batch, args.seq, state == "sharded", overlap,
+                                args.embedding_bucket)
                     rows.append(dict(model=name, link=link, optimizer_state=state, overlap=overlap, **r))
-    print(f"Compute ({compute['source']}): {compute['flops'] / 1e9:.1f} GFLOP/s forward+backward per worker, "
-          f"optimizer {compute['optimizer_s_per_param'] * 1e9:.2f} ns per parameter.")
+    print(f"Compute ({compute['source']}): {compute['flops'] / 1e9:.1f} GFLOP/s forward+backward per worker "
+          f"(backward {compute.get('backward_fraction', 2 / 3):.0%} of it), optimizer "
+          f"{compute['optimizer_s_per_param'] * 1e9:.2f} ns per parameter. Overlap schedule: "
+          + ("the embeddings' bucket at the end of backward (--embedding-bucket end)." if args.embedding_bucket == "end"
+             else "wte's bucket right after the LM head, lookup rows after backward (--embedding-bucket early)."))
     print("Allreduce fits: " + "; ".join(
         f"{link} alpha {fits[link]['alpha_s'] * 1e6:.0f} µs, 1/beta {fits[link]['gb_per_s']:.3f} GB/s"
         + (" (what-if, not measured)" if fits[link].get("what_if") else "") for link in links))
