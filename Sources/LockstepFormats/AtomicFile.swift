@@ -18,6 +18,12 @@ public enum AtomicFile {
     /// Writes `data` to a temporary file beside `url`, fsyncs it, renames it over `url`, and fsyncs the folder.
     /// - Throws: `FileWriteError` naming the path and the failing call.
     public static func write(_ data: Data, to url: URL) throws {
+        try data.withUnsafeBytes { try write(parts: [$0], to: url) }
+    }
+
+    /// `write(_:to:)` for a file made of `parts` one after another, written straight from them: a large file
+    /// (a checkpoint's tensors) needs no copy of itself in memory.
+    public static func write(parts: [UnsafeRawBufferPointer], to url: URL) throws {
         let temporary = url.deletingLastPathComponent()
             .appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())").path
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
@@ -26,7 +32,7 @@ public enum AtomicFile {
         defer {
             if !closed { close(descriptor) }
         }
-        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+        for raw in parts where raw.count > 0 {
             var written = 0
             while written < raw.count {
                 let result = systemWrite(descriptor, raw.baseAddress! + written, raw.count - written)

@@ -343,7 +343,20 @@ public struct SafeTensorsWriter {
     private struct Pending {
         var dtype: SafeTensorsDType
         var shape: [Int]
-        var bytes: Data
+        var bytes: Payload
+    }
+
+    /// A tensor's little-endian bytes: copied when added, or read from the caller's memory when written.
+    private enum Payload {
+        case owned(Data)
+        case borrowed(UnsafeRawBufferPointer)
+
+        var count: Int {
+            switch self {
+            case .owned(let data): data.count
+            case .borrowed(let raw): raw.count
+            }
+        }
     }
 
     private var pending: [String: Pending] = [:]
@@ -362,7 +375,18 @@ public struct SafeTensorsWriter {
                 raw.storeBytes(of: value.bitPattern.littleEndian, toByteOffset: i &* 4, as: UInt32.self)
             }
         }
-        pending[name] = Pending(dtype: .f32, shape: shape, bytes: bytes)
+        pending[name] = Pending(dtype: .f32, shape: shape, bytes: .owned(bytes))
+    }
+
+    /// `add` without the copy, for large tensors: the floats are read when the file is written, so they must
+    /// stay valid and unchanged until `write` or `serialized` has returned.
+    public mutating func add(_ name: String, borrowing floats: UnsafeBufferPointer<Float>, shape: [Int]) throws {
+        #if _endian(little)
+            try check(name, count: floats.count, shape: shape)
+            pending[name] = Pending(dtype: .f32, shape: shape, bytes: .borrowed(UnsafeRawBufferPointer(floats)))
+        #else
+            try add(name, floats: floats, shape: shape)
+        #endif
     }
 
     public mutating func add(_ name: String, floats: [Float], shape: [Int]) throws {
@@ -375,7 +399,7 @@ public struct SafeTensorsWriter {
         bytes.withUnsafeMutableBytes { raw in
             for (i, value) in int32s.enumerated() { raw.storeBytes(of: value.littleEndian, toByteOffset: i &* 4, as: Int32.self) }
         }
-        pending[name] = Pending(dtype: .i32, shape: shape, bytes: bytes)
+        pending[name] = Pending(dtype: .i32, shape: shape, bytes: .owned(bytes))
     }
 
     public mutating func add(_ name: String, int64s: [Int64], shape: [Int]) throws {
@@ -384,7 +408,7 @@ public struct SafeTensorsWriter {
         bytes.withUnsafeMutableBytes { raw in
             for (i, value) in int64s.enumerated() { raw.storeBytes(of: value.littleEndian, toByteOffset: i &* 8, as: Int64.self) }
         }
-        pending[name] = Pending(dtype: .i64, shape: shape, bytes: bytes)
+        pending[name] = Pending(dtype: .i64, shape: shape, bytes: .owned(bytes))
     }
 
     private func check(_ name: String, count: Int, shape: [Int]) throws {
@@ -401,6 +425,21 @@ public struct SafeTensorsWriter {
 
     /// The whole file's bytes.
     public func serialized() -> Data {
+        withParts { parts in
+            var out = Data(capacity: parts.reduce(0) { $0 + $1.count })
+            for part in parts { out.append(contentsOf: part) }
+            return out
+        }
+    }
+
+    /// Writes the file atomically (temporary file, fsync, rename), so a reader never sees half of it; the
+    /// tensors go to the file straight from their bytes.
+    public func write(to url: URL) throws {
+        try withParts { try AtomicFile.write(parts: $0, to: url) }
+    }
+
+    /// Calls `body` with the file's parts in order: the header's length, the header, each tensor's bytes.
+    private func withParts<R>(_ body: ([UnsafeRawBufferPointer]) throws -> R) rethrows -> R {
         let order = pending.keys.sorted { a, b in
             let sizeA = pending[a]!.dtype.size, sizeB = pending[b]!.dtype.size
             return sizeA != sizeB ? sizeA > sizeB : a < b
@@ -430,17 +469,32 @@ public struct SafeTensorsWriter {
         let padding = (8 - header.count % 8) % 8
         header.append(contentsOf: [UInt8](repeating: 0x20, count: padding))
 
-        var out = Data(capacity: 8 + header.count + position)
+        var prefix = Data()
         var length = UInt64(header.count).littleEndian
-        withUnsafeBytes(of: &length) { out.append(contentsOf: $0) }
-        out.append(header)
-        for name in order { out.append(pending[name]!.bytes) }
-        return out
-    }
-
-    /// Writes the file atomically (temporary file, fsync, rename), so a reader never sees half of it.
-    public func write(to url: URL) throws {
-        try AtomicFile.write(serialized(), to: url)
+        withUnsafeBytes(of: &length) { prefix.append(contentsOf: $0) }
+        prefix.append(header)
+        let owned = order.compactMap { name -> Data? in
+            if case .owned(let data) = pending[name]!.bytes { return data }
+            return nil
+        }
+        // Data's bytes are only valid inside withUnsafeBytes: keep every owned tensor's open while body runs.
+        func withOwned(_ index: Int, _ raws: [UnsafeRawBufferPointer], _ body: ([UnsafeRawBufferPointer]) throws -> R) rethrows -> R {
+            if index == owned.count { return try body(raws) }
+            return try owned[index].withUnsafeBytes { try withOwned(index + 1, raws + [$0], body) }
+        }
+        return try prefix.withUnsafeBytes { prefixBytes in
+            try withOwned(0, []) { ownedBytes in
+                var nextOwned = ownedBytes.makeIterator()
+                var parts = [prefixBytes]
+                for name in order {
+                    switch pending[name]!.bytes {
+                    case .owned: parts.append(nextOwned.next()!)
+                    case .borrowed(let raw): parts.append(raw)
+                    }
+                }
+                return try body(parts)
+            }
+        }
     }
 }
 

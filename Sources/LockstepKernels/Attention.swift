@@ -10,8 +10,8 @@ import RealModule
 ///
 /// Per (batch, head), with `Q, K, V (T, hs)` read in place from `qkv` as strided views (leading dimension
 /// 3C, so nothing is copied): `att = causalSoftmax(Q·Kᵀ / √hs)`, `out = att·V`. Both products are single
-/// `cblas_sgemm` calls. Pairs are independent (they read and write disjoint rows or column ranges), so they
-/// run in parallel over `ComputeThreads` when the call is big enough to pay for it.
+/// `cblas_sgemm` calls, made from the calling thread (OpenBLAS threads them itself); the softmax between them
+/// runs over `ComputeThreads`, pairs in parallel, when the call is big enough to pay for it.
 public enum Attention {
     /// Below this many multiply-adds per call (`B·NH·T²·hs`, one product's worth), the pairs run one after
     /// another: dispatching to other threads costs more than it saves.
@@ -27,16 +27,26 @@ public enum Attention {
         let hs = channels / heads
         let t32 = Int32(time), hs32 = Int32(hs), c32 = Int32(channels), ld = Int32(3 &* channels)
         let scale = 1 / Float(hs).squareRoot()
-        forEachHead(batch: batch, heads: heads, time: time, headSize: hs) { b, h in
+        // The products run one pair after another on this thread, each over OpenBLAS's own threads; only the
+        // softmax between them is spread over `ComputeThreads`. Calling a multi-threaded OpenBLAS from several
+        // threads at once makes its threads and ours compete for the same cores, and its results depend on
+        // which thread count each call happened to see.
+        forEachPair(batch: batch, heads: heads) { b, h in
             let q = qkv + (b &* time &* 3 &* channels &+ h &* hs)
-            let k = q + channels, v = q + 2 &* channels
+            let k = q + channels
             let probabilities = att + (b &* heads &+ h) &* time &* time
-            let headOut = out + (b &* time &* channels &+ h &* hs)
             // (T, hs) · (T, hs)ᵀ -> (T, T) scores; the upper triangle is computed too (one sgemm beats T
             // gemv calls) and then overwritten by the softmax.
             cblas_sgemm(
                 CblasRowMajor, CblasNoTrans, CblasTrans, t32, t32, hs32, scale, q, ld, k, ld, 0, probabilities, t32)
-            causalSoftmax(probabilities, time: time)
+        }
+        forEachSquare(batch: batch, heads: heads, time: time, headSize: hs) { square in
+            causalSoftmax(att + square &* time &* time, time: time)
+        }
+        forEachPair(batch: batch, heads: heads) { b, h in
+            let v = qkv + (b &* time &* 3 &* channels &+ h &* hs) + 2 &* channels
+            let probabilities = att + (b &* heads &+ h) &* time &* time
+            let headOut = out + (b &* time &* channels &+ h &* hs)
             // (T, T) · (T, hs) -> (T, hs), written into this head's columns of out.
             cblas_sgemm(
                 CblasRowMajor, CblasNoTrans, CblasNoTrans, t32, hs32, t32, 1, probabilities, t32, v, ld, 0,
@@ -57,21 +67,29 @@ public enum Attention {
         let hs = channels / heads
         let t32 = Int32(time), hs32 = Int32(hs), c32 = Int32(channels), ld = Int32(3 &* channels)
         let scale = 1 / Float(hs).squareRoot()
-        forEachHead(batch: batch, heads: heads, time: time, headSize: hs) { b, h in
+        // As in forward: products in order on this thread, the softmax's backward spread over threads.
+        forEachPair(batch: batch, heads: heads) { b, h in
             let offset = b &* time &* 3 &* channels &+ h &* hs
-            let q = qkv + offset, k = q + channels, v = q + 2 &* channels
-            let dQ = dQKV + offset, dK = dQ + channels, dV = dQ + 2 &* channels
+            let v = qkv + offset + 2 &* channels, dV = dQKV + offset + 2 &* channels
             let square = (b &* heads &+ h) &* time &* time
-            let probabilities = att + square, dScores = scratch + square
             let headDOut = dOut + (b &* time &* channels &+ h &* hs)
             // dAtt (T, T) = dOut (T, hs) · V (T, hs)ᵀ
             cblas_sgemm(
-                CblasRowMajor, CblasNoTrans, CblasTrans, t32, t32, hs32, 1, headDOut, c32, v, ld, 0, dScores, t32)
+                CblasRowMajor, CblasNoTrans, CblasTrans, t32, t32, hs32, 1, headDOut, c32, v, ld, 0, scratch + square, t32)
             // dV (T, hs) += att (T, T)ᵀ · dOut (T, hs)
             cblas_sgemm(
-                CblasRowMajor, CblasTrans, CblasNoTrans, t32, hs32, t32, 1, probabilities, t32, headDOut, c32, 1,
+                CblasRowMajor, CblasTrans, CblasNoTrans, t32, hs32, t32, 1, att + square, t32, headDOut, c32, 1,
                 dV, ld)
-            causalSoftmaxBackward(dScores, probabilities: probabilities, time: time)
+        }
+        forEachSquare(batch: batch, heads: heads, time: time, headSize: hs) { square in
+            let offset = square &* time &* time
+            causalSoftmaxBackward(scratch + offset, probabilities: att + offset, time: time)
+        }
+        forEachPair(batch: batch, heads: heads) { b, h in
+            let offset = b &* time &* 3 &* channels &+ h &* hs
+            let q = qkv + offset, k = q + channels
+            let dQ = dQKV + offset, dK = dQ + channels
+            let dScores = scratch + (b &* heads &+ h) &* time &* time
             // dQ (T, hs) += dScores (T, T) · K (T, hs) / √hs
             cblas_sgemm(
                 CblasRowMajor, CblasNoTrans, CblasNoTrans, t32, hs32, t32, scale, dScores, t32, k, ld, 1, dQ, ld)
@@ -117,22 +135,19 @@ public enum Attention {
 
     // MARK: - Helpers
 
-    /// Runs `body(b, h)` for every (batch, head) pair: spread over `ComputeThreads` when the call has at
-    /// least `parallelMinimumWork` multiply-adds, else in order on the calling thread. The pairs' products
-    /// then run with OpenBLAS on one thread each (`withSingleThreadedBLAS`): the parallelism is over pairs.
-    private static func forEachHead(batch: Int, heads: Int, time: Int, headSize: Int, _ body: (Int, Int) -> Void) {
-        let pairs = batch &* heads
-        let perPair = max(1, time &* time &* headSize)
-        let minimumChunk = max(1, parallelMinimumWork / perPair)
-        func run() {
-            Parallel.forEachRange(pairs, minimumChunk: minimumChunk) { range in
-                for i in range { body(i / heads, i % heads) }
-            }
+    /// Runs `body(b, h)` for every (batch, head) pair, in order on the calling thread.
+    private static func forEachPair(batch: Int, heads: Int, _ body: (Int, Int) -> Void) {
+        for b in 0..<batch {
+            for h in 0..<heads { body(b, h) }
         }
-        if Parallel.chunking(count: pairs, minimumChunk: minimumChunk).chunks > 1 {
-            ComputeThreads.withSingleThreadedBLAS(run)
-        } else {
-            run()
+    }
+
+    /// Runs `body(square)` for every (batch, head) pair's `(T, T)` square, `square = b·NH + h`: spread over
+    /// `ComputeThreads` when the call has at least `parallelMinimumWork` multiply-adds, else in order.
+    private static func forEachSquare(batch: Int, heads: Int, time: Int, headSize: Int, _ body: (Int) -> Void) {
+        let perPair = max(1, time &* time &* headSize)
+        Parallel.forEachRange(batch &* heads, minimumChunk: max(1, parallelMinimumWork / perPair)) { range in
+            for square in range { body(square) }
         }
     }
 

@@ -18,19 +18,6 @@ public enum ComputeThreads {
 
     /// Threads the kernels use (OpenBLAS is set to the same count by `set`).
     public static var current: Int { kernelThreads.load(ordering: .relaxed) }
-
-    /// Runs `body` with OpenBLAS on one thread, for kernels that call `cblas_sgemm` from several of their
-    /// own threads at once (attention's heads): OpenBLAS's pthreads build, asked for a multi-threaded product
-    /// from inside another thread pool, hands work to its own busy-waiting threads that compete with the
-    /// caller's for the same cores (its documentation warns against it). Call it only from the thread that
-    /// computes, never from inside a parallel region.
-    static func withSingleThreadedBLAS(_ body: () -> Void) {
-        let threads = current
-        guard threads > 1 else { return body() }
-        openblas_set_num_threads(1)
-        body()
-        openblas_set_num_threads(Int32(threads))
-    }
 }
 
 /// Splits kernel loops into contiguous chunks and runs them on `ComputeThreads.current` threads.

@@ -210,14 +210,15 @@ public enum HuggingFaceGPT2 {
         name == "lm_head.weight" || name.hasSuffix(".attn.bias") || name.hasSuffix(".attn.masked_bias")
     }
 
-    /// Adds every tensor of `buffer` (laid out by `layout`) to `writer` as F32, each under `prefix + name`.
+    /// Adds every tensor of `buffer` (laid out by `layout`) to `writer` as F32, each under `prefix + name`,
+    /// borrowed: `buffer` must stay unchanged until the writer has written.
     public static func addTensors(
         from buffer: UnsafeBufferPointer<Float>, layout: ParameterLayout, to writer: inout SafeTensorsWriter,
         prefix: String = ""
     ) throws {
         precondition(buffer.count == layout.count, "buffer does not match the layout")
         for tensor in layout.tensors {
-            try writer.add(prefix + tensor.name, floats: UnsafeBufferPointer(rebasing: buffer[tensor.range]), shape: tensor.shape)
+            try writer.add(prefix + tensor.name, borrowing: UnsafeBufferPointer(rebasing: buffer[tensor.range]), shape: tensor.shape)
         }
     }
 
