@@ -226,6 +226,64 @@ public final class MPICommunicator: Communicator {
         }
     }
 
+    /// `MPI_Reduce_scatter` in place, which leaves this rank's part at the start of `buffer`; it is then moved
+    /// to its own offset (`movePart`).
+    /// - Throws: `DistributedError.countTooLarge` past `maxCountPerCall` elements in all (a reduce-scatter is not
+    ///   split into pieces), `.invalidCounts`.
+    public func reduceScatterSum(_ buffer: UnsafeMutablePointer<Float>, counts: [Int]) throws {
+        let parts = try mpiCounts(counts, call: "MPI_Reduce_scatter")
+        let total = counts.reduce(0, +)
+        try parts.counts.withUnsafeBufferPointer { mpiCounts in
+            try run("MPI_Reduce_scatter(float, \(total))", 1, .collective(bytesPerElement: total * 4, root: nil)) { _, _, request in
+                if let request {
+                    return MPI_Ireduce_scatter(cmpi_in_place(), buffer, mpiCounts.baseAddress, cmpi_float(), cmpi_op_sum(), comm, request)
+                }
+                return MPI_Reduce_scatter(cmpi_in_place(), buffer, mpiCounts.baseAddress, cmpi_float(), cmpi_op_sum(), comm)
+            }
+        }
+        Self.movePart(buffer, count: counts[rank], to: Int(parts.offsets[rank]))
+    }
+
+    /// After an in-place reduce-scatter, which MPI leaves at the start of the buffer: moves this rank's
+    /// `count` elements to `offset`, where they belong (memmove: the two ranges may overlap).
+    static func movePart(_ buffer: UnsafeMutablePointer<Float>, count: Int, to offset: Int) {
+        if offset == 0 || count == 0 { return }
+        UnsafeMutableRawPointer(buffer + offset).copyMemory(from: buffer, byteCount: count * MemoryLayout<Float>.stride)
+    }
+
+    /// `MPI_Allgatherv` in place.
+    /// - Throws: `DistributedError.countTooLarge` past `maxCountPerCall` elements in all (MPI's displacements are C
+    ///   `int`), `.invalidCounts`.
+    public func allgather(_ buffer: UnsafeMutablePointer<Float>, counts: [Int]) throws {
+        let parts = try mpiCounts(counts, call: "MPI_Allgatherv")
+        let total = counts.reduce(0, +)
+        try parts.counts.withUnsafeBufferPointer { mpiCounts in
+            try parts.offsets.withUnsafeBufferPointer { offsets in
+                try run("MPI_Allgatherv(float, \(total))", 1, .collective(bytesPerElement: total * 4, root: nil)) { _, _, request in
+                    if let request {
+                        return MPI_Iallgatherv(
+                            cmpi_in_place(), 0, cmpi_float(), buffer, mpiCounts.baseAddress, offsets.baseAddress, cmpi_float(),
+                            comm, request)
+                    }
+                    return MPI_Allgatherv(
+                        cmpi_in_place(), 0, cmpi_float(), buffer, mpiCounts.baseAddress, offsets.baseAddress, cmpi_float(), comm)
+                }
+            }
+        }
+    }
+
+    /// `counts` and their running sums (`partOffsets`) as the C ints MPI's vector collectives take.
+    /// - Throws: `DistributedError.invalidCounts`, or `.countTooLarge` when the counts add up to more than
+    ///   `maxCountPerCall` (the offsets would not fit).
+    private func mpiCounts(_ counts: [Int], call: String) throws -> (counts: [Int32], offsets: [Int32]) {
+        let offsets = try partOffsets(counts, call: call)
+        let total = counts.reduce(0, +)
+        guard total <= min(maxCountPerCall, Int(Int32.max)) else {
+            throw DistributedError.countTooLarge(call: call, count: total, limit: maxCountPerCall)
+        }
+        return (counts.map { Int32($0) }, offsets.map { Int32($0) })
+    }
+
     public func barrier() throws {
         try run("MPI_Barrier", 1, .collective(bytesPerElement: 0, root: nil)) { _, _, request in
             if let request { return MPI_Ibarrier(comm, request) }
@@ -267,6 +325,21 @@ public final class MPICommunicator: Communicator {
             requests.append(request)
             offset += n
         }
+    }
+
+    /// Starts a non-blocking in-place reduce-scatter of Float sums (`MPI_Ireduce_scatter`), appending its
+    /// request to `requests`: this rank's `counts[rank]` elements of the sum land at the start of `buffer`
+    /// (`movePart` puts them in place once the request completes). `counts` (one C int per rank) and `buffer`
+    /// must stay valid and untouched until then (`waitAll`); the caller keeps the counts within C `int`
+    /// (`ShardedGradientBuckets` checks at init).
+    func startReduceScatterSum(
+        _ buffer: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>, appendingTo requests: inout [MPI_Request?]
+    ) throws {
+        var request: MPI_Request? = cmpi_request_null()
+        try checkMPI(
+            MPI_Ireduce_scatter(cmpi_in_place(), buffer, counts, cmpi_float(), cmpi_op_sum(), comm, &request),
+            "MPI_Ireduce_scatter(float)")
+        requests.append(request)
     }
 
     /// Tests `requests` once, which also lets Open MPI progress them. When all are complete they become
