@@ -31,11 +31,10 @@ public protocol Communicator: AnyObject {
     /// Collects `byteCount` bytes from every rank onto `root`, in rank order: `receive` holds
     /// `byteCount * size` bytes on `root` and is ignored (may be nil) elsewhere.
     func gather(_ send: UnsafeRawPointer, byteCount: Int, into receive: UnsafeMutableRawPointer?, root: Int) throws
-    /// Sums the group's buffers of `counts.reduce(0, +)` Floats in place, each rank keeping its own part only:
+    /// Sums the group's buffers of `counts.reduce(0, +)` Floats in place, each rank receiving its own part only:
     /// afterwards rank `r`'s `counts[r]` elements at offset `counts[..<r].reduce(0, +)` hold the sum's, and the
-    /// rest of its buffer is undefined (MPI uses it as scratch). Sharded optimizer state (ZeRO-1): each worker
-    /// gets the gradient sum of its own shard, in place, with no second buffer. Every rank passes the same
-    /// `counts`, one per rank.
+    /// rest of its buffer keeps its values. Sharded optimizer state (ZeRO-1): each worker gets the gradient sum
+    /// of its own shard, in place, with no second buffer. Every rank passes the same `counts`, one per rank.
     func reduceScatterSum(_ buffer: UnsafeMutablePointer<Float>, counts: [Int]) throws
     /// In place: rank `r`'s part of `buffer`, the `counts[r]` Floats at offset `counts[..<r].reduce(0, +)`, is copied
     /// to the same place on every other rank. After a sharded optimizer step every worker holds every shard's

@@ -226,29 +226,27 @@ public final class MPICommunicator: Communicator {
         }
     }
 
-    /// `MPI_Reduce_scatter` in place, which leaves this rank's part at the start of `buffer`; it is then moved
-    /// to its own offset (`movePart`).
-    /// - Throws: `DistributedError.countTooLarge` past `maxCountPerCall` elements in all (a reduce-scatter is not
-    ///   split into pieces), `.invalidCounts`.
+    /// One in-place `MPI_Reduce` per rank's part, rooted at that rank (pieces past `maxCountPerCall`), rather than
+    /// `MPI_Reduce_scatter`: Open MPI's reduce-scatters, the non-blocking one above all (libnbc reduces everything
+    /// on rank 0), hold temporaries of the whole buffer on one rank, which is the memory sharding is meant to
+    /// save. These reductions keep the traffic of a reduce-scatter (each rank sends the parts it does not own),
+    /// spread over the owners. The parts that are not this rank's keep their values (MPI_Reduce's send buffer).
+    /// - Throws: `DistributedError.invalidCounts`, or `MPIError`.
     public func reduceScatterSum(_ buffer: UnsafeMutablePointer<Float>, counts: [Int]) throws {
-        let parts = try mpiCounts(counts, call: "MPI_Reduce_scatter")
-        let total = counts.reduce(0, +)
-        try parts.counts.withUnsafeBufferPointer { mpiCounts in
-            try run("MPI_Reduce_scatter(float, \(total))", 1, .collective(bytesPerElement: total * 4, root: nil)) { _, _, request in
+        let offsets = try partOffsets(counts, call: "reduceScatterSum")
+        for (owner, count) in counts.enumerated() where count > 0 {
+            let part = buffer + offsets[owner]
+            let isOwner = rank == owner
+            try run("MPI_Reduce(float) to rank \(owner)", count, .collective(bytesPerElement: 4, root: nil)) { offset, n, request in
+                // The owner reduces in place; the others only send.
+                let send: UnsafeRawPointer = isOwner ? UnsafeRawPointer(cmpi_in_place()) : UnsafeRawPointer(part + offset)
+                let receive: UnsafeMutableRawPointer? = isOwner ? UnsafeMutableRawPointer(part + offset) : nil
                 if let request {
-                    return MPI_Ireduce_scatter(cmpi_in_place(), buffer, mpiCounts.baseAddress, cmpi_float(), cmpi_op_sum(), comm, request)
+                    return MPI_Ireduce(send, receive, n, cmpi_float(), cmpi_op_sum(), Int32(owner), comm, request)
                 }
-                return MPI_Reduce_scatter(cmpi_in_place(), buffer, mpiCounts.baseAddress, cmpi_float(), cmpi_op_sum(), comm)
+                return MPI_Reduce(send, receive, n, cmpi_float(), cmpi_op_sum(), Int32(owner), comm)
             }
         }
-        Self.movePart(buffer, count: counts[rank], to: Int(parts.offsets[rank]))
-    }
-
-    /// After an in-place reduce-scatter, which MPI leaves at the start of the buffer: moves this rank's
-    /// `count` elements to `offset`, where they belong (memmove: the two ranges may overlap).
-    static func movePart(_ buffer: UnsafeMutablePointer<Float>, count: Int, to offset: Int) {
-        if offset == 0 || count == 0 { return }
-        UnsafeMutableRawPointer(buffer + offset).copyMemory(from: buffer, byteCount: count * MemoryLayout<Float>.stride)
     }
 
     /// `MPI_Allgatherv` in place.
@@ -327,18 +325,18 @@ public final class MPICommunicator: Communicator {
         }
     }
 
-    /// Starts a non-blocking in-place reduce-scatter of Float sums (`MPI_Ireduce_scatter`), appending its
-    /// request to `requests`: this rank's `counts[rank]` elements of the sum land at the start of `buffer`
-    /// (`movePart` puts them in place once the request completes). `counts` (one C int per rank) and `buffer`
-    /// must stay valid and untouched until then (`waitAll`); the caller keeps the counts within C `int`
-    /// (`ShardedGradientBuckets` checks at init).
-    func startReduceScatterSum(
-        _ buffer: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>, appendingTo requests: inout [MPI_Request?]
+    /// Starts a non-blocking sum of `count` Floats onto rank `root` (`MPI_Ireduce`, in place there; the other
+    /// ranks' buffers only send), appending its request to `requests`. `buffer` must stay untouched until the
+    /// request completes (`waitAll`); the caller keeps `count` within C `int` (`ShardedGradientBuckets` checks).
+    func startReduceSum(
+        _ buffer: UnsafeMutablePointer<Float>, count: Int, root: Int, appendingTo requests: inout [MPI_Request?]
     ) throws {
+        let isRoot = rank == root
+        let send: UnsafeRawPointer = isRoot ? UnsafeRawPointer(cmpi_in_place()) : UnsafeRawPointer(buffer)
         var request: MPI_Request? = cmpi_request_null()
         try checkMPI(
-            MPI_Ireduce_scatter(cmpi_in_place(), buffer, counts, cmpi_float(), cmpi_op_sum(), comm, &request),
-            "MPI_Ireduce_scatter(float)")
+            MPI_Ireduce(send, isRoot ? buffer : nil, Int32(count), cmpi_float(), cmpi_op_sum(), Int32(root), comm, &request),
+            "MPI_Ireduce(float, \(count), root \(root))")
         requests.append(request)
     }
 

@@ -2,7 +2,7 @@ import CMPI
 
 /// ZeRO-1's gradient exchange: sums a gradient buffer across the workers in buckets, as `GradientBuckets` does,
 /// but each worker receives only the sum of its own shard of the buffer (a reduce-scatter per bucket instead of
-/// an allreduce), in place: `shardSums` is that shard of the buffer, and the rest of the buffer is left undefined.
+/// an allreduce), in place: `shardSums` is that shard of the buffer; the rest keeps the worker's own gradients.
 /// The optimizer then updates that shard alone, and the workers all-gather the updated parameters
 /// (`Communicator.allgather`).
 ///
@@ -10,7 +10,7 @@ import CMPI
 /// ```
 /// for layer in layers.reversed() {
 ///     backward(layer)
-///     try buckets.bucketReady(bucketIndex(of: layer))   // starts MPI_Ireduce_scatter on that range
+///     try buckets.bucketReady(bucketIndex(of: layer))   // starts one MPI_Ireduce per shard owner of that range
 ///     try buckets.poll()                                // lets Open MPI progress what is in flight
 /// }
 /// try buckets.finish()                                   // waits for all; shardSums holds this shard's sum
@@ -44,18 +44,13 @@ public final class ShardedGradientBuckets {
     private let buffer: UnsafeMutableBufferPointer<Float>
     private var progress: BucketProgress
     private var requests: [MPI_Request?] = []
-    /// The parts that MPI's in-place reduce-scatters in flight will leave at the start of their buckets, to be
-    /// moved to their place (`MPICommunicator.movePart`) once complete: (bucket start, offset in it, count).
-    private var pendingMoves: [(start: Int, offset: Int, count: Int)] = []
-    /// Per bucket, how many of its elements each rank receives (its overlap with each shard), for the blocking
-    /// call; `mpiCounts` holds the same as C ints at stable addresses, for the requests in flight.
-    private let bucketCounts: [[Int]]
-    private let mpiCounts: UnsafeMutableBufferPointer<Int32>
+    /// Per bucket, each rank's part of it (the bucket's overlap with the rank's shard), ranges of the buffer.
+    private let bucketParts: [[Range<Int>]]
 
     /// - Parameters:
     ///   - communicator: the workers' communicator (`ProcessGroups.workers`).
     ///   - buffer: the gradients, one block for all parameters; must outlive this object and stay untouched
-    ///     between `bucketReady` of a range and `finish`. After `finish` only `shard` of it is defined.
+    ///     between `bucketReady` of a range and `finish`. After `finish` only `shard` of it holds sums.
     ///   - ranges: non-empty, non-overlapping ranges of `buffer` in the order they become ready, together
     ///     covering all of it (a shard's sum must be complete).
     /// - Throws: `DistributedError.invalidBucketRange` naming the first bad range, `.bucketsDoNotCover`, or
@@ -76,40 +71,30 @@ public final class ShardedGradientBuckets {
         self.mpi = communicator as? MPICommunicator
         self.buffer = buffer
         self.shards = shards
-        bucketCounts = ranges.map { bucket in shards.map { $0.clamped(to: bucket).count } }
+        bucketParts = ranges.map { bucket in shards.map { $0.clamped(to: bucket) } }
         if let mpi {
             for (index, range) in ranges.enumerated() where range.count > min(mpi.maxCountPerCall, Int(Int32.max)) {
                 throw DistributedError.countTooLarge(
-                    call: "MPI_Ireduce_scatter of bucket \(index)", count: range.count, limit: mpi.maxCountPerCall)
+                    call: "MPI_Ireduce of bucket \(index)", count: range.count, limit: mpi.maxCountPerCall)
             }
         }
-        mpiCounts = .allocate(capacity: max(1, ranges.count * shards.count))
-        mpiCounts.initialize(repeating: 0)
-        for (bucket, counts) in bucketCounts.enumerated() {
-            for (rank, count) in counts.enumerated() { mpiCounts[bucket * shards.count + rank] = Int32(count) }
-        }
-        requests.reserveCapacity(ranges.count)
-        pendingMoves.reserveCapacity(ranges.count)
+        requests.reserveCapacity(ranges.count * shards.count)
     }
 
-    deinit {
-        mpiCounts.deallocate()
-    }
-
-    /// Starts summing bucket `index`, this worker keeping its shard's part of it: a non-blocking in-place
-    /// reduce-scatter (`MPI_Ireduce_scatter`), or with `wait` the blocking one (for buckets filled at the very
-    /// end of backward, as `GradientBuckets.bucketReady(_:wait:)`).
+    /// Starts summing bucket `index`, each worker receiving its shard's part of it in place: over MPI one
+    /// non-blocking `MPI_Ireduce` per part, rooted at its owner (why not `MPI_Ireduce_scatter`:
+    /// `MPICommunicator.reduceScatterSum`), or with `wait` the blocking `reduceScatterSum` (for buckets filled at
+    /// the very end of backward, as `GradientBuckets.bucketReady(_:wait:)`).
     /// - Throws: `DistributedError.invalidBucket` for an unknown index or one already started this step.
     public func bucketReady(_ index: Int, wait: Bool = false) throws {
         try progress.claim(index)
         let range = ranges[index]
-        let base = buffer.baseAddress! + range.lowerBound
         if let mpi, !wait {
-            try mpi.startReduceScatterSum(base, counts: mpiCounts.baseAddress! + index * communicator.size, appendingTo: &requests)
-            let mine = shard.clamped(to: range)
-            pendingMoves.append((range.lowerBound, mine.lowerBound - range.lowerBound, mine.count))
+            for (owner, part) in bucketParts[index].enumerated() where !part.isEmpty {
+                try mpi.startReduceSum(buffer.baseAddress! + part.lowerBound, count: part.count, root: owner, appendingTo: &requests)
+            }
         } else {
-            try communicator.reduceScatterSum(base, counts: bucketCounts[index])
+            try communicator.reduceScatterSum(buffer.baseAddress! + range.lowerBound, counts: bucketParts[index].map(\.count))
         }
     }
 
@@ -140,8 +125,6 @@ public final class ShardedGradientBuckets {
         if let mpi {
             try mpi.waitAll(&requests, policy: .blocking, traffic: .collective(bytesPerElement: 4, root: nil), "ShardedGradientBuckets.finish")
         }
-        for move in pendingMoves { MPICommunicator.movePart(buffer.baseAddress! + move.start, count: move.count, to: move.offset) }
-        pendingMoves.removeAll(keepingCapacity: true)
         progress.reset()
     }
 
