@@ -4,14 +4,18 @@ import LockstepData
 /// The one value that every copy of that state goes through: the coordinator's snapshot, the checkpoint
 /// handoff from worker 0, the resume broadcast, checkpoint save and load, and Hugging Face import.
 ///
-/// The three buffers are `count` Floats each, in the model's parameter layout (`ParameterLayout`). A state
-/// either owns its buffers (`init(count:)`: the coordinator's snapshot, a loaded checkpoint) or borrows a
-/// replica's own (`init(borrowing:...)`: the replica's parameters and AdamW moments, with no copy).
+/// The parameters are `count` Floats in the model's parameter layout (`ParameterLayout`); the moments cover
+/// `momentRange` of it: all of it, except on a worker whose optimizer state is sharded (ZeRO-1), which holds
+/// the moments of its own shard only. A state either owns its buffers (`init(count:)`: the coordinator's
+/// snapshot, a loaded checkpoint; always whole) or borrows a replica's own (`init(borrowing:...)`: the
+/// replica's parameters and AdamW moments, with no copy).
 public final class WorkerState {
     public let parameters: UnsafeMutableBufferPointer<Float>
-    /// AdamW's first and second moments.
+    /// AdamW's first and second moments of the parameters in `momentRange`, `momentRange.count` Floats each.
     public let firstMoments: UnsafeMutableBufferPointer<Float>
     public let secondMoments: UnsafeMutableBufferPointer<Float>
+    /// The range of the parameter buffer whose moments this state holds (`0 ..< count` unless sharded).
+    public let momentRange: Range<Int>
     /// Optimizer updates applied so far (AdamW's bias correction counts them).
     public var optimizerStep = 0
     /// Where the next global batch starts in the data stream.
@@ -29,17 +33,27 @@ public final class WorkerState {
         parameters.initialize(repeating: 0)
         firstMoments.initialize(repeating: 0)
         secondMoments.initialize(repeating: 0)
+        momentRange = 0..<count
         ownsBuffers = true
     }
 
     /// A state over buffers someone else owns and keeps alive for this state's lifetime.
+    /// - Parameter momentRange: the parameters the moment buffers cover (an optimizer's `shard`); nil: all.
+    /// - Precondition: the moment buffers have `momentRange.count` Floats, inside the parameters' range (the
+    ///   caller's own buffers, not input).
     public init(
         borrowing parameters: UnsafeMutableBufferPointer<Float>, firstMoments: UnsafeMutableBufferPointer<Float>,
-        secondMoments: UnsafeMutableBufferPointer<Float>
+        secondMoments: UnsafeMutableBufferPointer<Float>, momentRange: Range<Int>? = nil
     ) {
+        let momentRange = momentRange ?? 0..<parameters.count
+        precondition(
+            momentRange.lowerBound >= 0 && momentRange.upperBound <= parameters.count
+                && firstMoments.count == momentRange.count && secondMoments.count == momentRange.count,
+            "moments of \(firstMoments.count) and \(secondMoments.count) for \(momentRange) of \(parameters.count) parameters")
         self.parameters = parameters
         self.firstMoments = firstMoments
         self.secondMoments = secondMoments
+        self.momentRange = momentRange
         ownsBuffers = false
     }
 
@@ -53,16 +67,25 @@ public final class WorkerState {
     /// The Floats of each buffer.
     public var count: Int { parameters.count }
 
-    /// The three buffers in the order every transfer uses.
-    public var buffers: [UnsafeMutableBufferPointer<Float>] { [parameters, firstMoments, secondMoments] }
+    /// The two moment buffers, first then second, in the order every transfer uses (after the parameters).
+    public var moments: [UnsafeMutableBufferPointer<Float>] { [firstMoments, secondMoments] }
 
-    /// Copies `other` in, buffers and counters.
+    /// Copies `other` in, buffers and counters (of the moments, those of the parameters both states cover).
     public func copy(from other: WorkerState) {
         _ = parameters.update(fromContentsOf: other.parameters)
-        _ = firstMoments.update(fromContentsOf: other.firstMoments)
-        _ = secondMoments.update(fromContentsOf: other.secondMoments)
+        copyMoments(from: other)
         optimizerStep = other.optimizerStep
         cursor = other.cursor
         lossWindow = other.lossWindow
+    }
+
+    /// Copies the moments of the parameters that both states cover (a sharded worker's from a whole state).
+    public func copyMoments(from other: WorkerState) {
+        let common = momentRange.clamped(to: other.momentRange)
+        if common.isEmpty { return }
+        for (mine, theirs) in zip(moments, other.moments) {
+            (mine.baseAddress! + (common.lowerBound - momentRange.lowerBound))
+                .update(from: theirs.baseAddress! + (common.lowerBound - other.momentRange.lowerBound), count: common.count)
+        }
     }
 }

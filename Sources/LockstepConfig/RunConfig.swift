@@ -116,6 +116,9 @@ public struct RunConfig: Codable, Equatable, Sendable {
         public var threadsPerWorker: Int
         /// Compare parameter checksums across workers every this many steps (0: never).
         public var checkReplicasEvery: Int
+        /// ZeRO-1: each worker holds the AdamW moments of its own shard of the parameters only, receives the
+        /// gradient sum of that shard (reduce-scatter), updates it, and the workers all-gather the parameters.
+        public var shardOptimizer: Bool = false
     }
 
     public struct FaultToleranceSettings: Codable, Equatable, Sendable {
@@ -337,7 +340,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
             workers: try distributed.int("workers", default: 1, minimum: 1),
             gradientSync: try distributed.choice("gradient_sync", default: .bucketed),
             threadsPerWorker: try distributed.int("threads_per_worker", default: 1, minimum: 1),
-            checkReplicasEvery: try distributed.int("check_replicas_every", default: 100, minimum: 0))
+            checkReplicasEvery: try distributed.int("check_replicas_every", default: 100, minimum: 0),
+            shardOptimizer: try distributed.bool("shard_optimizer", default: false))
 
         let faultTolerance = try root.section("fault_tolerance")
         let hangTimeout = try faultTolerance.double("hang_timeout_seconds", default: 300, minimum: 0)
@@ -468,5 +472,18 @@ extension KeyedDecodingContainer {
         _ type: RunConfig.FaultToleranceSettings.Type, forKey key: Key
     ) throws -> RunConfig.FaultToleranceSettings {
         try decodeIfPresent(type, forKey: key) ?? RunConfig.FaultToleranceSettings()
+    }
+}
+
+extension RunConfig.DistributedSettings {
+    /// `shard_optimizer` is missing in checkpoints written before it existed: false, as they trained.
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            workers: try container.decode(Int.self, forKey: .workers),
+            gradientSync: try container.decode(RunConfig.GradientSync.self, forKey: .gradientSync),
+            threadsPerWorker: try container.decode(Int.self, forKey: .threadsPerWorker),
+            checkReplicasEvery: try container.decode(Int.self, forKey: .checkReplicasEvery),
+            shardOptimizer: try container.decodeIfPresent(Bool.self, forKey: .shardOptimizer) ?? false)
     }
 }

@@ -31,6 +31,15 @@ public protocol Communicator: AnyObject {
     /// Collects `byteCount` bytes from every rank onto `root`, in rank order: `receive` holds
     /// `byteCount * size` bytes on `root` and is ignored (may be nil) elsewhere.
     func gather(_ send: UnsafeRawPointer, byteCount: Int, into receive: UnsafeMutableRawPointer?, root: Int) throws
+    /// Sums the group's buffers of `counts.reduce(0, +)` Floats in place, each rank receiving its own part only:
+    /// afterwards rank `r`'s `counts[r]` elements at offset `counts[..<r].reduce(0, +)` hold the sum's, and the
+    /// rest of its buffer keeps its values. Sharded optimizer state (ZeRO-1): each worker gets the gradient sum
+    /// of its own shard, in place, with no second buffer. Every rank passes the same `counts`, one per rank.
+    func reduceScatterSum(_ buffer: UnsafeMutablePointer<Float>, counts: [Int]) throws
+    /// In place: rank `r`'s part of `buffer`, the `counts[r]` Floats at offset `counts[..<r].reduce(0, +)`, is copied
+    /// to the same place on every other rank. After a sharded optimizer step every worker holds every shard's
+    /// updated parameters. Every rank passes the same `counts`, one per rank.
+    func allgather(_ buffer: UnsafeMutablePointer<Float>, counts: [Int]) throws
     /// Copies `count` bytes from `root` to every other rank.
     func broadcast(_ buffer: UnsafeMutableRawPointer, byteCount: Int, root: Int) throws
     func barrier() throws
@@ -62,6 +71,24 @@ extension Communicator {
     }
 }
 
+extension Communicator {
+    /// Where each rank's part starts in a reduce-scatter or all-gather of `counts`: the running sums, one per rank.
+    /// - Throws: `DistributedError.invalidCounts` unless `counts` has one count ≥ 0 per rank.
+    func partOffsets(_ counts: [Int], call: String) throws -> [Int] {
+        guard counts.count == size, counts.allSatisfy({ $0 >= 0 }) else {
+            throw DistributedError.invalidCounts(call: call, counts: counts, size: size)
+        }
+        var offsets: [Int] = []
+        offsets.reserveCapacity(size)
+        var offset = 0
+        for count in counts {
+            offsets.append(offset)
+            offset += count
+        }
+        return offsets
+    }
+}
+
 /// A group of one: collectives are identities.
 public final class LocalCommunicator: Communicator {
     public init() {}
@@ -78,6 +105,12 @@ public final class LocalCommunicator: Communicator {
         if let receive, receive != UnsafeMutableRawPointer(mutating: send) {
             receive.copyMemory(from: send, byteCount: byteCount)
         }
+    }
+    public func reduceScatterSum(_ buffer: UnsafeMutablePointer<Float>, counts: [Int]) throws {
+        _ = try partOffsets(counts, call: "reduceScatterSum")
+    }
+    public func allgather(_ buffer: UnsafeMutablePointer<Float>, counts: [Int]) throws {
+        _ = try partOffsets(counts, call: "allgather")
     }
     public func broadcast(_ buffer: UnsafeMutableRawPointer, byteCount: Int, root: Int) throws {}
     public func barrier() throws {}

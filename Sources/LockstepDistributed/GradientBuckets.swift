@@ -21,13 +21,11 @@ import CMPI
 /// blocking `allreduceSum` at once and nothing overlaps: the same sums, without MPI's requests.
 public final class GradientBuckets {
     /// The buckets, as ranges of `buffer`, indexed in the order backward fills them (reverse layer order).
-    public let ranges: [Range<Int>]
+    public var ranges: [Range<Int>] { progress.ranges }
     private let communicator: any Communicator
     private let mpi: MPICommunicator?
     private let buffer: UnsafeMutableBufferPointer<Float>
-    private var started: [Bool]
-    private var skipped: [Bool]
-    private var startedCount = 0
+    private var progress: BucketProgress
     private var requests: [MPI_Request?] = []
 
     /// - Parameters:
@@ -38,25 +36,10 @@ public final class GradientBuckets {
     ///     not cover the buffer; parts outside every range are neither reduced nor scaled by `finish`.
     /// - Throws: `DistributedError.invalidBucketRange` naming the first bad range.
     public init(communicator: any Communicator, buffer: UnsafeMutableBufferPointer<Float>, ranges: [Range<Int>]) throws {
-        for (index, range) in ranges.enumerated() {
-            func invalid(_ reason: String) -> DistributedError {
-                .invalidBucketRange(index: index, range: range, bufferCount: buffer.count, reason: reason)
-            }
-            if range.isEmpty { throw invalid("it is empty") }
-            if range.lowerBound < 0 || range.upperBound > buffer.count { throw invalid("it lies outside the buffer") }
-        }
-        let byStart = ranges.indices.sorted { ranges[$0].lowerBound < ranges[$1].lowerBound }
-        for (previous, next) in zip(byStart, byStart.dropFirst()) where ranges[previous].overlaps(ranges[next]) {
-            throw DistributedError.invalidBucketRange(
-                index: next, range: ranges[next], bufferCount: buffer.count,
-                reason: "it overlaps bucket \(previous) (\(ranges[previous].lowerBound)..<\(ranges[previous].upperBound))")
-        }
+        progress = try BucketProgress(ranges: ranges, bufferCount: buffer.count)
         self.communicator = communicator
         self.mpi = communicator as? MPICommunicator
         self.buffer = buffer
-        self.ranges = ranges
-        self.started = [Bool](repeating: false, count: ranges.count)
-        self.skipped = [Bool](repeating: false, count: ranges.count)
         // One request per bucket, more only past Int32.max floats: no allocation during steps.
         requests.reserveCapacity(ranges.count * 2)
     }
@@ -67,7 +50,7 @@ public final class GradientBuckets {
     /// `lockstep train` selects) moves large buffers about twice as fast as the non-blocking one.
     /// - Throws: `DistributedError.invalidBucket` for an unknown index or one already started this step.
     public func bucketReady(_ index: Int, wait: Bool = false) throws {
-        try claim(index)
+        try progress.claim(index)
         let range = ranges[index]
         let base = buffer.baseAddress! + range.lowerBound
         if let mpi, !wait {
@@ -77,30 +60,15 @@ public final class GradientBuckets {
         }
     }
 
-    /// Marks bucket `index` as started this step.
-    /// - Throws: `DistributedError.invalidBucket` for an unknown index or one already started this step.
-    private func claim(_ index: Int) throws {
-        guard ranges.indices.contains(index) else {
-            throw DistributedError.invalidBucket(index: index, bucketCount: ranges.count, reason: "no such bucket")
-        }
-        guard !started[index] else {
-            throw DistributedError.invalidBucket(
-                index: index, bucketCount: ranges.count, reason: "already started this step (call finish() first)")
-        }
-        started[index] = true
-        startedCount += 1
-    }
-
     /// Whether bucket `index` was started (or skipped) this step.
-    public func isStarted(_ index: Int) -> Bool { started.indices.contains(index) && started[index] }
+    public func isStarted(_ index: Int) -> Bool { progress.isStarted(index) }
 
     /// Leaves bucket `index` out of this step's sum without communicating: for a range that no worker wrote
     /// this step (e.g. a frozen trunk whose gradients stay zero), where the sum would change nothing. Every
     /// worker must skip the same buckets; `finish` then neither waits for nor scales it.
     /// - Throws: `DistributedError.invalidBucket` for an unknown index or one already started this step.
     public func skip(_ index: Int) throws {
-        try claim(index)
-        skipped[index] = true
+        try progress.claim(index, skipping: true)
     }
 
     /// Tests the buckets in flight once, which lets MPI progress them. Cheap; call it often during backward.
@@ -116,16 +84,10 @@ public final class GradientBuckets {
     /// optimizer rather than spend a pass over the buffer on it). Afterwards the next step may start buckets again.
     /// - Throws: `DistributedError.bucketsNotStarted` if some bucket was never started this step.
     public func finish(averaging: Bool = true) throws {
-        if startedCount != ranges.count {
-            throw DistributedError.bucketsNotStarted(missing: started.indices.filter { !started[$0] })
-        }
+        try progress.checkAllStarted()
         if let mpi { try mpi.waitAll(&requests, policy: .blocking, traffic: .collective(bytesPerElement: 4, root: nil), "GradientBuckets.finish") }
-        if averaging { for (index, range) in ranges.enumerated() where !skipped[index] { scale(range) } }
-        for index in started.indices {
-            started[index] = false
-            skipped[index] = false
-        }
-        startedCount = 0
+        if averaging { for (index, range) in ranges.enumerated() where !progress.skipped[index] { scale(range) } }
+        progress.reset()
     }
 
     /// The comparison mode: one blocking allreduce of the whole buffer after backward (pieces only past

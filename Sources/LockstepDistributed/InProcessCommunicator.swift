@@ -159,6 +159,37 @@ public final class InProcessCommunicator: Communicator, @unchecked Sendable {
         }
     }
 
+    /// Each element of the sum is added in rank order, `((r0 + r1) + r2) + …`, as `allreduceSum`: the same bits.
+    /// The parts of the buffer that are not the rank's own keep their values.
+    public func reduceScatterSum(_ buffer: UnsafeMutablePointer<Float>, counts: [Int]) throws {
+        let offsets = try partOffsets(counts, call: "reduceScatterSum")
+        try rendezvous("reduceScatterSum(Float) of \(counts)", buffer: UnsafeMutableRawPointer(buffer), receive: nil) { contributions in
+            let buffers = contributions.map { $0.buffer?.assumingMemoryBound(to: Float.self) }
+            for (rank, target) in buffers.enumerated() where counts[rank] > 0 {
+                guard let target else { continue }
+                // Element i of the part is read from every rank before it is written on its owner alone.
+                for index in offsets[rank] ..< offsets[rank] + counts[rank] {
+                    var total = buffers[0]?[index] ?? 0
+                    for other in buffers.dropFirst() { total += other?[index] ?? 0 }
+                    target[index] = total
+                }
+            }
+        }
+    }
+
+    public func allgather(_ buffer: UnsafeMutablePointer<Float>, counts: [Int]) throws {
+        let offsets = try partOffsets(counts, call: "allgather")
+        try rendezvous("allgather(Float) of \(counts)", buffer: UnsafeMutableRawPointer(buffer), receive: nil) { contributions in
+            let buffers = contributions.map { $0.buffer?.assumingMemoryBound(to: Float.self) }
+            for (source, part) in buffers.enumerated() where counts[source] > 0 {
+                guard let part else { continue }
+                for (target, other) in buffers.enumerated() where target != source {
+                    other?.advanced(by: offsets[source]).update(from: part + offsets[source], count: counts[source])
+                }
+            }
+        }
+    }
+
     public func barrier() throws {
         try rendezvous("barrier", buffer: nil, receive: nil) { _ in }
     }

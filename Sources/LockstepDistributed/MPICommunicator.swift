@@ -226,6 +226,62 @@ public final class MPICommunicator: Communicator {
         }
     }
 
+    /// One in-place `MPI_Reduce` per rank's part, rooted at that rank (pieces past `maxCountPerCall`), rather than
+    /// `MPI_Reduce_scatter`: Open MPI's reduce-scatters, the non-blocking one above all (libnbc reduces everything
+    /// on rank 0), hold temporaries of the whole buffer on one rank, which is the memory sharding is meant to
+    /// save. These reductions keep the traffic of a reduce-scatter (each rank sends the parts it does not own),
+    /// spread over the owners. The parts that are not this rank's keep their values (MPI_Reduce's send buffer).
+    /// - Throws: `DistributedError.invalidCounts`, or `MPIError`.
+    public func reduceScatterSum(_ buffer: UnsafeMutablePointer<Float>, counts: [Int]) throws {
+        let offsets = try partOffsets(counts, call: "reduceScatterSum")
+        for (owner, count) in counts.enumerated() where count > 0 {
+            let part = buffer + offsets[owner]
+            let isOwner = rank == owner
+            try run("MPI_Reduce(float) to rank \(owner)", count, .collective(bytesPerElement: 4, root: nil)) { offset, n, request in
+                // The owner reduces in place; the others only send.
+                let send: UnsafeRawPointer = isOwner ? UnsafeRawPointer(cmpi_in_place()) : UnsafeRawPointer(part + offset)
+                let receive: UnsafeMutableRawPointer? = isOwner ? UnsafeMutableRawPointer(part + offset) : nil
+                if let request {
+                    return MPI_Ireduce(send, receive, n, cmpi_float(), cmpi_op_sum(), Int32(owner), comm, request)
+                }
+                return MPI_Reduce(send, receive, n, cmpi_float(), cmpi_op_sum(), Int32(owner), comm)
+            }
+        }
+    }
+
+    /// `MPI_Allgatherv` in place.
+    /// - Throws: `DistributedError.countTooLarge` past `maxCountPerCall` elements in all (MPI's displacements are C
+    ///   `int`), `.invalidCounts`.
+    public func allgather(_ buffer: UnsafeMutablePointer<Float>, counts: [Int]) throws {
+        let parts = try mpiCounts(counts, call: "MPI_Allgatherv")
+        let total = counts.reduce(0, +)
+        try parts.counts.withUnsafeBufferPointer { mpiCounts in
+            try parts.offsets.withUnsafeBufferPointer { offsets in
+                try run("MPI_Allgatherv(float, \(total))", 1, .collective(bytesPerElement: total * 4, root: nil)) { _, _, request in
+                    if let request {
+                        return MPI_Iallgatherv(
+                            cmpi_in_place(), 0, cmpi_float(), buffer, mpiCounts.baseAddress, offsets.baseAddress, cmpi_float(),
+                            comm, request)
+                    }
+                    return MPI_Allgatherv(
+                        cmpi_in_place(), 0, cmpi_float(), buffer, mpiCounts.baseAddress, offsets.baseAddress, cmpi_float(), comm)
+                }
+            }
+        }
+    }
+
+    /// `counts` and their running sums (`partOffsets`) as the C ints MPI's vector collectives take.
+    /// - Throws: `DistributedError.invalidCounts`, or `.countTooLarge` when the counts add up to more than
+    ///   `maxCountPerCall` (the offsets would not fit).
+    private func mpiCounts(_ counts: [Int], call: String) throws -> (counts: [Int32], offsets: [Int32]) {
+        let offsets = try partOffsets(counts, call: call)
+        let total = counts.reduce(0, +)
+        guard total <= min(maxCountPerCall, Int(Int32.max)) else {
+            throw DistributedError.countTooLarge(call: call, count: total, limit: maxCountPerCall)
+        }
+        return (counts.map { Int32($0) }, offsets.map { Int32($0) })
+    }
+
     public func barrier() throws {
         try run("MPI_Barrier", 1, .collective(bytesPerElement: 0, root: nil)) { _, _, request in
             if let request { return MPI_Ibarrier(comm, request) }
@@ -267,6 +323,21 @@ public final class MPICommunicator: Communicator {
             requests.append(request)
             offset += n
         }
+    }
+
+    /// Starts a non-blocking sum of `count` Floats onto rank `root` (`MPI_Ireduce`, in place there; the other
+    /// ranks' buffers only send), appending its request to `requests`. `buffer` must stay untouched until the
+    /// request completes (`waitAll`); the caller keeps `count` within C `int` (`ShardedGradientBuckets` checks).
+    func startReduceSum(
+        _ buffer: UnsafeMutablePointer<Float>, count: Int, root: Int, appendingTo requests: inout [MPI_Request?]
+    ) throws {
+        let isRoot = rank == root
+        let send: UnsafeRawPointer = isRoot ? UnsafeRawPointer(cmpi_in_place()) : UnsafeRawPointer(buffer)
+        var request: MPI_Request? = cmpi_request_null()
+        try checkMPI(
+            MPI_Ireduce(send, isRoot ? buffer : nil, Int32(count), cmpi_float(), cmpi_op_sum(), Int32(root), comm, &request),
+            "MPI_Ireduce(float, \(count), root \(root))")
+        requests.append(request)
     }
 
     /// Tests `requests` once, which also lets Open MPI progress them. When all are complete they become

@@ -34,6 +34,10 @@ public enum DistributedError: Error, Equatable, CustomStringConvertible {
     case bucketsNotStarted(missing: [Int])
     /// A call that cannot be split into pieces got more elements than one MPI call carries.
     case countTooLarge(call: String, count: Int, limit: Int)
+    /// A reduce-scatter or all-gather got `counts` that are not one count (≥ 0) per rank of a group of `size`.
+    case invalidCounts(call: String, counts: [Int], size: Int)
+    /// Sharded gradient buckets leave `uncovered` of the buffer outside every bucket: its shard sums would be stale.
+    case bucketsDoNotCover(uncovered: Range<Int>, bufferCount: Int)
     /// A value broadcast or gathered on the control plane did not decode.
     case undecodable(what: String, byteCount: Int, reason: String)
     /// The root of a broadcast passed no value to send.
@@ -70,6 +74,11 @@ public enum DistributedError: Error, Equatable, CustomStringConvertible {
             return "GradientBuckets.finish() before bucketReady for bucket(s) \(missing.map(String.init).joined(separator: ", "))"
         case .countTooLarge(let call, let count, let limit):
             return "\(call): \(count) elements exceed the \(limit) one call can carry"
+        case .invalidCounts(let call, let counts, let size):
+            return "\(call): counts \(counts) are not one count ≥ 0 for each of the \(size) ranks"
+        case .bucketsDoNotCover(let uncovered, let bufferCount):
+            return "sharded gradient buckets leave \(uncovered.lowerBound)..<\(uncovered.upperBound) of a buffer of "
+                + "\(bufferCount) floats outside every bucket"
         case .undecodable(let what, let byteCount, let reason):
             return "\(what): could not decode \(byteCount) bytes: \(reason)"
         case .missingRootValue(let what, let root):

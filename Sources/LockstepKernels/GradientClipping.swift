@@ -6,13 +6,19 @@ public enum GradientClipping {
     /// Values per chunk of the norm's sum; fixed, so the sum's order does not depend on the thread count.
     static let chunkSize = 1 << 16
 
-    /// L2 norm of `count` values, accumulated in Double.
+    /// L2 norm of `count` values, accumulated in Double: `squaredNorm`'s square root, in Float.
+    /// A NaN or infinite gradient gives a non-finite norm, which the caller can use to skip the step.
+    public static func globalNorm(_ gradients: UnsafePointer<Float>, count: Int) -> Float {
+        Float(squaredNorm(gradients, count: count).squareRoot())
+    }
+
+    /// The sum of the squares of `count` values, in Double. Sharded optimizer state adds the workers' sums of
+    /// their shards (an allreduce) and takes the root: the global norm without gathering the gradients.
     ///
     /// Chunks of `chunkSize` values are summed on `ComputeThreads`, each with four independent partial sums
     /// (so the additions do not wait on each other; a GPT-2 small gradient is 124M values); the chunks' sums
-    /// are then added in order, so the result does not depend on the thread count. A NaN or infinite
-    /// gradient gives a non-finite norm, which the caller can use to skip the step.
-    public static func globalNorm(_ gradients: UnsafePointer<Float>, count: Int) -> Float {
+    /// are then added in order, so the result does not depend on the thread count.
+    public static func squaredNorm(_ gradients: UnsafePointer<Float>, count: Int) -> Double {
         let chunks = Parallel.chunking(count: count, minimumChunk: chunkSize).chunks
         guard chunks > 0 else { return 0 }
         return withUnsafeTemporaryAllocation(of: Double.self, capacity: chunks) { sums in
@@ -22,7 +28,7 @@ public enum GradientClipping {
             }
             var total = 0.0
             for chunk in 0..<chunks { total += sums[chunk] }
-            return Float(total.squareRoot())
+            return total
         }
     }
 

@@ -110,4 +110,32 @@ struct RunConfigTests {
         let error = #expect(throws: ConfigError.self) { try RunConfig(yaml: missingTrain) }
         #expect(error?.key == "data.train")
     }
+
+    /// `distributed.shard_optimizer`: false by default, set by file or `--set`, only true or false; a stored
+    /// config from before the key existed (an old checkpoint's state.json) decodes as replicated.
+    @Test func shardOptimizerDefaultsValidatesAndDecodesFromOldCheckpoints() throws {
+        #expect(try RunConfig(yaml: minimal, file: "run.yaml").distributed.shardOptimizer == false)
+        let set = try RunConfig(yaml: minimal + "\ndistributed: {shard_optimizer: true}\n", file: "run.yaml")
+        #expect(set.distributed.shardOptimizer)
+        let overridden = try RunConfig(yaml: minimal, file: "run.yaml", overrides: ["distributed.shard_optimizer=true"])
+        #expect(overridden.distributed.shardOptimizer)
+        for bad in ["2", "sharded", "[true]"] {
+            let error = #expect(throws: ConfigError.self) {
+                try RunConfig(yaml: minimal, file: "run.yaml", overrides: ["distributed.shard_optimizer=\(bad)"])
+            }
+            #expect(error?.key == "distributed.shard_optimizer", "\(bad): \(String(describing: error))")
+        }
+        let misspelt = #expect(throws: ConfigError.self) {
+            try RunConfig(yaml: minimal + "\ndistributed: {shard_optimizers: true}\n", file: "run.yaml")
+        }
+        #expect(misspelt?.key == "distributed.shard_optimizers")
+        var json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(set)) as! [String: Any]
+        var distributed = json["distributed"] as! [String: Any]
+        distributed.removeValue(forKey: "shardOptimizer")
+        json["distributed"] = distributed
+        let old = try JSONDecoder().decode(RunConfig.self, from: JSONSerialization.data(withJSONObject: json))
+        #expect(old.distributed.shardOptimizer == false && old.distributed.workers == set.distributed.workers)
+        let stored = try JSONDecoder().decode(RunConfig.self, from: JSONEncoder().encode(set))
+        #expect(stored == set)
+    }
 }

@@ -90,9 +90,12 @@ struct InProcessRanksTests {
         return config
     }
 
-    /// One run through `DistributedRun.coordinator` and `.worker`, each rank on its own thread.
+    /// One run through `DistributedRun.coordinator` and `.worker`, each rank on its own thread, of
+    /// `directory/run.yaml` with `overrides` (`key=value`) after the output directory.
     /// - Returns: the coordinator's summary, once every rank has finished (any rank's error is thrown).
-    static func train(_ directory: URL, workers: Int, output: String, resume: String? = nil) throws -> RunSummary {
+    static func train(
+        _ directory: URL, workers: Int, output: String, resume: String? = nil, overrides: [String] = []
+    ) throws -> RunSummary {
         let all = ProcessGroups.inProcess(workers: workers, hangTimeout: 30)
         let config = directory.appendingPathComponent("run.yaml").path
         let quiet = try #require(FileHandle(forWritingAtPath: "/dev/null"))
@@ -100,7 +103,7 @@ struct InProcessRanksTests {
             if rank == ProcessGroups.coordinatorRank {
                 return try DistributedRun.coordinator(
                     groups: all[rank], configPath: config,
-                    overrides: ["output.directory=\(directory.appendingPathComponent(output).path)"], resume: resume,
+                    overrides: ["output.directory=\(directory.appendingPathComponent(output).path)"] + overrides, resume: resume,
                     console: ProgressReporter(output: quiet, isTerminal: false), log: { _ in })
             }
             try DistributedRun.worker(groups: all[rank])

@@ -56,6 +56,22 @@ struct ResumeTests {
             .appendingPathComponent(CheckpointDirectory.name(step: step))
     }
 
+    /// A run stopped after its final checkpoint but before its model export (a kill at that moment) is
+    /// finished: resuming it trains nothing and exports the model from that checkpoint, the same bytes as the
+    /// run's own export.
+    @Test func resumingAFinishedRunWithoutItsModelExportsIt() throws {
+        let directory = try TemporaryDirectory()
+        _ = try SingleProcessTrainingTests.prepareCorpus(in: directory.url)
+        let config = try Self.config(directory.url).with { $0.training.maxSteps = 10; $0.schedule.totalSteps = 10 }
+        try Self.train(config)
+        let weights = URL(fileURLWithPath: config.output.directory).appendingPathComponent("model/model.safetensors")
+        let exported = try Data(contentsOf: weights)
+        try FileManager.default.removeItem(at: weights.deletingLastPathComponent())
+        let summary = try Self.train(config, resume: "auto")
+        #expect(summary.steps == 10)
+        #expect(try Data(contentsOf: weights) == exported)
+    }
+
     /// `--resume auto` starts afresh only when there is no checkpoint at all; when every checkpoint is invalid it
     /// stops, listing each and why it was passed over.
     @Test func resumeAutoRefusesWhenNoCheckpointIsValid() throws {

@@ -76,6 +76,15 @@ final class Checkpointer: @unchecked Sendable {
         }
     }
 
+    /// Loads the newest valid checkpoint into `snapshot` (verified as a resume does).
+    /// - Throws: `CheckpointError` when there is none.
+    func loadNewest(model: GPTConfig) throws {
+        guard let newest = directory.newestValid() else {
+            throw CheckpointError(description: "\(directory.root.path): no valid checkpoint to export the model from")
+        }
+        _ = try TrainingCheckpoint.load(newest, expectedModel: model, into: snapshot)
+    }
+
     /// The run's model as a Hugging Face directory with its tokenizer: the last parameters, or with
     /// `preferBest` (fine-tuning with a dev set) the best checkpoint's, with its temperature.
     func exportModel(

@@ -184,7 +184,13 @@ public final class Coordinator {
         console.finish()
 
         let modelDirectory = URL(fileURLWithPath: config.output.directory).appendingPathComponent("model")
-        if progress.step > firstStep {
+        let modelMissing = !FileManager.default.fileExists(
+            atPath: modelDirectory.appendingPathComponent(HuggingFaceGPT2.weightsFile).path)
+        if progress.step == firstStep, resumed != nil, modelMissing {
+            // Resumed from the final checkpoint of a run stopped before its export: export that checkpoint.
+            try checkpointer.loadNewest(model: modelConfig)
+        }
+        if progress.step > firstStep || (resumed != nil && modelMissing) {
             try checkpointer.exportModel(
                 to: modelDirectory, model: modelConfig, labelNames: labelNames, temperature: validator.judge?.temperature,
                 preferBest: validator.judge != nil, tokenizer: tokenizer)

@@ -38,6 +38,11 @@ public enum DistributedRun {
         var launch = RunLaunch(config: config, resumes: false)
         var resumed: CheckpointState? = nil
         let snapshot = WorkerState(count: ParameterLayout(config: modelConfig).count)
+        link.momentShards = momentShards(config, count: snapshot.count, workers: groups.workerCount)
+        if let shards = link.momentShards {
+            log("optimizer state sharded over \(shards.count) workers (ZeRO-1): AdamW moments of up to "
+                + "\(shards.map(\.count).max() ?? 0) of \(snapshot.count) parameters per worker")
+        }
         if let resume, let checkpoint = try RunSetup.checkpointToResume(config, resume: resume, rejected: log) {
             let state = try RunSetup.loadCheckpoint(
                 checkpoint, config: config, modelConfig: modelConfig, tokenizerVocabularySize: tokenizer.vocabularySize,
@@ -51,7 +56,7 @@ public enum DistributedRun {
             _ = try groups.world.broadcast(launch, root: ProcessGroups.coordinatorRank)
             if resumed != nil {
                 groups.setPhase("resume broadcast")
-                try snapshot.broadcast(over: groups.world, root: ProcessGroups.coordinatorRank)
+                try snapshot.broadcast(over: groups.world, root: ProcessGroups.coordinatorRank, momentShards: link.momentShards)
             }
         }
         let coordinator = try Coordinator(
@@ -101,13 +106,15 @@ public enum DistributedRun {
         let tokenizer = try RunSetup.tokenizer(config)
         let modelConfig = try RunSetup.modelConfig(config, tokenizer: tokenizer)
         let model = try RunSetup.model(config, modelConfig: modelConfig)
+        let shards = momentShards(config, count: model.layout.count, workers: workers.size)
         let group = try MPIReplicaGroup(
-            communicator: workers, model: model, bucketed: config.distributed.gradientSync == .bucketed)
+            communicator: workers, model: model, bucketed: config.distributed.gradientSync == .bucketed,
+            sharded: shards != nil)
         let replica = try RunSetup.replica(config, model: model, group: group)
         groups.setPhase("resume broadcast")
         if launch.resumes {
             let state = replica.state
-            try state.broadcast(over: groups.world, root: ProcessGroups.coordinatorRank)
+            try state.broadcast(over: groups.world, root: ProcessGroups.coordinatorRank, momentShards: shards)
             replica.restore(from: state)
         } else {
             // Identical replicas from the start, whatever each process computed on its own.
@@ -122,7 +129,7 @@ public enum DistributedRun {
             if plan.rollBack {
                 groups.setPhase("roll-back broadcast before step \(step)")
                 let state = replica.state
-                try state.broadcast(over: groups.world, root: ProcessGroups.coordinatorRank)
+                try state.broadcast(over: groups.world, root: ProcessGroups.coordinatorRank, momentShards: shards)
                 replica.rollBack(to: state)
             }
             groups.setPhase("gradient sync of step \(step)")
@@ -139,9 +146,10 @@ public enum DistributedRun {
                     try groups.world.send($0.baseAddress!, byteCount: $0.count, to: 0, tag: HandoffTag.evaluationLogits)
                 }
             }
-            if plan.checkpoint && workerIndex == 0 {
+            // Worker 0 hands over the state; with sharded optimizer state every worker its shard of the moments.
+            if plan.checkpoint && (workerIndex == 0 || shards != nil) {
                 groups.setPhase("checkpoint handoff of step \(step)")
-                try replica.state.send(over: groups.world, to: ProcessGroups.coordinatorRank)
+                try replica.state.send(over: groups.world, to: ProcessGroups.coordinatorRank, withParameters: workerIndex == 0)
             }
             if plan.stop { break }
             planPhase = "the plan after step \(step)"

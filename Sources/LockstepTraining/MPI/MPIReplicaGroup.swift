@@ -6,6 +6,7 @@ import LockstepModel
 import LockstepConfig
 import LockstepLogging
 import LockstepCheckpoints
+import LockstepOptimizer
 
 /// Sums gradients over the workers' communicator in buckets that start as soon as backward has made them final,
 /// and progress while backward goes on (`BackwardEvents.progress` polls them between kernels):
@@ -18,9 +19,16 @@ import LockstepCheckpoints
 /// - block L-1 down to 0, each as its backward finishes;
 /// - `wpe`, final only on return, with the blocking allreduce.
 /// `gradient_sync: single` does one allreduce of the whole buffer after backward instead.
+///
+/// With `distributed.shard_optimizer` (ZeRO-1) the same buckets are reduce-scattered instead
+/// (`ShardedGradientBuckets`): each worker receives the sum of its own shard of the gradients, updates that
+/// shard of the parameters, and `shareUpdatedParameters` all-gathers them.
 public final class MPIReplicaGroup: ReplicaGroup {
     let communicator: any Communicator
-    let buckets: GradientBuckets
+    let buckets: any BucketedGradientSum
+    /// The reduce-scatter buckets when the optimizer state is sharded (the same object as `buckets`).
+    let sharded: ShardedGradientBuckets?
+    let bucketCount: Int
     let model: GPT
     let layerCount: Int
     let bucketed: Bool
@@ -42,7 +50,8 @@ public final class MPIReplicaGroup: ReplicaGroup {
         static func positionTable(layerCount: Int) -> Int { 2 + layerCount }
     }
 
-    public init(communicator: any Communicator, model: GPT, bucketed: Bool) throws {
+    /// - Parameter sharded: reduce-scatter the gradients, for an optimizer that owns this worker's shard only.
+    public init(communicator: any Communicator, model: GPT, bucketed: Bool, sharded: Bool = false) throws {
         self.communicator = communicator
         self.bucketed = bucketed
         self.model = model
@@ -55,7 +64,15 @@ public final class MPIReplicaGroup: ReplicaGroup {
         var ranges = [tail, wteRange]
         ranges += (0..<layerCount).reversed().map { layout.blockRange($0) }
         ranges.append(wpeRange)
-        buckets = try GradientBuckets(communicator: communicator, buffer: model.gradients, ranges: ranges)
+        bucketCount = ranges.count
+        if sharded {
+            let shardedBuckets = try ShardedGradientBuckets(communicator: communicator, buffer: model.gradients, ranges: ranges)
+            self.sharded = shardedBuckets
+            buckets = shardedBuckets
+        } else {
+            self.sharded = nil
+            buckets = try GradientBuckets(communicator: communicator, buffer: model.gradients, ranges: ranges)
+        }
         rowCapacity = model.batchSize * model.sequenceLength
         let (exchanged, overflow) = communicator.size.multipliedReportingOverflow(by: rowCapacity)
         defersTokenLookup = bucketed && communicator.size > 1 && !overflow && exchanged <= config.vocabularySize
@@ -83,11 +100,13 @@ public final class MPIReplicaGroup: ReplicaGroup {
         return BackwardEvents(
             headReady: { [self] in
                 recording {
-                    try buckets.bucketReady(Bucket.head)
-                    if defersTokenLookup { try buckets.bucketReady(Bucket.tokenTable) }
+                    try buckets.bucketReady(Bucket.head, wait: false)
+                    if defersTokenLookup { try buckets.bucketReady(Bucket.tokenTable, wait: false) }
                 }
             },
-            blockReady: { [self] l in recording { try buckets.bucketReady(Bucket.block(l, layerCount: layerCount)) } },
+            blockReady: { [self] l in
+                recording { try buckets.bucketReady(Bucket.block(l, layerCount: layerCount), wait: false) }
+            },
             progress: { [self] in recording { try buckets.poll() } },
             defersTokenLookup: defersTokenLookup)
     }
@@ -98,22 +117,23 @@ public final class MPIReplicaGroup: ReplicaGroup {
             throw error
         }
         guard bucketed else {
-            try buckets.allreduceAll(averaging: false)
+            try buckets.sumAll()
             return 1 / Float(communicator.size)
         }
         if !buckets.isStarted(Bucket.head) {
             // A head-only backward (classification.freeze_backbone) never reaches the trunk: the blocks' and
             // embeddings' gradients stay the zeros of `zeroGradients` on every worker (all run the same task), so
             // their sum is zero too and is not worth sending.
-            for bucket in buckets.ranges.indices where bucket != Bucket.head { try buckets.skip(bucket) }
+            for bucket in 0..<bucketCount where bucket != Bucket.head { try buckets.skip(bucket) }
             try buckets.bucketReady(Bucket.head, wait: true)
-            try buckets.finish(averaging: false)
+            try buckets.finishSum()
             return 1 / Float(communicator.size)
         }
         if !defersTokenLookup { try buckets.bucketReady(Bucket.tokenTable, wait: true) }
         try buckets.bucketReady(Bucket.positionTable(layerCount: layerCount), wait: true)
         if defersTokenLookup { try exchangeTokenLookups() }
-        try buckets.finish(averaging: false)
+        try buckets.finishSum()
+        // Sharded, only this worker's shard of wte holds sums; rows added elsewhere land in gradients no one reads.
         if defersTokenLookup { addTokenLookups() }
         return 1 / Float(communicator.size)
     }
@@ -161,11 +181,34 @@ public final class MPIReplicaGroup: ReplicaGroup {
     /// The sum over the workers, then worker 0's result broadcast: the same bits everywhere, whatever order
     /// the reduction added in.
     public func mean(_ value: Double) throws -> Double {
+        try agreedSum(value) / Double(communicator.size)
+    }
+
+    /// The sum of `value` over the workers, worker 0's result broadcast: the same bits everywhere, whatever
+    /// order MPI's reduction added in on each worker.
+    private func agreedSum(_ value: Double) throws -> Double {
         var sum = value
         try communicator.allreduceSum(&sum, count: 1)
-        var mean = sum / Double(communicator.size)
-        try communicator.broadcast(&mean, byteCount: MemoryLayout<Double>.size, root: 0)
-        return mean
+        try communicator.broadcast(&sum, byteCount: MemoryLayout<Double>.size, root: 0)
+        return sum
+    }
+
+    public var gradientShard: (range: Range<Int>, sums: UnsafeMutableBufferPointer<Float>)? {
+        sharded.map { ($0.shard, $0.shardSums) }
+    }
+
+    /// Sharded: the square root of the workers' shards' squared norms added up (in Double), so no worker needs
+    /// the whole gradient. The additions group differently from the whole buffer's sum, so the norm may differ
+    /// from the replicated run's in its last bit (docs/ARCHITECTURE.md, "Sharded optimizer state").
+    public func meanGradientNorm(gradientSum: UnsafeMutableBufferPointer<Float>, meanFactor: Float) throws -> Float {
+        guard sharded != nil else { return AdamWOptimizer.meanGradientNorm(gradientSum: gradientSum, meanFactor: meanFactor) }
+        let squares = gradientSum.baseAddress.map { GradientClipping.squaredNorm($0, count: gradientSum.count) } ?? 0
+        return Float(try agreedSum(squares).squareRoot()) * meanFactor
+    }
+
+    public func shareUpdatedParameters(_ parameters: UnsafeMutableBufferPointer<Float>) throws {
+        guard let sharded, let base = parameters.baseAddress else { return }
+        try communicator.allgather(base, counts: sharded.shards.map(\.count))
     }
 
     public func verifyReplicas(parameters: UnsafeMutableBufferPointer<Float>, step: Int) throws {

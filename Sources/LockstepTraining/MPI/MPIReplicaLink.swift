@@ -13,6 +13,9 @@ public final class MPIReplicaLink: ReplicaLink {
     let groups: ProcessGroups
     /// Classifier runs with a dev set: its size and K, so that evaluation steps collect the workers' logits.
     var classifierDevSet: (examples: Int, classes: Int)?
+    /// With `distributed.shard_optimizer`: worker w's shard of the optimizer moments (`momentShards`), which
+    /// it sends at a checkpoint handoff and receives alone at a roll-back; nil when worker 0 holds them all.
+    var momentShards: [Range<Int>]?
 
     init(groups: ProcessGroups) {
         self.groups = groups
@@ -49,7 +52,7 @@ public final class MPIReplicaLink: ReplicaLink {
         _ = try groups.broadcastOrder(.step(plan))
         if plan.rollBack {
             groups.setPhase("roll-back broadcast before step \(step)")
-            try snapshot.broadcast(over: groups.world, root: ProcessGroups.coordinatorRank)
+            try snapshot.broadcast(over: groups.world, root: ProcessGroups.coordinatorRank, momentShards: momentShards)
         }
         groups.setPhase("report of step \(step)")
         guard let reports = try groups.gatherReports(nil) else {
@@ -62,7 +65,7 @@ public final class MPIReplicaLink: ReplicaLink {
         }
         if plan.checkpoint {
             groups.setPhase("checkpoint handoff of step \(step)")
-            try snapshot.receive(over: groups.world, from: 1)
+            try snapshot.receive(over: groups.world, from: 1, momentShards: momentShards)
         }
         return summary
     }

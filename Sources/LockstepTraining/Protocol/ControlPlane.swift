@@ -10,6 +10,7 @@ import LockstepCheckpoints
 //             WorkerReport                                     every worker -> coordinator
 //             evaluation logits (classifier dev sets)          every worker -> coordinator
 //             WorkerState (when the plan asks for a handoff)   worker 0 -> coordinator
+//               (sharded optimizer state: each worker sends its shard of the moments)
 
 /// What the coordinator tells the workers before the first step.
 struct RunLaunch: Codable {
@@ -26,15 +27,29 @@ enum HandoffTag {
     static let evaluationLogits = 15
     /// The loss-spike window of the handed-over state, after its counters (`WorkerState.send`).
     static let lossWindow = 16
+    /// The first and second moments' shards sent to each worker in a sharded resume or roll-back
+    /// (`WorkerState.broadcast(over:root:momentShards:)`).
+    static let momentShard = 17
+}
+
+/// The workers' shards of the optimizer state when `distributed.shard_optimizer` is on: worker w (world rank
+/// w + 1) holds the AdamW moments of `shards[w]` of a parameter buffer of `count` Floats. Nil when every
+/// worker holds all of them. The coordinator and the workers compute the same ranges
+/// (`ShardedGradientBuckets.shards`).
+func momentShards(_ config: RunConfig, count: Int, workers: Int) -> [Range<Int>]? {
+    config.distributed.shardOptimizer ? ShardedGradientBuckets.shards(count: count, workers: workers) : nil
 }
 
 extension WorkerState {
-    /// Worker 0's side of the checkpoint handoff: the three buffers, then the optimizer step, cursor and
-    /// loss-window length, then the loss window.
-    func send(over communicator: any Communicator, to destination: Int) throws {
-        for (offset, buffer) in buffers.enumerated() {
-            try communicator.send(buffer, to: destination, tag: HandoffTag.state + offset)
+    /// A worker's side of the checkpoint handoff. Worker 0 (`withParameters`) sends the three buffers, then the
+    /// optimizer step, cursor and loss-window length, then the loss window. With sharded optimizer state every
+    /// other worker sends its moments too (`withParameters` false), which are its shard's.
+    func send(over communicator: any Communicator, to destination: Int, withParameters: Bool = true) throws {
+        if withParameters { try communicator.send(parameters, to: destination, tag: HandoffTag.state) }
+        for (offset, buffer) in moments.enumerated() {
+            try communicator.send(buffer, to: destination, tag: HandoffTag.state + 1 + offset)
         }
+        guard withParameters else { return }
         var counters = counterFields
         try counters.withUnsafeMutableBytes {
             try communicator.send(UnsafeRawPointer($0.baseAddress!), byteCount: $0.count, to: destination, tag: HandoffTag.state + 3)
@@ -46,10 +61,16 @@ extension WorkerState {
         }
     }
 
-    /// The coordinator's side of the checkpoint handoff.
-    func receive(over communicator: any Communicator, from source: Int) throws {
-        for (offset, buffer) in buffers.enumerated() {
-            try communicator.receive(buffer, from: source, tag: HandoffTag.state + offset)
+    /// The coordinator's side of the checkpoint handoff, into this whole state: everything from `source`
+    /// (world rank 1, worker 0), except that with `momentShards` (sharded optimizer state) shard w of the
+    /// moments comes from world rank `source + w`.
+    func receive(over communicator: any Communicator, from source: Int, momentShards: [Range<Int>]? = nil) throws {
+        try communicator.receive(parameters, from: source, tag: HandoffTag.state)
+        for (offset, buffer) in moments.enumerated() {
+            for (worker, range) in (momentShards ?? [0..<count]).enumerated() {
+                try communicator.receive(
+                    UnsafeMutableBufferPointer(rebasing: buffer[range]), from: source + worker, tag: HandoffTag.state + 1 + offset)
+            }
         }
         var counters = counterFields
         try counters.withUnsafeMutableBytes {
@@ -63,9 +84,25 @@ extension WorkerState {
         }
     }
 
-    /// The resume broadcast: the coordinator's loaded checkpoint to every replica's own state.
-    func broadcast(over communicator: any Communicator, root: Int) throws {
-        for buffer in buffers { try communicator.broadcast(buffer, root: root) }
+    /// The resume and roll-back broadcast: the coordinator's whole state to every replica's own. With
+    /// `momentShards` (sharded optimizer state) the moments go point to point instead, each worker receiving
+    /// only its shard: worker w (world rank `root + 1 + w`) `momentShards[w]` into its shard-sized buffers.
+    func broadcast(over communicator: any Communicator, root: Int, momentShards: [Range<Int>]? = nil) throws {
+        try communicator.broadcast(parameters, root: root)
+        if let momentShards {
+            for (offset, buffer) in moments.enumerated() {
+                let tag = HandoffTag.momentShard + offset
+                if communicator.rank == root {
+                    for (worker, range) in momentShards.enumerated() {
+                        try communicator.send(UnsafeMutableBufferPointer(rebasing: buffer[range]), to: root + 1 + worker, tag: tag)
+                    }
+                } else {
+                    try communicator.receive(buffer, from: root, tag: tag)
+                }
+            }
+        } else {
+            for buffer in moments { try communicator.broadcast(buffer, root: root) }
+        }
         var counters = counterFields
         try counters.withUnsafeMutableBytes {
             try communicator.broadcast($0.baseAddress!, byteCount: $0.count, root: root)

@@ -1,4 +1,5 @@
 import LockstepModel
+import LockstepOptimizer
 
 /// How a replica combines its gradients and decisions with the other replicas. One implementation is a
 /// lone replica (single-process training); the MPI one averages over the workers' communicator.
@@ -16,6 +17,17 @@ public protocol ReplicaGroup: AnyObject {
     func allAgree(_ flag: Bool) throws -> Bool
     /// The mean of `value` over the replicas, the same bits on every replica (the loss-spike decision rests on it).
     func mean(_ value: Double) throws -> Double
+    /// With sharded optimizer state (ZeRO-1): the range of the parameter buffer this replica updates, and, after
+    /// `finishGradientSum`, the sum over the replicas of its gradients (`range.count` Floats). Nil when every
+    /// replica updates all parameters from the whole gradient buffer, which then holds the sum.
+    var gradientShard: (range: Range<Int>, sums: UnsafeMutableBufferPointer<Float>)? { get }
+    /// The global L2 norm of the mean gradient, the same bits on every replica, from this replica's
+    /// `gradientSum` (the whole buffer's sum, or its shard's: then the shards' squared norms are added over the
+    /// replicas) and `meanFactor` (1 / `replicaCount`).
+    func meanGradientNorm(gradientSum: UnsafeMutableBufferPointer<Float>, meanFactor: Float) throws -> Float
+    /// After the optimizer updated this replica's shard of `parameters` (all `parameters.count` of them): every
+    /// replica's updated shard to every replica (an all-gather). Nothing to do when every replica updates all.
+    func shareUpdatedParameters(_ parameters: UnsafeMutableBufferPointer<Float>) throws
 }
 
 /// The only replica: averaging is a no-op.
@@ -27,4 +39,9 @@ public final class LoneReplica: ReplicaGroup {
     public func finishGradientSum() throws -> Float { 1 }
     public func allAgree(_ flag: Bool) throws -> Bool { flag }
     public func mean(_ value: Double) throws -> Double { value }
+    public var gradientShard: (range: Range<Int>, sums: UnsafeMutableBufferPointer<Float>)? { nil }
+    public func meanGradientNorm(gradientSum: UnsafeMutableBufferPointer<Float>, meanFactor: Float) throws -> Float {
+        AdamWOptimizer.meanGradientNorm(gradientSum: gradientSum, meanFactor: meanFactor)
+    }
+    public func shareUpdatedParameters(_ parameters: UnsafeMutableBufferPointer<Float>) throws {}
 }

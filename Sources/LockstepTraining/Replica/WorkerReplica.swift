@@ -41,7 +41,8 @@ public final class WorkerReplica {
         self.task = task
         self.group = group
         self.accumulationSteps = try config.accumulationSteps(workers: group.replicaCount)
-        ownState = WorkerState(borrowing: model.parameters, firstMoments: optimizer.m, secondMoments: optimizer.v)
+        ownState = WorkerState(
+            borrowing: model.parameters, firstMoments: optimizer.m, secondMoments: optimizer.v, momentRange: optimizer.shard)
         let faultTolerance = config.faultTolerance
         spikeDetector = faultTolerance.detectsSpikes
             ? LossSpikeDetector(sigma: faultTolerance.spikeSigma, capacity: faultTolerance.spikeWindow) : nil
@@ -56,7 +57,8 @@ public final class WorkerReplica {
         return ownState
     }
 
-    /// Continues from `source`: a loaded checkpoint, or `state` after a broadcast filled it.
+    /// Continues from `source`: a loaded checkpoint, or `state` after a broadcast filled it. With sharded
+    /// optimizer state only the moments of this replica's shard are taken.
     public func restore(from source: WorkerState) {
         if source !== ownState { ownState.copy(from: source) }
         optimizer.stepCount = source.optimizerStep
@@ -70,8 +72,7 @@ public final class WorkerReplica {
     public func rollBack(to source: WorkerState) {
         if source !== ownState {
             _ = model.parameters.update(fromContentsOf: source.parameters)
-            _ = optimizer.m.update(fromContentsOf: source.firstMoments)
-            _ = optimizer.v.update(fromContentsOf: source.secondMoments)
+            ownState.copyMoments(from: source)
         }
         optimizer.stepCount = source.optimizerStep
         spikeDetector?.reset()
@@ -125,7 +126,9 @@ public final class WorkerReplica {
         let syncSeconds = Date().timeIntervalSince(syncStart)
         let optimizerStart = Date()
 
-        let norm = AdamWOptimizer.meanGradientNorm(gradientSum: model.gradients, meanFactor: meanFactor)
+        // What this replica updates from: the whole gradient sum, or with sharded optimizer state its shard's.
+        let gradientSum = group.gradientShard?.sums ?? model.gradients
+        let norm = try group.meanGradientNorm(gradientSum: gradientSum, meanFactor: meanFactor)
         let loss = lossSum / Double(accumulationSteps)
         let everyoneFinite = try group.allAgree(norm.isFinite && loss.isFinite)
         // Every replica sees the same global loss and holds the same window, so all decide alike, before any
@@ -135,16 +138,21 @@ public final class WorkerReplica {
             spike = detector.observe(try group.mean(loss))
             spikeDetector = detector
         }
+        var gatherSeconds = 0.0
         if everyoneFinite && !spike {
             optimizer.step(
-                parameters: model.parameters, gradientSum: model.gradients, norm: norm, meanFactor: meanFactor,
+                parameters: model.parameters, gradientSum: gradientSum, norm: norm, meanFactor: meanFactor,
                 maxNorm: Float(config.training.gradClip), learningRate: Float(learningRate), settings: adamSettings)
+            let gatherStart = Date()
+            try group.shareUpdatedParameters(model.parameters)
+            gatherSeconds = Date().timeIntervalSince(gatherStart)
         }
         let end = Date()
         return WorkerReport(
             step: 0, loss: loss, tokens: task.tokensPerStep, gradNorm: Double(norm),
-            computeSeconds: optimizerStart.timeIntervalSince(start) - syncSeconds, communicationSeconds: syncSeconds,
-            optimizerSeconds: end.timeIntervalSince(optimizerStart), stepSeconds: end.timeIntervalSince(start),
+            computeSeconds: optimizerStart.timeIntervalSince(start) - syncSeconds,
+            communicationSeconds: syncSeconds + gatherSeconds,
+            optimizerSeconds: end.timeIntervalSince(optimizerStart) - gatherSeconds, stepSeconds: end.timeIntervalSince(start),
             skippedNonFinite: !everyoneFinite, skippedSpike: spike, backwardSeconds: backwardSeconds,
             peakResidentBytes: ProcessMemory.peakResidentBytes())
     }

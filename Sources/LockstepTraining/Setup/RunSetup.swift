@@ -187,7 +187,8 @@ public enum RunSetup {
     }
 
     /// Replica `group.replicaIndex` of `group.replicaCount`: `model`, its slice of the training stream, the
-    /// validation set, and an optimizer with the task's per-tensor learning rates.
+    /// validation set, and an optimizer with the task's per-tensor learning rates (over the group's
+    /// `gradientShard` when the optimizer state is sharded).
     public static func replica(_ config: RunConfig, model: GPT, group: ReplicaGroup) throws -> WorkerReplica {
         let task: ReplicaTask
         switch config.task {
@@ -205,7 +206,9 @@ public enum RunSetup {
         case .classification:
             task = try classificationTask(config, model: model, group: group)
         }
-        let optimizer = AdamWOptimizer(layout: model.layout, learningRateScale: learningRateScale(config, layout: model.layout))
+        let optimizer = AdamWOptimizer(
+            layout: model.layout, shard: group.gradientShard?.range,
+            learningRateScale: learningRateScale(config, layout: model.layout))
         return try WorkerReplica(config: config, model: model, optimizer: optimizer, task: task, group: group)
     }
 }
