@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
-"""Lockstep against PyTorch on the same CPU, in one run (issue 8). Prints a markdown table.
+"""Lockstep against PyTorch on the same CPU, in one run (issues 8 and 18). Prints markdown tables.
 
 For each configuration (issue 8's small model: 4 layers, 4 heads, 256 channels, vocabulary 50304; and
-GPT-2 124M), at B=4, T=64, it measures in this order, all on the same cores:
+GPT-2 124M), at B=4, T=64 (the global batch: 2 workers take 2 sequences each), it measures in this order, all
+on the same cores:
   - the sgemm peak of the system OpenBLAS (scripts/bench_sgemm.py --source system), 1 and 2 threads;
   - Lockstep's training tokens/s with 1 worker x 1 thread, 1 worker x 2 threads, 2 workers x 1 thread
     (`lockstep train` on random token shards; tokens/s is the median of the per-step figures of
-    metrics.jsonl after the warm-up steps, over --repeats runs);
+    metrics.jsonl after the warm-up steps, over --repeats runs); the 2-worker runs with
+    `distributed.gradient_sync: bucketed` and replicated optimizer state (the defaults);
+  - 2 workers x 1 thread again with `gradient_sync: single` (one blocking allreduce after backward: nothing
+    overlaps), and with `shard_optimizer: true` (ZeRO-1; a binary that rejects the key as unknown gets
+    "n/a (binary lacks shard_optimizer)" in that column instead of a failure);
   - PyTorch's (scripts/bench_pytorch.py) with 1 and 2 threads, when torch is installed and --skip-pytorch
     is not given;
   - the coordinator's CPU share in the 2 workers x 1 thread runs: the "coordinator CPU time while stepping:
@@ -18,32 +23,54 @@ GPT-2 124M), at B=4, T=64, it measures in this order, all on the same cores:
     one bucket per block started during backward, then the embeddings and ln_f with the blocking allreduce;
     the sum, as training folds the 1 / workers into the optimizer) against one raw in-place MPI_Allreduce
     sum of the same floats. GB/s = bytes / seconds; ratio = bucketed / raw.
+Then, for each --shaped rate (default 10gbit and 1gbit; needs root) and each --shaped-configs configuration
+(default small only): 2 workers x 1 thread, bucketed and single, across 2 network-namespace hosts whose veth
+links tbf shapes at that rate (scripts/shaped_hosts.sh: coordinator and worker 0 on host a, worker 1 on host
+b). The hosts of a rate are removed (`shaped_hosts.sh down`) when its runs end, fail or are interrupted; their
+namespaces use SHAPED_PREFIX (default lsbench here), so another run's lsh hosts are left alone.
 Every figure is the median over --repeats runs (bandwidth: over --repeats timed allreduces after a warm-up).
 MFU = 6 x N x tokens/s / sgemm peak (N: non-embedding parameters plus the LM head, as bench_pytorch.py
 counts them). Data-parallel efficiency = tokens/s of 2 workers x 1 thread / tokens/s of 1 worker x 2 threads
 (the same two cores, split into processes or shared by threads).
+Hidden fraction (issue 18, item 1), per configuration and link (shm: one host, shared memory): exposed
+communication = median communication_seconds after the warm-up (the gradient averaging left exposed after
+backward); hidden fraction = 1 - exposed(bucketed) / exposed(single): the share of the single allreduce's
+cost that bucketing hid behind backward (negative when bucketing cost more). The table also
+gives backward_seconds (median) and tokens/s of both.
+Peak memory (issue 18): 2 workers x 1 thread, replicated against shard_optimizer: true: peak_rss_bytes (the
+largest worker's, the largest over the run's train records; median over runs) and tokens/s of each.
 
-Usage (after `swift build -c release`):
-  python3 scripts/benchmark.py                       # both configurations
+Usage (as root for the shaped hosts, after `swift build -c release`; --binary for other binaries):
+  python3 scripts/benchmark.py                       # both configurations; small across 10gbit and 1gbit hosts
   python3 scripts/benchmark.py --configs small --repeats 3
-  python3 scripts/benchmark.py --configs small --repeats 1 --skip-pytorch     # a quick run
+  python3 scripts/benchmark.py --shaped 10gbit 1gbit --shaped-configs small 124M    # 124M across hosts too
+  python3 scripts/benchmark.py --configs small --repeats 1 --skip-pytorch --skip-shaped --steps 6 --warmup 2
+                                                     # a quick run (without --skip-shaped: ~2 min on 2 cores)
 """
 
 import argparse
 import json
 import os
 import re
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from lockstep_runs import (ROOT, ShapedHosts, median_of_runs, medians, run_train, train_records, write_random_shard,
+                           write_train_config)
+
 CONFIGS = {
     "small": dict(layers=4, heads=4, channels=256, vocab=50304, steps=20, warmup=3),
     "124M": dict(layers=12, heads=12, channels=768, vocab=50304, steps=6, warmup=2),
 }
 BATCH, SEQ = 4, 64
+# The shaped hosts' namespaces: a prefix of their own, so that a scaling_model.py or measure_allreduce.py run
+# (prefix lsh) on the same machine is neither disturbed nor removed.
+os.environ.setdefault("SHAPED_PREFIX", "lsbench")
+SHARD_UNSUPPORTED = "n/a (binary lacks shard_optimizer)"
 
 
 def run(args, env=None):
@@ -57,18 +84,6 @@ def run_both(args, env=None):
     if result.returncode != 0:
         sys.exit(f"benchmark: {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result.stdout, result.stderr
-
-
-def write_random_shard(path, vocab, tokens, seed):
-    """An llm.c shard (version 1, uint16) of uniformly random tokens."""
-    import random
-    import struct
-    rng = random.Random(seed)
-    header = [0] * 256
-    header[0], header[1], header[2] = 20240520, 1, tokens
-    with open(path, "wb") as f:
-        f.write(struct.pack("<256i", *header))
-        f.write(struct.pack(f"<{tokens}H", *(rng.randrange(vocab) for _ in range(tokens))))
 
 
 def non_embedding_plus_head(c, layers, vocab):
@@ -88,32 +103,80 @@ COORDINATOR_CPU = re.compile(
 RING_ALLREDUCE = ["--mca", "coll_tuned_use_dynamic_rules", "1", "--mca", "coll_tuned_allreduce_algorithm", "4"]
 
 
-def lockstep_run(binary, work, cfg, workers, threads):
-    """(tokens/s, the coordinator's CPU line as (cpu s, training s, % of one core) or None) of one
-    `lockstep train` run."""
+class RunFailed(Exception):
+    pass
+
+
+def lockstep_run(args, work, cfg, workers, threads, distributed=None, hosts=None):
+    """(the medians of metrics.jsonl's train records after the warm-up, the coordinator's CPU line as
+    (cpu s, training s, % of one core) or None) of one `lockstep train` run, global batch B x T split over the
+    workers; `distributed`: more keys of that config section; hosts: a ShapedHosts to run across. (None, None)
+    when the binary rejects shard_optimizer as an unknown key."""
+    out = tempfile.mkdtemp(prefix="run-", dir=work)
     config = os.path.join(work, "bench.yaml")
-    with open(config, "w") as f:
-        f.write(f"""model: {{context_length: {SEQ}, layers: {cfg['layers']}, heads: {cfg['heads']},
-  channels: {cfg['channels']}, vocab_size: {cfg['vocab']}}}
-data: {{train: "{work}/train_*.bin", shuffle: false}}
-training: {{max_steps: {cfg['steps']}, sequence_length: {SEQ}, micro_batch_size: {BATCH // workers},
-  global_batch_tokens: {BATCH * SEQ}}}
-schedule: {{kind: constant, learning_rate: 1.0e-4}}
-output: {{directory: {work}/run, log_every: 1, tensorboard: false}}
-checkpoint: {{every: 100000}}
-distributed: {{workers: {workers}, threads_per_worker: {threads}, check_replicas_every: 0}}
-""")
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
-    out, err = run_both([binary, "train", "--config", config], env=env)
-    match = COORDINATOR_CPU.search(out + err)
-    coordinator = tuple(float(x) for x in match.groups()) if match else None
-    figures = []
-    with open(os.path.join(work, "run", "metrics.jsonl")) as f:
-        for line in f:
-            record = json.loads(line)
-            if record.get("kind") == "train" and record["step"] > cfg["warmup"]:
-                figures.append(record["tokens_per_second"])
-    return statistics.median(figures), coordinator
+    write_train_config(config, work=work, out=out, model=cfg, seq=SEQ, steps=cfg["steps"],
+                       micro_batch=BATCH // workers, global_tokens=BATCH * SEQ, workers=workers, threads=threads,
+                       distributed=distributed)
+    try:
+        code, stdout, stderr = run_train(args.binary, config, threads=threads, hosts=hosts, timeout=args.timeout)
+        if code != 0:
+            if "shard_optimizer: unknown key" in stdout + stderr:
+                return None, None
+            where = f" across shaped hosts ({hosts.rate})" if hosts else ""
+            raise RunFailed(f"lockstep train{where}, {workers} worker(s) x {threads} thread(s), "
+                            f"distributed {distributed or {}}, failed ({code}):\n{stdout[-3000:]}\n{stderr[-3000:]}")
+        match = COORDINATOR_CPU.search(stdout + stderr)
+        coordinator = tuple(float(x) for x in match.groups()) if match else None
+        figures = medians(train_records(os.path.join(out, "metrics.jsonl"), cfg["warmup"]))
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    if "tokens_per_second" not in figures:
+        raise RunFailed(f"no train records after step {cfg['warmup']} in {config}'s metrics.jsonl")
+    return figures, coordinator
+
+
+def repeated(args, work, cfg, workers, threads, distributed=None, hosts=None):
+    """(each figure's median over --repeats runs, the runs' coordinator lines); (None, []) when the binary
+    lacks shard_optimizer."""
+    runs = []
+    for _ in range(args.repeats):
+        figures, coordinator = lockstep_run(args, work, cfg, workers, threads, distributed, hosts)
+        if figures is None:
+            return None, []
+        runs.append((figures, coordinator))
+    return median_of_runs([figures for figures, _ in runs]), [line for _, line in runs if line]
+
+
+def config_of(name, args):
+    cfg = dict(CONFIGS[name])
+    if args.steps:
+        cfg["steps"] = args.steps
+    if args.warmup is not None:
+        cfg["warmup"] = args.warmup
+    if cfg["steps"] <= cfg["warmup"]:
+        sys.exit(f"benchmark: {name}: {cfg['steps']} steps leave none after {cfg['warmup']} warm-up steps")
+    return cfg
+
+
+def write_shard(work, cfg):
+    write_random_shard(os.path.join(work, "train_000000.bin"), cfg["vocab"], (cfg["steps"] + 2) * BATCH * SEQ + 1,
+                       seed=1)
+
+
+def seconds(figures, key):
+    return f"{figures[key]:.3f}" if figures and key in figures else "-"
+
+
+def hidden_fraction(bucketed, single):
+    try:
+        exposed_bucketed, exposed_single = bucketed["communication_seconds"], single["communication_seconds"]
+    except (KeyError, TypeError):
+        return "-"
+    return f"{1 - exposed_bucketed / exposed_single:.2f}" if exposed_single > 0 else "-"
+
+
+def mib(figures):
+    return f"{figures['peak_rss_bytes'] / 2 ** 20:.0f}" if figures and "peak_rss_bytes" in figures else "-"
 
 
 def allreduce_bandwidth(binary_dir, floats, buckets, repeats, tail):
@@ -133,6 +196,16 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--binary", default=os.path.join(ROOT, ".build", "release", "lockstep"))
     parser.add_argument("--skip-pytorch", action="store_true", help="leave PyTorch's columns empty (quick runs)")
+    parser.add_argument("--steps", type=int, help="steps of every run (default: small 20, 124M 6)")
+    parser.add_argument("--warmup", type=int, help="steps left out of the medians (default: small 3, 124M 2)")
+    parser.add_argument("--shaped", nargs="+", default=["10gbit", "1gbit"], metavar="RATE",
+                        help="tc rates of the 2 shaped namespace hosts of the hidden-fraction runs (default: "
+                             "10gbit 1gbit; needs root)")
+    parser.add_argument("--shaped-configs", nargs="+", default=["small"], choices=list(CONFIGS),
+                        help="configurations run across the shaped hosts, whatever --configs says (default: small; "
+                             "124M's 495 MB gradient takes ~5 s per allreduce at 1gbit)")
+    parser.add_argument("--skip-shaped", action="store_true", help="no runs across shaped hosts")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds for one training run")
     args = parser.parse_args()
     distributed_check = os.path.join(os.path.dirname(args.binary), "lockstep-distributed-check")
     for binary in (args.binary, distributed_check):
@@ -140,7 +213,19 @@ def main():
             sys.exit(f"benchmark: {binary} not found; run `swift build -c release` first")
     os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
     os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    # SIGTERM as SystemExit, so that the runs' clean-up (process groups, shaped hosts) happens as on Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("benchmark: terminated"))
+    shaped_rates = [] if args.skip_shaped else args.shaped
+    if shaped_rates and os.geteuid() != 0:
+        print("benchmark: the shaped-host runs need root (ip netns, tc): skipped", file=sys.stderr)
+        shaped_rates = []
+    try:
+        tables(args, shaped_rates)
+    except RunFailed as error:
+        sys.exit(f"benchmark: {error}")
 
+
+def tables(args, shaped_rates):
     peaks = {}
     for line in run([sys.executable, os.path.join(ROOT, "scripts", "bench_sgemm.py"), "--source", "system",
                      "--json"]).splitlines():
@@ -161,18 +246,24 @@ def main():
     print("| config | threads | Lockstep tok/s | MFU | PyTorch tok/s | MFU | Lockstep / PyTorch |")
     print("|---|---|---|---|---|---|---|")
     efficiency_rows, coordinator_rows, bandwidth_rows = [], [], []
+    hidden_rows, memory_rows = [], []  # (config, link, bucketed, single), (config, replicated, sharded)
     for name in args.configs:
-        cfg = CONFIGS[name]
+        cfg = config_of(name, args)
         n = non_embedding_plus_head(cfg["channels"], cfg["layers"], cfg["vocab"])
         with tempfile.TemporaryDirectory() as work:
-            write_random_shard(os.path.join(work, "train_000000.bin"), cfg["vocab"],
-                               (cfg["steps"] + 2) * BATCH * SEQ + 1, seed=1)
+            write_shard(work, cfg)
             ours, coordinator = {}, []
             for workers, threads in [(1, 1), (1, 2), (2, 1)]:
-                runs = [lockstep_run(args.binary, work, cfg, workers, threads) for _ in range(args.repeats)]
-                ours[(workers, threads)] = statistics.median(tokens for tokens, _ in runs)
+                # 2 workers: the bucketed gradient sync (the default), replicated optimizer state (the default).
+                distributed = {"gradient_sync": "bucketed"} if workers == 2 else None
+                figures, lines = repeated(args, work, cfg, workers, threads, distributed)
+                ours[(workers, threads)] = figures["tokens_per_second"]
                 if workers == 2:
-                    coordinator = [line for _, line in runs if line]
+                    coordinator, bucketed = lines, figures
+            single, _ = repeated(args, work, cfg, 2, 1, {"gradient_sync": "single"})
+            hidden_rows.append((name, "shm", bucketed, single))
+            sharded, _ = repeated(args, work, cfg, 2, 1, {"shard_optimizer": True})
+            memory_rows.append((name, bucketed, sharded))
         if coordinator:
             coordinator_rows.append((name, *(statistics.median(line[i] for line in coordinator) for i in range(3))))
         else:
@@ -205,6 +296,25 @@ def main():
                 cells += ["-", "-", "-"]
             print("| " + " | ".join(cells) + " |")
         efficiency_rows.append((name, ours[(2, 1)], ours[(1, 2)]))
+
+    # Bucketed against single across 2 shaped namespace hosts: one set of hosts per rate, removed when its runs
+    # end, fail or are interrupted.
+    for rate in shaped_rates:
+        done = len(hidden_rows)
+        try:
+            with ShapedHosts(rate) as hosts, tempfile.TemporaryDirectory() as work:
+                for name in args.shaped_configs:
+                    cfg = config_of(name, args)
+                    write_shard(work, cfg)
+                    print(f"benchmark: {name} across 2 hosts at {rate}", file=sys.stderr)
+                    bucketed, _ = repeated(args, work, cfg, 2, 1, {"gradient_sync": "bucketed"}, hosts)
+                    single, _ = repeated(args, work, cfg, 2, 1, {"gradient_sync": "single"}, hosts)
+                    hidden_rows.append((name, rate, bucketed, single))
+        except (RunFailed, RuntimeError) as error:
+            print(f"benchmark: shaped hosts at {rate}: {error}", file=sys.stderr)
+            measured = {row[0] for row in hidden_rows[done:]}
+            hidden_rows += [(name, rate, None, None) for name in args.shaped_configs if name not in measured]
+
     print()
     print("| config | 2 workers x 1 thread tok/s | 1 worker x 2 threads tok/s | data-parallel efficiency |")
     print("|---|---|---|---|")
@@ -213,14 +323,39 @@ def main():
     print()
     print("| config | coordinator CPU s while stepping | stepping s | coordinator share of one core |")
     print("|---|---|---|---|")
-    for name, cpu, seconds, share in coordinator_rows:
-        print(f"| {name} | {cpu:.2f} | {seconds:.1f} | {share:.1f}% |")
+    for name, cpu, seconds_, share in coordinator_rows:
+        print(f"| {name} | {cpu:.2f} | {seconds_:.1f} | {share:.1f}% |")
     print()
     print("| config | gradient MB | buckets | bucketed GB/s | raw MPI_Allreduce GB/s | bucketed / raw |")
     print("|---|---|---|---|---|---|")
     for name, record in bandwidth_rows:
         print(f"| {name} | {record['bytes'] / 1e6:.1f} | {record['buckets']} | {record['bucketed_gb_per_s']:.2f} | "
               f"{record['raw_gb_per_s']:.2f} | {record['bucketed_over_raw']:.2f} |")
+    print()
+    print("| config | link | backward s, bucketed | backward s, single | exposed comm. s, bucketed | "
+          "exposed comm. s, single | hidden fraction | tok/s bucketed | tok/s single |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, link, bucketed, single in hidden_rows:
+        if bucketed is None or single is None:
+            print(f"| {name} | {link} | failed (see standard error) | | | | | | |")
+            continue
+        print(f"| {name} | {link} | {seconds(bucketed, 'backward_seconds')} | {seconds(single, 'backward_seconds')} | "
+              f"{seconds(bucketed, 'communication_seconds')} | {seconds(single, 'communication_seconds')} | "
+              f"{hidden_fraction(bucketed, single)} | {bucketed['tokens_per_second']:.0f} | "
+              f"{single['tokens_per_second']:.0f} |")
+    print()
+    print("| config | peak RSS MiB, replicated | peak RSS MiB, sharded | sharded / replicated | tok/s replicated | "
+          "tok/s sharded |")
+    print("|---|---|---|---|---|---|")
+    for name, replicated, sharded in memory_rows:
+        if sharded is None:
+            print(f"| {name} | {mib(replicated)} | {SHARD_UNSUPPORTED} | - | "
+                  f"{replicated['tokens_per_second']:.0f} | - |")
+            continue
+        ratio = (f"{sharded['peak_rss_bytes'] / replicated['peak_rss_bytes']:.2f}"
+                 if "peak_rss_bytes" in sharded and "peak_rss_bytes" in replicated else "-")
+        print(f"| {name} | {mib(replicated)} | {mib(sharded)} | {ratio} | {replicated['tokens_per_second']:.0f} | "
+              f"{sharded['tokens_per_second']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -41,8 +41,8 @@ import statistics
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHAPED = os.path.join(ROOT, "scripts", "shaped_hosts.sh")
+from lockstep_runs import ROOT, SHAPED, shaped_dir
+
 # What `lockstep train` passes to mpirun: Open MPI's ring allreduce.
 RING_ALLREDUCE = ["--mca", "coll_tuned_use_dynamic_rules", "1", "--mca", "coll_tuned_allreduce_algorithm", "4"]
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -80,11 +80,6 @@ def repeats_for(n, base):
     if n <= 64 << 20:
         return max(base, 5)
     return base
-
-
-def shaped_dir():
-    """The state folder of scripts/shaped_hosts.sh (its SHAPED_DIR / SHAPED_PREFIX rule)."""
-    return os.environ.get("SHAPED_DIR") or f"/tmp/{os.environ.get('SHAPED_PREFIX') or 'lsh'}-hosts"
 
 
 def shaped(*args, check=True):

@@ -69,13 +69,11 @@ the tables are printed and the plot is skipped with a message.
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHAPED = os.path.join(ROOT, "scripts", "shaped_hosts.sh")
+from lockstep_runs import (ROOT, ShapedHosts, median_of_runs, medians, run_train, train_records, write_random_shard,
+                           write_train_config)
 
 MODELS = {
     # layers, heads, channels, vocabulary, context (wpe rows)
@@ -182,36 +180,6 @@ def predict(m, compute, link, p, batch, seq, sharded, overlap, scheme="end"):
 
 # --- measurement -------------------------------------------------------------------------------------------
 
-def write_random_shard(path, vocab, tokens, seed):
-    """An llm.c shard (version 1, uint16) of uniformly random tokens."""
-    import random
-    import struct
-    rng = random.Random(seed)
-    header = [0] * 256
-    header[0], header[1], header[2] = 20240520, 1, tokens
-    with open(path, "wb") as f:
-        f.write(struct.pack("<256i", *header))
-        f.write(struct.pack(f"<{tokens}H", *(rng.randrange(vocab) for _ in range(tokens))))
-
-
-def train_records(path, warmup):
-    with open(path) as f:
-        records = [json.loads(line) for line in f if line.strip()]
-    return [r for r in records if r.get("kind") == "train" and r["step"] > warmup]
-
-
-def medians(records):
-    """Medians of the step figures; backward_seconds and peak_rss_bytes (the largest) when the build logs them."""
-    keys = ("tokens_per_second", "step_seconds", "compute_seconds", "communication_seconds", "optimizer_seconds")
-    figures = {k: statistics.median(r[k] for r in records) for k in keys}
-    if all(r.get("backward_seconds") for r in records):
-        figures["backward_seconds"] = statistics.median(r["backward_seconds"] for r in records)
-    peaks = [r["peak_rss_bytes"] for r in records if r.get("peak_rss_bytes")]
-    if peaks:
-        figures["peak_rss_bytes"] = max(peaks)
-    return figures
-
-
 def lockstep_train(args, work, name, workers, link):
     """Medians of one `lockstep train` run's train records after the warm-up: small model, B x T per worker,
     random tokens; across 2 shaped namespace hosts when link is a tc rate."""
@@ -222,36 +190,21 @@ def lockstep_train(args, work, name, workers, link):
         write_random_shard(shard, m["vocab"], (args.steps + 2) * 2 * batch * seq + 1, seed=1)
     out = os.path.join(work, name)
     config = os.path.join(work, f"{name}.yaml")
-    with open(config, "w") as f:
-        f.write(f"""model: {{context_length: {seq}, layers: {m['layers']}, heads: {m['heads']},
-  channels: {m['channels']}, vocab_size: {m['vocab']}}}
-data: {{train: "{work}/train_*.bin", shuffle: false}}
-training: {{max_steps: {args.steps}, sequence_length: {seq}, micro_batch_size: {batch},
-  global_batch_tokens: {workers * batch * seq}}}
-schedule: {{kind: constant, learning_rate: 1.0e-4}}
-output: {{directory: {out}, log_every: 1, tensorboard: false}}
-checkpoint: {{every: 100000}}
-distributed: {{workers: {workers}, threads_per_worker: 1, check_replicas_every: 0}}
-""")
-    command = [os.path.join(args.bin, "lockstep"), "train", "--config", config]
+    write_train_config(config, work=work, out=out, model=m, seq=seq, steps=args.steps, micro_batch=batch,
+                       global_tokens=workers * batch * seq, workers=workers, threads=1)
+    binary = os.path.join(args.bin, "lockstep")
     if link not in ("shm", None):
-        up = subprocess.run([SHAPED, "up", "2", link], capture_output=True, text=True)
-        if up.returncode != 0:
-            sys.exit(f"scaling_model: scripts/shaped_hosts.sh up 2 {link} failed:\n{up.stderr}")
-        hostfile = os.path.join(os.environ.get("SHAPED_DIR") or f"/tmp/{os.environ.get('SHAPED_PREFIX') or 'lsh'}-hosts",
-                                "hostfile")
-        command = [SHAPED, "run", *command, "--hostfile", hostfile]
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    try:
-        result = subprocess.run(["timeout", "-s", "KILL", str(args.timeout), *command], capture_output=True,
-                                text=True, env=env)
-    finally:
-        if link not in ("shm", None):
-            subprocess.run([SHAPED, "down"], capture_output=True)
+        try:
+            with ShapedHosts(link) as hosts:
+                code, stdout, stderr = run_train(binary, config, hosts=hosts, timeout=args.timeout)
+        except RuntimeError as error:
+            sys.exit(f"scaling_model: {error}")
+    else:
+        code, stdout, stderr = run_train(binary, config, timeout=args.timeout)
     metrics = os.path.join(out, "metrics.jsonl")
-    if result.returncode != 0 or not os.path.exists(metrics):
-        sys.exit(f"scaling_model: {' '.join(command)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n"
-                 f"{result.stderr[-3000:]}")
+    if code != 0 or not os.path.exists(metrics):
+        sys.exit(f"scaling_model: lockstep train --config {config} ({link or 'shm'}) failed ({code}):\n"
+                 f"{stdout[-3000:]}\n{stderr[-3000:]}")
     figures = medians(train_records(metrics, args.warmup))
     print(f"  {name}: {figures['tokens_per_second']:.0f} tok/s, step {figures['step_seconds']:.3f} s "
           f"(compute {figures['compute_seconds']:.3f}, communication {figures['communication_seconds']:.3f}, "
@@ -367,8 +320,8 @@ def check(args, fits):
 
     def repeated(work, name, workers, link):
         """Each figure's median over --check-repeats runs."""
-        runs = [lockstep_train(args, work, f"{name}-{i}", workers, link) for i in range(args.check_repeats)]
-        return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        return median_of_runs([lockstep_train(args, work, f"{name}-{i}", workers, link)
+                               for i in range(args.check_repeats)])
 
     with tempfile.TemporaryDirectory() as work:
         measured["1 worker"] = repeated(work, "w1", 1, None)
