@@ -48,8 +48,10 @@ struct TrainCommand: ParsableCommand {
             // machine, whether they all fit in its memory.
             let tokenizer = try RunSetup.tokenizer(runConfig)
             let modelConfig = try RunSetup.modelConfig(runConfig, tokenizer: tokenizer, checkingMemory: hostfile != nil)
-            if hostfile == nil {
-                try RunSetup.checkMemory(runConfig, modelConfig: modelConfig, processes: runConfig.distributed.workers)
+            if hostfile == nil,
+                let estimate = try RunSetup.checkMemory(runConfig, modelConfig: modelConfig, processes: runConfig.distributed.workers)
+            {
+                warn("memory: \(estimate.describe(workers: runConfig.distributed.workers)) on this machine")
             }
             try supervise(runConfig, overrides: overrides, job: launchMPI)
             return

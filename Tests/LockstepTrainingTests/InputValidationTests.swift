@@ -94,14 +94,33 @@ struct InputValidationTests {
             overrides: ["model.channels=65536", "model.heads=64", "model.layers=64", "model.context_length=4096",
                         "training.global_batch_tokens=16384"])
         let estimate = try #require(RunSetup.memoryEstimate(config, modelConfig: try RunSetup.modelConfig(config, tokenizer: BPETokenizer.bytes(), checkingMemory: false)))
-        #expect(estimate > memory)
+        #expect(estimate.perWorker > memory)
         let error = #expect(throws: ConfigError.self) { try RunSetup.modelConfig(config, tokenizer: BPETokenizer.bytes()) }
         let message = error?.description ?? ""
-        #expect(message.contains("GiB per worker") && message.contains("of memory"), "\(message)")
+        #expect(message.contains("GiB per worker") && message.contains("for the coordinator") && message.contains("of memory"), "\(message)")
         // The default small model fits.
         let small = try RunConfig(yaml: Self.minimal)
         _ = try RunSetup.modelConfig(small, tokenizer: BPETokenizer.bytes())
-        #expect(try #require(RunSetup.memoryEstimate(small, modelConfig: RunSetup.modelConfig(small, tokenizer: BPETokenizer.bytes()))) < 64 << 20)
+        #expect(try #require(RunSetup.memoryEstimate(small, modelConfig: RunSetup.modelConfig(small, tokenizer: BPETokenizer.bytes()))).perWorker < 64 << 20)
+    }
+
+    /// Sharded optimizer state: each worker holds its 1/W share of the two moments, so the estimate per worker
+    /// drops by 2·P·(1 - 1/W) floats; the coordinator keeps the whole state. A run that fits only sharded is
+    /// refused replicated with a hint to shard.
+    @Test func shardingShrinksTheEstimatePerWorker() throws {
+        let base = ["model.channels=768", "model.heads=12", "model.layers=12", "model.context_length=64",
+                    "model.vocab_size=50304", "training.sequence_length=64", "training.global_batch_tokens=256",
+                    "training.micro_batch_size=2", "distributed.workers=2"]
+        let replicated = try RunConfig(yaml: Self.minimal, overrides: base)
+        let sharded = try RunConfig(yaml: Self.minimal, overrides: base + ["distributed.shard_optimizer=true"])
+        let model = try RunSetup.modelConfig(replicated, tokenizer: BPETokenizer.bytes(), checkingMemory: false)
+        let a = try #require(RunSetup.memoryEstimate(replicated, modelConfig: model))
+        let b = try #require(RunSetup.memoryEstimate(sharded, modelConfig: model))
+        let parameters = ParameterLayout(config: model).count
+        #expect(a.perWorker - b.perWorker == 4 * (2 * parameters - 2 * ((parameters + 1) / 2)))
+        #expect(a.coordinator == b.coordinator && a.coordinator == 12 * parameters)
+        #expect(a.total(workers: 2) == 2 * a.perWorker + a.coordinator)
+        #expect(a.describe(workers: 2).contains("per worker × 2 workers"))
     }
 
     // MARK: - Hugging Face config.json variants

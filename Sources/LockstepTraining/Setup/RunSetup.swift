@@ -75,10 +75,14 @@ public enum RunSetup {
         return modelConfig
     }
 
-    /// Bytes one worker needs, roughly: parameters, gradients and AdamW's two moments (4 Float buffers of the
-    /// parameter count) plus the activations of one micro-batch (per block about 18·C + 2·H·T floats per token,
-    /// logits and probabilities 2·V per token). Nil when the arithmetic overflows Int (far beyond any memory).
-    public static func memoryEstimate(_ config: RunConfig, modelConfig m: GPTConfig) -> Int? {
+    /// Roughly how much memory a run needs, from its shapes (in bytes; Floats are 4):
+    /// - each worker: parameters and gradients (2·P), AdamW's two moments (2·P, or its 2·P / W share with
+    ///   `distributed.shard_optimizer`), and the activations of one micro-batch (per block about 18·C + 2·H·T
+    ///   floats per token, logits and probabilities 2·V per token);
+    /// - the coordinator: its copy of the parameters and moments for checkpoints (3·P).
+    /// Nil when the arithmetic overflows Int (far beyond any memory). docs/BENCHMARKS.md compares it with the
+    /// `peak_rss_bytes` that runs measure.
+    public static func memoryEstimate(_ config: RunConfig, modelConfig m: GPTConfig) -> MemoryEstimate? {
         func product(_ factors: Int...) -> Int? {
             var result = 1
             for factor in factors {
@@ -99,6 +103,7 @@ public enum RunSetup {
             return result
         }
         let C = m.channels, L = m.layerCount, V = m.vocabularySize, T = config.training.sequenceLength
+        let workers = max(1, config.distributed.workers)
         let perBlock = sum(product(12, C, C), product(13, C))
         let parameters = sum(
             product(V, C), product(m.contextLength, C), perBlock.flatMap { product(L, $0) }, product(2, C),
@@ -106,8 +111,12 @@ public enum RunSetup {
         let tokens = product(config.training.microBatchSize, T)
         let perTokenBlock = sum(product(18, C), product(2, m.headCount, T))
         let perToken = sum(perTokenBlock.flatMap { product(L, $0) }, product(2, V), product(4, C))
-        guard let parameters, let tokens, let perToken, let activations = product(tokens, perToken) else { return nil }
-        return sum(product(4, 4, parameters), product(4, activations))
+        guard let parameters, let tokens, let perToken, let activations = product(tokens, perToken),
+            let moments = product(2, config.distributed.shardOptimizer ? (parameters + workers - 1) / workers : parameters),
+            let perWorker = sum(product(4, 2, parameters), product(4, moments), product(4, activations)),
+            let coordinator = product(4, 3, parameters)
+        else { return nil }
+        return MemoryEstimate(perWorker: perWorker, coordinator: coordinator)
     }
 
     /// Physical memory of this machine in bytes (sysconf), nil where it cannot be told.
@@ -117,29 +126,30 @@ public enum RunSetup {
         return pages.multipliedReportingOverflow(by: size).overflow ? nil : pages * size
     }
 
-    /// Refuses, before anything is allocated, a model whose `processes` workers would not fit in this machine's
-    /// memory.
-    public static func checkMemory(_ config: RunConfig, modelConfig: GPTConfig, processes: Int = 1) throws {
-        guard let memory = physicalMemory else { return }
+    /// Refuses, before anything is allocated, a run whose coordinator and `processes` workers would not fit in
+    /// this machine's memory.
+    /// - Returns: the estimate, for the launch message; nil where this machine's memory cannot be told.
+    @discardableResult
+    public static func checkMemory(_ config: RunConfig, modelConfig: GPTConfig, processes: Int = 1) throws -> MemoryEstimate? {
+        guard let memory = physicalMemory else { return nil }
         let shape = "\(modelConfig.layerCount) layers × \(modelConfig.channels) channels, vocabulary "
             + "\(modelConfig.vocabularySize), context \(modelConfig.contextLength), micro-batch "
             + "\(config.training.microBatchSize) × \(config.training.sequenceLength) tokens"
-        func gib(_ bytes: Int) -> String { String(format: "%.1f GiB", Double(bytes) / Double(1 << 30)) }
-        guard let perWorker = memoryEstimate(config, modelConfig: modelConfig),
-            case let (estimate, overflow) = perWorker.multipliedReportingOverflow(by: max(1, processes)), !overflow
+        guard let estimate = memoryEstimate(config, modelConfig: modelConfig), let total = estimate.total(workers: processes)
         else {
             throw ConfigError(
                 file: "<config>", key: "model",
-                message: "the model (\(shape)) is too large to count: its memory estimate overflows; this machine has \(gib(memory))")
+                message: "the model (\(shape)) is too large to count: its memory estimate overflows; this machine has \(MemoryEstimate.gib(memory))")
         }
-        if estimate > memory {
-            let workers = processes > 1 ? " × \(processes) workers = \(gib(estimate))" : ""
+        if total > memory {
             throw ConfigError(
                 file: "<config>", key: "model",
-                message: "the model (\(shape)) needs about \(gib(perWorker)) per worker\(workers) (parameters, "
-                    + "gradients, two AdamW moments and activations), more than this machine's \(gib(memory)) of "
-                    + "memory; make model.layers/channels/context_length or training.micro_batch_size smaller")
+                message: "the model (\(shape)) needs \(estimate.describe(workers: processes)) (parameters, gradients, "
+                    + "two AdamW moments and activations), more than this machine's \(MemoryEstimate.gib(memory)) of "
+                    + "memory; make model.layers/channels/context_length or training.micro_batch_size smaller"
+                    + (config.distributed.shardOptimizer || processes < 2 ? "" : ", or set distributed.shard_optimizer: true"))
         }
+        return estimate
     }
 
     /// A replica's model with its starting weights: `init_from`'s, or fresh ones from `model.seed`.
@@ -305,4 +315,31 @@ extension RunSetup {
                     """)
         }
     }
+}
+
+/// What `RunSetup.memoryEstimate` says a run needs, in bytes.
+public struct MemoryEstimate: Equatable, Sendable {
+    /// One worker: parameters, gradients, its AdamW moments and one micro-batch's activations.
+    public var perWorker: Int
+    /// The coordinator's copy of the parameters and moments for checkpoints.
+    public var coordinator: Int
+
+    /// The coordinator and `workers` workers on one machine (a one-worker run holds both in one process);
+    /// nil on overflow.
+    public func total(workers: Int) -> Int? {
+        let (all, overflow) = perWorker.multipliedReportingOverflow(by: max(1, workers))
+        if overflow { return nil }
+        let (total, overflowAgain) = all.addingReportingOverflow(coordinator)
+        return overflowAgain ? nil : total
+    }
+
+    /// `about 1.9 GiB per worker × 2 workers + 1.4 GiB for the coordinator = 5.2 GiB`.
+    public func describe(workers: Int) -> String {
+        let total = self.total(workers: workers).map(Self.gib) ?? "more than Int can count"
+        let count = max(1, workers)
+        return "about \(Self.gib(perWorker)) per worker × \(count) worker\(count == 1 ? "" : "s") + "
+            + "\(Self.gib(coordinator)) for the coordinator = \(total)"
+    }
+
+    static func gib(_ bytes: Int) -> String { String(format: "%.1f GiB", Double(bytes) / Double(1 << 30)) }
 }
