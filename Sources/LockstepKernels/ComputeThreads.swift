@@ -13,7 +13,13 @@ public enum ComputeThreads {
     public static func set(_ count: Int) {
         let count = max(1, count)
         openblas_set_num_threads(Int32(count))
-        kernelThreads.store(count, ordering: .relaxed)
+        setKernelThreads(count)
+    }
+
+    /// Sets the kernels' thread count only, leaving OpenBLAS's: for tests, which share one process, where a
+    /// change of OpenBLAS's (process-wide) count would change other tests' matrix products mid-run.
+    static func setKernelThreads(_ count: Int) {
+        kernelThreads.store(max(1, count), ordering: .relaxed)
     }
 
     /// Threads the kernels use (OpenBLAS is set to the same count by `set`).

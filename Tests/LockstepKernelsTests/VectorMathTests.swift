@@ -193,15 +193,15 @@ import Testing
             return results
         }
         // OpenBLAS's own sgemm is not bit-identical across its thread counts (it splits products differently;
-        // seen on 0.3.21 for these shapes), so it stays at one thread here while Lockstep's kernels, matmul's bias
-        // and dBias loops and attention's per-head loop included, run on 1, 2 and 3.
+        // seen on 0.3.21 for these shapes), so its count stays as it is (the tests share one process, and other
+        // tests' products must not change under them) while Lockstep's kernels, matmul's bias and dBias loops and
+        // attention's per-head softmax included, run on 1, 2 and 3 threads.
         let before = ComputeThreads.current
-        defer { ComputeThreads.set(before) }
-        ComputeThreads.set(1)
+        defer { ComputeThreads.setKernelThreads(before) }
+        ComputeThreads.setKernelThreads(1)
         let serial = run()
         for threads in [2, 3] {
-            ComputeThreads.set(threads)
-            openblas_set_num_threads(1)
+            ComputeThreads.setKernelThreads(threads)
             let parallel = run()
             #expect(Set(parallel.keys) == Set(serial.keys))
             for (kernel, values) in serial {

@@ -124,7 +124,13 @@ public enum DistributedRun {
         var planPhase = "the first plan"
         while true {
             groups.setPhase(planPhase)
-            guard case .step(let plan) = try groups.broadcastOrder(nil) else { break }
+            // The coordinator, waiting for every report under the same deadline, is the one that names a silent
+            // worker: waiting for its plan, give it half the deadline more to do so before ending the job here.
+            let deadline = config.faultTolerance.hangTimeoutSeconds
+            groups.world.hangTimeout = deadline * 1.5
+            let order = try groups.broadcastOrder(nil)
+            groups.world.hangTimeout = deadline
+            guard case .step(let plan) = order else { break }
             let step = plan.step + 1
             if plan.rollBack {
                 groups.setPhase("roll-back broadcast before step \(step)")
