@@ -300,36 +300,36 @@ public final class GPT {
         }
         let p = UnsafePointer(parameters.baseAddress!)
         Embedding.forward(
-            out: acts.encoded, tokens: acts.tokens, wte: p + layout.wte, wpe: p + layout.wpe, batch: B, time: T, channels: C)
+            out: acts.encoded, tokens: acts.tokens, wte: p + layout.wte, wpe: p + layout.wpe!, batch: B, time: T, channels: C)
         var residual = UnsafePointer(acts.encoded)
         for (w, a) in zip(layout.blocks, acts.layers) {
             LayerNorm.forward(
-                out: a.ln1, mean: a.ln1Mean, rstd: a.ln1Rstd, input: residual, weight: p + w.ln1Weight,
-                bias: p + w.ln1Bias, rows: N, channels: C, eps: eps)
+                out: a.ln1, mean: a.ln1Mean, rstd: a.ln1Rstd, input: residual, weight: p + w.norm1Weight,
+                bias: p + w.norm1Bias!, rows: N, channels: C, eps: eps)
             Matmul.forward(
-                out: a.qkv, input: a.ln1, weight: p + w.qkvWeight, bias: p + w.qkvBias, rows: N, inChannels: C,
+                out: a.qkv, input: a.ln1, weight: p + w.qkvWeight, bias: p + w.qkvBias!, rows: N, inChannels: C,
                 outChannels: 3 * C, layout: .inputMajor)
             Attention.forward(out: a.attention, att: a.attentionProbabilities, qkv: a.qkv, batch: B, time: T, channels: C, heads: NH)
             Matmul.forward(
                 out: acts.projection, input: a.attention, weight: p + w.attentionProjectionWeight,
-                bias: p + w.attentionProjectionBias, rows: N, inChannels: C, outChannels: C, layout: .inputMajor)
+                bias: p + w.attentionProjectionBias!, rows: N, inChannels: C, outChannels: C, layout: .inputMajor)
             Residual.forward(out: a.residual2, a: residual, b: acts.projection, count: N * C)
             LayerNorm.forward(
-                out: a.ln2, mean: a.ln2Mean, rstd: a.ln2Rstd, input: a.residual2, weight: p + w.ln2Weight,
-                bias: p + w.ln2Bias, rows: N, channels: C, eps: eps)
+                out: a.ln2, mean: a.ln2Mean, rstd: a.ln2Rstd, input: a.residual2, weight: p + w.norm2Weight,
+                bias: p + w.norm2Bias!, rows: N, channels: C, eps: eps)
             Matmul.forward(
-                out: a.fc, input: a.ln2, weight: p + w.fcWeight, bias: p + w.fcBias, rows: N, inChannels: C,
+                out: a.fc, input: a.ln2, weight: p + w.fcWeight, bias: p + w.fcBias!, rows: N, inChannels: C,
                 outChannels: 4 * C, layout: .inputMajor)
             GELU.forward(out: a.fcGELU, input: a.fc, count: N * 4 * C)
             Matmul.forward(
-                out: acts.projection, input: a.fcGELU, weight: p + w.fcProjectionWeight, bias: p + w.fcProjectionBias,
+                out: acts.projection, input: a.fcGELU, weight: p + w.fcProjectionWeight, bias: p + w.fcProjectionBias!,
                 rows: N, inChannels: 4 * C, outChannels: C, layout: .inputMajor)
             Residual.forward(out: a.residual3, a: a.residual2, b: acts.projection, count: N * C)
             residual = UnsafePointer(a.residual3)
         }
         LayerNorm.forward(
             out: acts.lnf, mean: acts.lnfMean, rstd: acts.lnfRstd, input: residual, weight: p + layout.lnfWeight,
-            bias: p + layout.lnfBias, rows: N, channels: C, eps: eps)
+            bias: p + layout.lnfBias!, rows: N, channels: C, eps: eps)
     }
 
     /// The trunk's backward, from `acts.dLn` holding dL/d(lnf output) `(B, T, C)` down to the embeddings.
@@ -346,7 +346,7 @@ public final class GPT {
 
         dResidual.update(repeating: 0, count: N * C)
         LayerNorm.backward(
-            dInput: dResidual, dWeight: g + layout.lnfWeight, dBias: g + layout.lnfBias, dOut: acts.dLn,
+            dInput: dResidual, dWeight: g + layout.lnfWeight, dBias: g + layout.lnfBias!, dOut: acts.dLn,
             input: acts.layers[L - 1].residual3, weight: p + layout.lnfWeight, mean: acts.lnfMean, rstd: acts.lnfRstd,
             rows: N, channels: C)
         events.headReady?()
@@ -357,7 +357,7 @@ public final class GPT {
             // MLP branch; dResidual is dL/d(residual3).
             acts.dFcGELU.update(repeating: 0, count: N * 4 * C)
             Matmul.backward(
-                dInput: acts.dFcGELU, dWeight: g + w.fcProjectionWeight, dBias: g + w.fcProjectionBias, dOut: dResidual,
+                dInput: acts.dFcGELU, dWeight: g + w.fcProjectionWeight, dBias: g + w.fcProjectionBias!, dOut: dResidual,
                 input: a.fcGELU, weight: p + w.fcProjectionWeight, rows: N, inChannels: 4 * C, outChannels: C,
                 layout: .inputMajor)
             events.progress?()
@@ -365,17 +365,17 @@ public final class GPT {
             GELU.backward(dInput: acts.dFc, input: a.fc, dOut: acts.dFcGELU, count: N * 4 * C)
             acts.dLn.update(repeating: 0, count: N * C)
             Matmul.backward(
-                dInput: acts.dLn, dWeight: g + w.fcWeight, dBias: g + w.fcBias, dOut: acts.dFc, input: a.ln2,
+                dInput: acts.dLn, dWeight: g + w.fcWeight, dBias: g + w.fcBias!, dOut: acts.dFc, input: a.ln2,
                 weight: p + w.fcWeight, rows: N, inChannels: C, outChannels: 4 * C, layout: .inputMajor)
             events.progress?()
             LayerNorm.backward(
-                dInput: dResidual, dWeight: g + w.ln2Weight, dBias: g + w.ln2Bias, dOut: acts.dLn, input: a.residual2,
-                weight: p + w.ln2Weight, mean: a.ln2Mean, rstd: a.ln2Rstd, rows: N, channels: C)
+                dInput: dResidual, dWeight: g + w.norm2Weight, dBias: g + w.norm2Bias!, dOut: acts.dLn, input: a.residual2,
+                weight: p + w.norm2Weight, mean: a.ln2Mean, rstd: a.ln2Rstd, rows: N, channels: C)
 
             // Attention branch; dResidual is now dL/d(residual2).
             acts.dAttention.update(repeating: 0, count: N * C)
             Matmul.backward(
-                dInput: acts.dAttention, dWeight: g + w.attentionProjectionWeight, dBias: g + w.attentionProjectionBias,
+                dInput: acts.dAttention, dWeight: g + w.attentionProjectionWeight, dBias: g + w.attentionProjectionBias!,
                 dOut: dResidual, input: a.attention, weight: p + w.attentionProjectionWeight, rows: N, inChannels: C,
                 outChannels: C, layout: .inputMajor)
             events.progress?()
@@ -386,16 +386,16 @@ public final class GPT {
             events.progress?()
             acts.dLn.update(repeating: 0, count: N * C)
             Matmul.backward(
-                dInput: acts.dLn, dWeight: g + w.qkvWeight, dBias: g + w.qkvBias, dOut: acts.dQKV, input: a.ln1,
+                dInput: acts.dLn, dWeight: g + w.qkvWeight, dBias: g + w.qkvBias!, dOut: acts.dQKV, input: a.ln1,
                 weight: p + w.qkvWeight, rows: N, inChannels: C, outChannels: 3 * C, layout: .inputMajor)
             LayerNorm.backward(
-                dInput: dResidual, dWeight: g + w.ln1Weight, dBias: g + w.ln1Bias, dOut: acts.dLn, input: residual,
-                weight: p + w.ln1Weight, mean: a.ln1Mean, rstd: a.ln1Rstd, rows: N, channels: C)
+                dInput: dResidual, dWeight: g + w.norm1Weight, dBias: g + w.norm1Bias!, dOut: acts.dLn, input: residual,
+                weight: p + w.norm1Weight, mean: a.ln1Mean, rstd: a.ln1Rstd, rows: N, channels: C)
             events.blockReady?(l)
         }
         lookupRowCount = events.defersTokenLookup ? N : 0
         Embedding.backward(
-            dWte: events.defersTokenLookup ? nil : g + layout.wte, dWpe: g + layout.wpe, dOut: dResidual,
+            dWte: events.defersTokenLookup ? nil : g + layout.wte, dWpe: g + layout.wpe!, dOut: dResidual,
             tokens: acts.tokens, batch: B, time: T, channels: C)
     }
 

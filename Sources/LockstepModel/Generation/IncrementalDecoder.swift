@@ -58,7 +58,7 @@ public final class IncrementalDecoder {
         let c = config.channels, heads = config.headCount, headSize = c / heads, t = config.contextLength
         let position = length
         let layout = model.layout
-        let wte = weights(layout.wte), wpe = weights(layout.wpe)
+        let wte = weights(layout.wte), wpe = weights(layout.wpe!)
         for i in 0..<c {
             x[i] = wte[Int(token) * c + i] + wpe[position * c + i]
         }
@@ -67,11 +67,11 @@ public final class IncrementalDecoder {
             let block = layout.blocks[layer]
             LayerNorm.forward(
                 out: h.baseAddress!, mean: mean.baseAddress!, rstd: rstd.baseAddress!, input: x.baseAddress!,
-                weight: weights(block.ln1Weight), bias: weights(block.ln1Bias), rows: 1, channels: c,
+                weight: weights(block.norm1Weight), bias: weights(block.norm1Bias!), rows: 1, channels: c,
                 eps: config.layerNormEpsilon)
             Matmul.forward(
                 out: qkv.baseAddress!, input: h.baseAddress!, weight: weights(block.qkvWeight),
-                bias: weights(block.qkvBias), rows: 1, inChannels: c, outChannels: 3 * c,
+                bias: weights(block.qkvBias!), rows: 1, inChannels: c, outChannels: 3 * c,
                 layout: .inputMajor)
             let cache = layer * t * c
             for i in 0..<c {
@@ -100,25 +100,25 @@ public final class IncrementalDecoder {
             }
             Matmul.forward(
                 out: projected.baseAddress!, input: attended.baseAddress!, weight: weights(block.attentionProjectionWeight),
-                bias: weights(block.attentionProjectionBias), rows: 1, inChannels: c, outChannels: c, layout: .inputMajor)
+                bias: weights(block.attentionProjectionBias!), rows: 1, inChannels: c, outChannels: c, layout: .inputMajor)
             for i in 0..<c { x[i] += projected[i] }
             LayerNorm.forward(
                 out: h.baseAddress!, mean: mean.baseAddress!, rstd: rstd.baseAddress!, input: x.baseAddress!,
-                weight: weights(block.ln2Weight), bias: weights(block.ln2Bias), rows: 1, channels: c,
+                weight: weights(block.norm2Weight), bias: weights(block.norm2Bias!), rows: 1, channels: c,
                 eps: config.layerNormEpsilon)
             Matmul.forward(
                 out: hidden.baseAddress!, input: h.baseAddress!, weight: weights(block.fcWeight),
-                bias: weights(block.fcBias), rows: 1, inChannels: c, outChannels: 4 * c, layout: .inputMajor)
+                bias: weights(block.fcBias!), rows: 1, inChannels: c, outChannels: 4 * c, layout: .inputMajor)
             GELU.forward(out: activated.baseAddress!, input: hidden.baseAddress!, count: 4 * c)
             Matmul.forward(
                 out: projected.baseAddress!, input: activated.baseAddress!, weight: weights(block.fcProjectionWeight),
-                bias: weights(block.fcProjectionBias), rows: 1, inChannels: 4 * c, outChannels: c,
+                bias: weights(block.fcProjectionBias!), rows: 1, inChannels: 4 * c, outChannels: c,
                 layout: .inputMajor)
             for i in 0..<c { x[i] += projected[i] }
         }
         LayerNorm.forward(
             out: h.baseAddress!, mean: mean.baseAddress!, rstd: rstd.baseAddress!, input: x.baseAddress!,
-            weight: weights(layout.lnfWeight), bias: weights(layout.lnfBias), rows: 1, channels: c,
+            weight: weights(layout.lnfWeight), bias: weights(layout.lnfBias!), rows: 1, channels: c,
             eps: config.layerNormEpsilon)
         Matmul.forward(
             out: logits.baseAddress!, input: h.baseAddress!, weight: wte, bias: nil, rows: 1, inChannels: c,

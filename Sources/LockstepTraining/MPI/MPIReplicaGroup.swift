@@ -59,7 +59,7 @@ public final class MPIReplicaGroup: ReplicaGroup {
         let config = layout.config
         layerCount = config.layerCount
         let wteRange = layout.wte..<(layout.wte + config.vocabularySize * config.channels)
-        let wpeRange = layout.wpe..<(layout.wpe + config.contextLength * config.channels)
+        let wpeRange = layout.positionTableRange!
         let tail = (layerCount > 0 ? layout.blockRange(layerCount - 1).upperBound : wpeRange.upperBound)..<layout.count
         var ranges = [tail, wteRange]
         ranges += (0..<layerCount).reversed().map { layout.blockRange($0) }

@@ -64,7 +64,7 @@ extension RunSetup {
             if let block = blocks.firstIndex(where: { $0.contains(tensor.offset) }) {
                 return Float(pow(decay, Double(layers - block)))
             }
-            if tensor.offset == layout.wte || tensor.offset == layout.wpe { return Float(pow(decay, Double(layers + 1))) }
+            if tensor.role == .embedding { return Float(pow(decay, Double(layers + 1))) }
             return 1
         }
     }
