@@ -62,7 +62,6 @@ public final class IncrementalDecoder {
         for i in 0..<c {
             x[i] = wte[Int(token) * c + i] + wpe[position * c + i]
         }
-        let scale = 1 / Float(headSize).squareRoot()
         for layer in 0..<config.layerCount {
             let block = layout.blocks[layer]
             LayerNorm.forward(
@@ -78,26 +77,10 @@ public final class IncrementalDecoder {
                 keys[cache + position * c + i] = qkv[c + i]
                 values[cache + position * c + i] = qkv[2 * c + i]
             }
-            for head in 0..<heads {
-                let offset = head * headSize
-                var maximum = -Float.infinity
-                for j in 0...position {
-                    var dot: Float = 0
-                    for i in 0..<headSize { dot += qkv[offset + i] * keys[cache + j * c + offset + i] }
-                    scores[j] = dot * scale
-                    maximum = max(maximum, scores[j])
-                }
-                var sum: Float = 0
-                for j in 0...position {
-                    scores[j] = expf(scores[j] - maximum)
-                    sum += scores[j]
-                }
-                for i in 0..<headSize { attended[offset + i] = 0 }
-                for j in 0...position {
-                    let weight = scores[j] / sum
-                    for i in 0..<headSize { attended[offset + i] += weight * values[cache + j * c + offset + i] }
-                }
-            }
+            Attention.decodeStep(
+                out: attended.baseAddress!, scores: scores.baseAddress!, query: qkv.baseAddress!,
+                keys: keys.baseAddress! + cache, values: values.baseAddress! + cache, length: position + 1,
+                heads: heads, keyValueHeads: heads, headSize: headSize)
             Matmul.forward(
                 out: projected.baseAddress!, input: attended.baseAddress!, weight: weights(block.attentionProjectionWeight),
                 bias: weights(block.attentionProjectionBias), rows: 1, inChannels: c, outChannels: c, layout: .inputMajor)
