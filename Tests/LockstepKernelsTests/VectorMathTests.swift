@@ -85,9 +85,9 @@ import Testing
     }
 
     /// Chunk boundaries depend on the size only: every kernel that runs over `ComputeThreads` (LayerNorm,
-    /// RMSNorm, SiLU gating, rotary, GELU, residual, embedding, attention (grouped-query too), matmul's bias paths, softmax cross-entropy, gradient norm and
-    /// clipping, AdamW) gives the same bits with 1, 2 and 3 threads. Sizes are large enough that each one
-    /// really splits into several chunks.
+    /// RMSNorm, SiLU gating, rotary, GELU, residual, embedding, attention (grouped-query too), matmul's bias
+    /// paths, softmax cross-entropy, gradient norm and clipping, AdamW) gives the same bits with 1, 2 and 3
+    /// threads. Sizes are large enough that each one really splits into several chunks.
     @Test func kernelsGiveTheSameBitsForAnyThreadCount() {
         var random = TestRandom(seed: 75)
         let rows = 300, channels = 96
@@ -140,10 +140,10 @@ import Testing
                 channels: channels)
             results["rmsnorm"] = rmsOut + rmsRstd + rmsDx + rmsDWeight
 
-            // SiLU gating over (150, 2·96), rotary over (300, 96) rows as 4 heads of 24 (table of 64 positions).
-            var gated = [Float](repeating: 0, count: rows * channels / 2), dGateUp = [Float](repeating: 0, count: x.count)
-            SiLUGating.forward(out: &gated, gateUp: x, rows: rows / 2, hidden: channels)
-            SiLUGating.backward(dGateUp: &dGateUp, gateUp: x, dOut: dy, rows: rows / 2, hidden: channels)
+            // SiLU gating over (1,000, 2·100), rotary over (300, 96) rows as 4 heads of 24 (table of 64 positions).
+            var gated = [Float](repeating: 0, count: 100_000), dGateUp = [Float](repeating: 0, count: 200_000)
+            SiLUGating.forward(out: &gated, gateUp: gradient, rows: 1_000, hidden: 100)
+            SiLUGating.backward(dGateUp: &dGateUp, gateUp: gradient, dOut: parameters, rows: 1_000, hidden: 100)
             var rotated = x, dRotated = dy
             Rotary.forward(&rotated, rows: rows, time: time, rowStride: channels, heads: 4, table: rotaryTable)
             Rotary.backward(&dRotated, rows: rows, time: time, rowStride: channels, heads: 4, table: rotaryTable)
