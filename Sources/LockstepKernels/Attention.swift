@@ -13,10 +13,10 @@ import RealModule
 /// (entries above the diagonal are zero).
 ///
 /// Per (batch, head), with `Q, K, V (T, hs)` read in place from `qkv` as strided views (leading dimension
-/// `(NH + 2·KV)·hs`, so nothing is copied, nor are the shared K/V repeated): `att = causalSoftmax(Q·Kᵀ / √hs)`,
-/// `out = att·V`. Both products are single
-/// `cblas_sgemm` calls, made from the calling thread (OpenBLAS threads them itself); the softmax between them
-/// runs over `ComputeThreads`, pairs in parallel, when the call is big enough to pay for it.
+/// `(NH + 2·KV)·hs`, so nothing is copied, nor are shared K/V repeated):
+/// `att = causalSoftmax(Q·Kᵀ / √hs)`, `out = att·V`. Both products are single `cblas_sgemm` calls, made from
+/// the calling thread (OpenBLAS threads them itself); the softmax between them runs over `ComputeThreads`,
+/// pairs in parallel, when the call is big enough to pay for it.
 public enum Attention {
     /// Below this many multiply-adds per call (`B·NH·T²·hs`, one product's worth), the pairs run one after
     /// another: dispatching to other threads costs more than it saves.
