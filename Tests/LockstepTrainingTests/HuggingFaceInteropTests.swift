@@ -27,12 +27,12 @@ struct HuggingFaceInteropTests {
         return model
     }
 
-    /// A Hugging Face directory as `HuggingFaceGPT2.save` writes it, plus the byte tokenizer's files.
+    /// A Hugging Face directory as `HuggingFaceModel.save` writes it, plus the byte tokenizer's files.
     static func huggingFaceDirectory(_ model: GPT, labels: [String]? = nil, at url: URL) throws {
         let extra: [String: Any]? = labels.map {
             ["id2label": Dictionary(uniqueKeysWithValues: $0.enumerated().map { ("\($0.offset)", $0.element) })]
         }
-        try HuggingFaceGPT2.save(model: model, directory: url, extraConfig: extra)
+        try HuggingFaceModel.save(model: model, directory: url, extraConfig: extra)
         try BPETokenizer.bytes().save(directory: url)
     }
 
@@ -99,8 +99,8 @@ struct HuggingFaceInteropTests {
         let exported = directory.url.appendingPathComponent("exported")
         try ModelExport.writeHuggingFace(checkpoint: checkpoint, to: exported)
         #expect(try Self.sameTensors(source.appendingPathComponent("model.safetensors"), exported.appendingPathComponent("model.safetensors")))
-        #expect(try HuggingFaceGPT2.loadLabelNames(directory: exported) == labels)
-        #expect(try HuggingFaceGPT2.loadConfig(directory: exported) == model.config)
+        #expect(try HuggingFaceModel.loadLabelNames(directory: exported) == labels)
+        #expect(try HuggingFaceModel.loadConfig(directory: exported) == model.config)
         #expect(try BPETokenizer.load(directory: exported).vocabularySize == 257)
 
         // Importing over an existing checkpoint needs `overwrite`.
@@ -168,7 +168,7 @@ struct HuggingFaceInteropTests {
         let original = try Data(contentsOf: config)
         var other = Self.randomModel(seed: 1).config
         other.channels = 8
-        try HuggingFaceGPT2.configJSON(other).write(to: config)
+        try HuggingFaceModel.configJSON(other).write(to: config)
         let shapes = importing(.bytes)
         #expect(shapes.contains("model.safetensors") && shapes.contains("shape"), "\(shapes)")
 
