@@ -83,7 +83,7 @@ public enum NewtonSchulz {
 
     /// The same iteration written out in loops on a logical `(rows, columns)` matrix, transposing a tall one
     /// first and back after as PyTorch does: the reference the kernel is tested against.
-    public static func reference<T: Real>(_ matrix: [T], rows: Int, columns: Int, steps: Int = defaultSteps) -> [T] {
+    public static func reference<T: Real & BinaryFloatingPoint>(_ matrix: [T], rows: Int, columns: Int, steps: Int = defaultSteps) -> [T] {
         let tall = rows > columns
         // X (m, n) with m ≤ n.
         let m = tall ? columns : rows, n = tall ? rows : columns
@@ -92,8 +92,8 @@ public enum NewtonSchulz {
             for j in 0..<columns { x[tall ? j * n + i : i * n + j] = matrix[i * columns + j] }
         }
         let norm = x.reduce(T.zero) { $0 + $1 * $1 }.squareRoot()
-        x = x.map { $0 / (norm + T(Double(epsilon))) }
-        let a = T(Double(coefficients.a)), b = T(Double(coefficients.b)), c = T(Double(coefficients.c))
+        x = x.map { $0 / (norm + T(epsilon)) }
+        let a = T(coefficients.a), b = T(coefficients.b), c = T(coefficients.c)
         func product(_ p: [T], _ q: [T], _ rowsP: Int, _ inner: Int, _ columnsQ: Int) -> [T] {
             var out = [T](repeating: 0, count: rowsP * columnsQ)
             for i in 0..<rowsP {

@@ -1,3 +1,4 @@
+import LockstepKernels
 import LockstepModel
 
 /// What a training step asks of an optimizer, whichever kind (`optimizer.kind`): AdamW over every tensor, or

@@ -1,5 +1,6 @@
 import Foundation
 import LockstepDistributed
+import LockstepKernels
 import LockstepModel
 import LockstepTestSupport
 import Testing
