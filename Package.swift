@@ -58,7 +58,9 @@ let package = Package(
         .target(
             name: "LockstepDistributed", dependencies: ["CMPI", "LockstepFormats", "LockstepLogging", logging],
             exclude: readme),
-        .target(name: "LockstepConfig", dependencies: ["LockstepData", .product(name: "Yams", package: "Yams")], exclude: readme),
+        .target(
+            name: "LockstepConfig", dependencies: ["LockstepData", "LockstepModel", .product(name: "Yams", package: "Yams")],
+            exclude: readme),
         .target(
             name: "LockstepCheckpoints",
             dependencies: [

@@ -45,11 +45,11 @@ extension TrainingCheckpoint {
         guard fileManager.fileExists(atPath: directory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw HuggingFaceError(file: directory.path, "does not exist or is not a directory")
         }
-        let configURL = directory.appendingPathComponent(HuggingFaceGPT2.configFile)
+        let configURL = directory.appendingPathComponent(HuggingFaceModel.configFile)
         guard fileManager.fileExists(atPath: configURL.path) else {
             throw HuggingFaceError(file: configURL.path, "missing: a Hugging Face GPT-2 directory holds config.json and model.safetensors")
         }
-        let weightsURL = directory.appendingPathComponent(HuggingFaceGPT2.weightsFile)
+        let weightsURL = directory.appendingPathComponent(HuggingFaceModel.weightsFile)
         guard fileManager.fileExists(atPath: weightsURL.path) else {
             let hint = fileManager.fileExists(atPath: directory.appendingPathComponent("pytorch_model.bin").path)
                 ? " (pytorch_model.bin is not read: save with safe_serialization=True)" : ""
@@ -59,10 +59,10 @@ extension TrainingCheckpoint {
             throw HuggingFaceError(file: checkpoint.path, "already exists (pass --force to replace it)")
         }
 
-        let model = try HuggingFaceGPT2.loadConfig(directory: directory)
+        let model = try HuggingFaceModel.loadConfig(directory: directory)
         var labelNames: [String]?
         if let labelCount = model.labelCount {
-            let names = try HuggingFaceGPT2.loadLabelNames(directory: directory) ?? (0..<labelCount).map { "LABEL_\($0)" }
+            let names = try HuggingFaceModel.loadLabelNames(directory: directory) ?? (0..<labelCount).map { "LABEL_\($0)" }
             if Set(names).count != names.count {
                 throw HuggingFaceError(file: configURL.path, "id2label names are not distinct: \(names)")
             }
@@ -98,7 +98,7 @@ extension TrainingCheckpoint {
 
         let layout = ParameterLayout(config: model)
         let snapshot = WorkerState(count: layout.count)
-        try HuggingFaceGPT2.loadParameters(from: SafeTensorsFile.read(weightsURL), into: snapshot.parameters, layout: layout)
+        try HuggingFaceModel.loadParameters(from: SafeTensorsFile.read(weightsURL), into: snapshot.parameters, layout: layout)
 
         let final = checkpoint.standardizedFileURL
         let config = try importedRunConfig(
@@ -129,9 +129,15 @@ extension TrainingCheckpoint {
         -> RunConfig
     {
         // JSON strings are valid YAML double-quoted scalars, so any path or label name reads back as written.
+        var llamaKeys = ""
+        if model.family == .llama {
+            llamaKeys = ", kv_heads: \(model.keyValueHeads), intermediate_size: \(model.mlpWidth), "
+                + "rope_theta: \(model.ropeTheta), tie_embeddings: \(model.tiesHead)"
+        }
         var yaml = """
-            model: {vocab_size: \(model.vocabularySize), context_length: \(model.contextLength), \
-            layers: \(model.layerCount), heads: \(model.headCount), channels: \(model.channels)}
+            model: {family: \(model.family.rawValue), vocab_size: \(model.vocabularySize), \
+            context_length: \(model.contextLength), layers: \(model.layerCount), heads: \(model.headCount), \
+            channels: \(model.channels)\(llamaKeys)}
             data:
               train: \(JSONText.quoted("(none: imported from \(source.path))"))
               tokenizer: \(JSONText.quoted(tokenizer))

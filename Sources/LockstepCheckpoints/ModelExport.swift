@@ -24,7 +24,7 @@ public enum ModelExport {
     /// `calibration_temperature` from `directory`'s config.json; nil when absent.
     /// - Throws: `HuggingFaceError` naming config.json when the value is not a positive number.
     public static func temperature(directory: URL) throws -> Double? {
-        let url = directory.appendingPathComponent(HuggingFaceGPT2.configFile)
+        let url = directory.appendingPathComponent(HuggingFaceModel.configFile)
         let object = (try? JSONSerialization.jsonObject(with: Data(contentsOf: url))) as? [String: Any]
         guard let value = object?[temperatureKey], !(value is NSNull) else { return nil }
         guard let number = value as? NSNumber, number.doubleValue > 0, number.doubleValue.isFinite else {
@@ -67,14 +67,14 @@ public enum ModelExport {
             extra["id2label"] = Dictionary(uniqueKeysWithValues: names.enumerated().map { ("\($0.offset)", $0.element) })
         }
         if let temperature { extra[temperatureKey] = temperature }
-        let configText = try HuggingFaceGPT2.configJSON(model, extra: extra)
+        let configText = try HuggingFaceModel.configJSON(model, extra: extra)
 
         try DirectoryInstall.install(at: directory, replacing: true) { folder in
             var writer = SafeTensorsWriter()
             writer.metadata = ["format": "pt"]
-            try HuggingFaceGPT2.addTensors(from: parameters, layout: layout, to: &writer)
-            try writer.write(to: folder.appendingPathComponent(HuggingFaceGPT2.weightsFile))
-            try AtomicFile.write(configText, to: folder.appendingPathComponent(HuggingFaceGPT2.configFile))
+            try HuggingFaceModel.addTensors(from: parameters, layout: layout, to: &writer)
+            try writer.write(to: folder.appendingPathComponent(HuggingFaceModel.weightsFile))
+            try AtomicFile.write(configText, to: folder.appendingPathComponent(HuggingFaceModel.configFile))
             try tokenizer.save(directory: folder)
         }
     }

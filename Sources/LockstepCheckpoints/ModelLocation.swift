@@ -41,7 +41,7 @@ public enum ModelLocation: Equatable, Sendable {
             throw ClassifierLoadError(path: path.path, "is a file: give the model's directory")
         }
         if fileManager.fileExists(atPath: path.appendingPathComponent("state.json").path) { return .checkpoint(path) }
-        if fileManager.fileExists(atPath: path.appendingPathComponent(HuggingFaceGPT2.configFile).path) {
+        if fileManager.fileExists(atPath: path.appendingPathComponent(HuggingFaceModel.configFile).path) {
             return .huggingFace(path)
         }
         let folder = CheckpointDirectory(root: path)
@@ -64,7 +64,7 @@ public enum ModelLocation: Equatable, Sendable {
     public func hasClassifierHead() throws -> Bool {
         switch self {
         case .checkpoint(let url): return try TrainingCheckpoint.readState(url).model.labelCount != nil
-        case .huggingFace(let url): return try HuggingFaceGPT2.loadConfig(directory: url).labelCount != nil
+        case .huggingFace(let url): return try HuggingFaceModel.loadConfig(directory: url).labelCount != nil
         }
     }
 }

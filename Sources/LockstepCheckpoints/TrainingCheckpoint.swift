@@ -115,7 +115,7 @@ public enum TrainingCheckpoint {
         var writer = SafeTensorsWriter()
         writer.metadata = ["format": "pt"]
         for (prefix, values) in buffers {
-            try HuggingFaceGPT2.addTensors(from: UnsafeBufferPointer(values), layout: layout, to: &writer, prefix: prefix)
+            try HuggingFaceModel.addTensors(from: UnsafeBufferPointer(values), layout: layout, to: &writer, prefix: prefix)
         }
         try writer.write(to: url)
     }
@@ -188,8 +188,10 @@ public enum TrainingCheckpoint {
     }
 
     public static func describe(_ config: GPTConfig) -> String {
-        "vocab \(config.vocabularySize), context \(config.contextLength), \(config.layerCount) layers, "
-            + "\(config.headCount) heads, \(config.channels) channels"
+        "\(config.family.rawValue), vocab \(config.vocabularySize), context \(config.contextLength), "
+            + "\(config.layerCount) layers, \(config.headCount) heads"
+            + (config.keyValueHeads != config.headCount ? " (\(config.keyValueHeads) key/value)" : "")
+            + ", \(config.channels) channels"
             + (config.labelCount.map { ", \($0) labels" } ?? "")
     }
 }

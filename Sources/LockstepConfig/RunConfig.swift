@@ -1,5 +1,6 @@
 import Foundation
 import LockstepData
+import LockstepModel
 
 /// Everything a training run needs, read from one YAML file (see `configs/*.yaml`, where every key is
 /// documented) plus `--set dotted.key=value` overrides. Unknown keys are errors. Relative paths are taken
@@ -28,17 +29,75 @@ public struct RunConfig: Codable, Equatable, Sendable {
     }
 
     public struct ModelSettings: Codable, Equatable, Sendable {
-        /// Where the architecture and starting weights come from: a Hugging Face GPT-2 directory, or (for
-        /// fine-tuning) a Lockstep checkpoint directory.
+        /// Where the architecture and starting weights come from: a Hugging Face GPT-2 or Llama directory, or
+        /// (for fine-tuning) a Lockstep checkpoint directory.
         public var initFrom: String?
+        /// `gpt2` or `llama`: which parts the blocks are built from (ignored with `init_from`).
+        public var family: ModelFamily
         /// Defaults to the tokenizer's vocabulary size.
         public var vocabularySize: Int?
         public var contextLength: Int
         public var layers: Int
         public var heads: Int
         public var channels: Int
+        /// Llama: key/value heads for grouped-query attention (nil: `heads`).
+        public var keyValueHeads: Int?
+        /// Llama: the MLP's hidden width (nil: 8C/3 rounded up to a multiple of 64).
+        public var intermediateSize: Int?
+        /// Llama: the rotary base (nil: 10000).
+        public var ropeTheta: Double?
+        /// Llama: whether the head is the token table (nil: no, as Llama).
+        public var tieEmbeddings: Bool?
         /// Seeds the initial parameters (ignored with `init_from`).
         public var seed: UInt64
+
+        public init(
+            initFrom: String?, family: ModelFamily = .gpt2, vocabularySize: Int?, contextLength: Int, layers: Int,
+            heads: Int, channels: Int, keyValueHeads: Int? = nil, intermediateSize: Int? = nil, ropeTheta: Double? = nil,
+            tieEmbeddings: Bool? = nil, seed: UInt64
+        ) {
+            self.initFrom = initFrom
+            self.family = family
+            self.vocabularySize = vocabularySize
+            self.contextLength = contextLength
+            self.layers = layers
+            self.heads = heads
+            self.channels = channels
+            self.keyValueHeads = keyValueHeads
+            self.intermediateSize = intermediateSize
+            self.ropeTheta = ropeTheta
+            self.tieEmbeddings = tieEmbeddings
+            self.seed = seed
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case initFrom, family, vocabularySize, contextLength, layers, heads, channels, keyValueHeads
+            case intermediateSize, ropeTheta, tieEmbeddings, seed
+        }
+
+        /// Configs saved in checkpoints before the Llama family existed have no `family`: GPT-2.
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(
+                initFrom: try c.decodeIfPresent(String.self, forKey: .initFrom),
+                family: try c.decodeIfPresent(ModelFamily.self, forKey: .family) ?? .gpt2,
+                vocabularySize: try c.decodeIfPresent(Int.self, forKey: .vocabularySize),
+                contextLength: try c.decode(Int.self, forKey: .contextLength), layers: try c.decode(Int.self, forKey: .layers),
+                heads: try c.decode(Int.self, forKey: .heads), channels: try c.decode(Int.self, forKey: .channels),
+                keyValueHeads: try c.decodeIfPresent(Int.self, forKey: .keyValueHeads),
+                intermediateSize: try c.decodeIfPresent(Int.self, forKey: .intermediateSize),
+                ropeTheta: try c.decodeIfPresent(Double.self, forKey: .ropeTheta),
+                tieEmbeddings: try c.decodeIfPresent(Bool.self, forKey: .tieEmbeddings),
+                seed: try c.decode(UInt64.self, forKey: .seed))
+        }
+
+        /// The model's shape for a vocabulary of `vocabularySize` (this config's `vocab_size`, or the tokenizer's).
+        public func gptConfig(vocabularySize: Int) -> GPTConfig {
+            GPTConfig(
+                family: family, vocabularySize: vocabularySize, contextLength: contextLength, layerCount: layers,
+                headCount: heads, channels: channels, keyValueHeadCount: keyValueHeads, intermediateSize: intermediateSize,
+                ropeTheta: ropeTheta ?? 10_000, tieEmbeddings: tieEmbeddings)
+        }
     }
 
     public struct DataSettings: Codable, Equatable, Sendable {
@@ -282,16 +341,38 @@ public struct RunConfig: Codable, Equatable, Sendable {
         self.task = try root.choice("task", default: .languageModel)
 
         let model = try root.section("model")
+        let family: ModelFamily = try model.choice("family", default: .gpt2)
+        if family == .gpt2 {
+            for key in ["kv_heads", "intermediate_size", "rope_theta", "tie_embeddings"] where model.has(key) {
+                throw model.invalid(key, "applies to family: llama only (GPT-2 has multi-head attention, a 4x MLP, "
+                    + "a learned position table and a tied head)")
+            }
+        }
         self.model = ModelSettings(
             initFrom: try model.optionalString("init_from"),
+            family: family,
             vocabularySize: try model.optionalInt("vocab_size", minimum: 1, maximum: Int(Int32.max)),
             contextLength: try model.int("context_length", default: 256, minimum: 1, maximum: Self.sizeLimit),
             layers: try model.int("layers", default: 4, minimum: 1, maximum: 10_000),
             heads: try model.int("heads", default: 4, minimum: 1, maximum: Self.sizeLimit),
             channels: try model.int("channels", default: 128, minimum: 1, maximum: Self.sizeLimit),
+            keyValueHeads: try model.optionalInt("kv_heads", minimum: 1, maximum: Self.sizeLimit),
+            intermediateSize: try model.optionalInt("intermediate_size", minimum: 1, maximum: Self.sizeLimit),
+            ropeTheta: try model.optionalDouble("rope_theta", minimum: 1),
+            tieEmbeddings: model.has("tie_embeddings") ? try model.bool("tie_embeddings", default: false) : nil,
             seed: UInt64(try model.int("seed", default: 1337, minimum: 0)))
         if self.model.channels % self.model.heads != 0 {
             throw model.invalid("channels", "must be a multiple of model.heads (\(self.model.heads))")
+        }
+        if let kv = self.model.keyValueHeads, self.model.heads % kv != 0 {
+            throw model.invalid("kv_heads", "must divide model.heads (\(self.model.heads)), found \(kv)")
+        }
+        if family == .llama, (self.model.channels / self.model.heads) % 2 != 0 {
+            throw model.invalid(
+                "heads", "channels / heads (\(self.model.channels / self.model.heads)) must be even for rotary positions")
+        }
+        if let theta = self.model.ropeTheta, !(theta > 1 && theta.isFinite) {
+            throw model.invalid("rope_theta", "expected a finite number > 1, found \(theta)")
         }
 
         let data = try root.section("data")

@@ -90,10 +90,10 @@ public final class TrainedClassifier {
                 from: directory.appendingPathComponent("model.safetensors"))
 
         case .huggingFace:
-            let loaded = try HuggingFaceGPT2.loadConfig(directory: directory)
+            let loaded = try HuggingFaceModel.loadConfig(directory: directory)
             guard loaded.labelCount != nil else { throw ClassifierLoadError(path: path, notClassifier) }
             config = loaded
-            names = try HuggingFaceGPT2.loadLabelNames(directory: directory)
+            names = try HuggingFaceModel.loadLabelNames(directory: directory)
             temperature = try ModelExport.temperature(directory: directory) ?? 1
             fileSettings = nil
             trainingSequenceLength = nil
@@ -107,11 +107,11 @@ public final class TrainedClassifier {
                 tokenizer = try BPETokenizer.load(directory: directory)
             }
             model = GPT(config: config, batchSize: 1, sequenceLength: 1)
-            let weights = try SafeTensorsFile.read(directory.appendingPathComponent(HuggingFaceGPT2.weightsFile))
+            let weights = try SafeTensorsFile.read(directory.appendingPathComponent(HuggingFaceModel.weightsFile))
             guard weights.contains("score.weight") || weights.contains("transformer.score.weight") else {
                 throw ClassifierLoadError(path: path, "has no score.weight: it " + notClassifier)
             }
-            try HuggingFaceGPT2.loadParameters(from: weights, into: model.parameters, layout: model.layout)
+            try HuggingFaceModel.loadParameters(from: weights, into: model.parameters, layout: model.layout)
         }
 
         let labelCount = config.labelCount!

@@ -1,39 +1,44 @@
 import COpenBLAS
 import RealModule
 
-/// Causal multi-head self-attention (scaled dot product, causal softmax), after GPT-2's `c_attn`.
+/// Causal multi-head self-attention (scaled dot product, causal softmax), after GPT-2's `c_attn`, with
+/// optional grouped-query attention (Llama's `num_key_value_heads`).
 ///
-/// Shapes: `qkv (B, T, 3C)` holds Q, K, V side by side per position, as `c_attn` writes them;
-/// head h uses channels `h·hs ..< (h+1)·hs` of each, with `hs = C / NH`. `out (B, T, C)` is the heads'
-/// outputs concatenated (the input of `c_proj`). `att (B, NH, T, T)` keeps the softmax probabilities for
-/// backward (entries above the diagonal are zero).
+/// Shapes: `qkv (B, T, (NH + 2·KV)·hs)` holds `[Q (NH·hs) | K (KV·hs) | V (KV·hs)]` side by side per
+/// position, with `hs = C / NH` and KV key/value heads (KV = NH unless `keyValueHeads` says otherwise, which
+/// is GPT-2's `(B, T, 3C)` as `c_attn` writes it). Query head h uses channels `h·hs ..< (h+1)·hs` of Q and
+/// reads key/value head `h / (NH / KV)`: consecutive groups of NH / KV query heads share one key/value head,
+/// as Hugging Face's `repeat_kv` lays them out. `out (B, T, C)` is the query heads' outputs concatenated
+/// (the input of `c_proj`/`o_proj`). `att (B, NH, T, T)` keeps the softmax probabilities for backward
+/// (entries above the diagonal are zero).
 ///
 /// Per (batch, head), with `Q, K, V (T, hs)` read in place from `qkv` as strided views (leading dimension
-/// 3C, so nothing is copied): `att = causalSoftmax(Q·Kᵀ / √hs)`, `out = att·V`. Both products are single
-/// `cblas_sgemm` calls, made from the calling thread (OpenBLAS threads them itself); the softmax between them
-/// runs over `ComputeThreads`, pairs in parallel, when the call is big enough to pay for it.
+/// `(NH + 2·KV)·hs`, so nothing is copied, nor are shared K/V repeated):
+/// `att = causalSoftmax(Q·Kᵀ / √hs)`, `out = att·V`. Both products are single `cblas_sgemm` calls, made from
+/// the calling thread (OpenBLAS threads them itself); the softmax between them runs over `ComputeThreads`,
+/// pairs in parallel, when the call is big enough to pay for it.
 public enum Attention {
     /// Below this many multiply-adds per call (`B·NH·T²·hs`, one product's worth), the pairs run one after
     /// another: dispatching to other threads costs more than it saves.
     static let parallelMinimumWork = 1 << 15
 
     /// Overwrites `out` and `att` (including `att`'s upper triangle, set to zero).
-    /// - Precondition: `channels` is a multiple of `heads`.
+    /// - Precondition: `channels` is a multiple of `heads`, and `heads` of `keyValueHeads` (nil means `heads`).
     public static func forward(
         out: UnsafeMutablePointer<Float>, att: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>,
-        batch: Int, time: Int, channels: Int, heads: Int
+        batch: Int, time: Int, channels: Int, heads: Int, keyValueHeads: Int? = nil
     ) {
-        precondition(heads > 0 && channels % heads == 0, "Attention: \(channels) channels do not split into \(heads) heads")
-        let hs = channels / heads
-        let t32 = Int32(time), hs32 = Int32(hs), c32 = Int32(channels), ld = Int32(3 &* channels)
+        let g = Geometry(channels: channels, heads: heads, keyValueHeads: keyValueHeads)
+        let hs = g.headSize, width = g.width
+        let t32 = Int32(time), hs32 = Int32(hs), c32 = Int32(channels), ld = Int32(width)
         let scale = 1 / Float(hs).squareRoot()
         // The products run one pair after another on this thread, each over OpenBLAS's own threads; only the
         // softmax between them is spread over `ComputeThreads`. Calling a multi-threaded OpenBLAS from several
         // threads at once makes its threads and ours compete for the same cores, and its results depend on
         // which thread count each call happened to see.
         forEachPair(batch: batch, heads: heads) { b, h in
-            let q = qkv + (b &* time &* 3 &* channels &+ h &* hs)
-            let k = q + channels
+            let row = qkv + b &* time &* width
+            let q = row + h &* hs, k = row + g.keyOffset(h)
             let probabilities = att + (b &* heads &+ h) &* time &* time
             // (T, hs) · (T, hs)ᵀ -> (T, T) scores; the upper triangle is computed too (one sgemm beats T
             // gemv calls) and then overwritten by the softmax.
@@ -44,7 +49,7 @@ public enum Attention {
             causalSoftmax(att + square &* time &* time, time: time)
         }
         forEachPair(batch: batch, heads: heads) { b, h in
-            let v = qkv + (b &* time &* 3 &* channels &+ h &* hs) + 2 &* channels
+            let v = qkv + (b &* time &* width &+ g.valueOffset(h))
             let probabilities = att + (b &* heads &+ h) &* time &* time
             let headOut = out + (b &* time &* channels &+ h &* hs)
             // (T, T) · (T, hs) -> (T, hs), written into this head's columns of out.
@@ -54,23 +59,27 @@ public enum Attention {
         }
     }
 
-    /// Accumulates into `dQKV (B, T, 3C)`. `scratch (B, NH, T, T)` is working memory, overwritten.
+    /// Accumulates into `dQKV (B, T, (NH + 2·KV)·hs)`. `scratch (B, NH, T, T)` is working memory, overwritten.
     ///
     /// Per (batch, head): `dAtt = dOut·Vᵀ`, `dV += attᵀ·dOut`; through the softmax
     /// `dScores[t, s] = att[t, s]·(dAtt[t, s] − Σᵤ att[t, u]·dAtt[t, u])`; then with the 1/√hs scale folded
-    /// into alpha, `dQ += dScores·K / √hs` and `dK += dScoresᵀ·Q / √hs`.
+    /// into alpha, `dQ += dScores·K / √hs` and `dK += dScoresᵀ·Q / √hs`. With grouped-query attention the
+    /// query heads of a group all add into their shared key/value head's dK and dV columns: the products run
+    /// one after another on the calling thread, heads in order, so the sums are race-free and the same bits
+    /// every run.
     public static func backward(
         dQKV: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
-        qkv: UnsafePointer<Float>, att: UnsafePointer<Float>, batch: Int, time: Int, channels: Int, heads: Int
+        qkv: UnsafePointer<Float>, att: UnsafePointer<Float>, batch: Int, time: Int, channels: Int, heads: Int,
+        keyValueHeads: Int? = nil
     ) {
-        precondition(heads > 0 && channels % heads == 0, "Attention: \(channels) channels do not split into \(heads) heads")
-        let hs = channels / heads
-        let t32 = Int32(time), hs32 = Int32(hs), c32 = Int32(channels), ld = Int32(3 &* channels)
+        let g = Geometry(channels: channels, heads: heads, keyValueHeads: keyValueHeads)
+        let hs = g.headSize, width = g.width
+        let t32 = Int32(time), hs32 = Int32(hs), c32 = Int32(channels), ld = Int32(width)
         let scale = 1 / Float(hs).squareRoot()
         // As in forward: products in order on this thread, the softmax's backward spread over threads.
         forEachPair(batch: batch, heads: heads) { b, h in
-            let offset = b &* time &* 3 &* channels &+ h &* hs
-            let v = qkv + offset + 2 &* channels, dV = dQKV + offset + 2 &* channels
+            let offset = b &* time &* width &+ g.valueOffset(h)
+            let v = qkv + offset, dV = dQKV + offset
             let square = (b &* heads &+ h) &* time &* time
             let headDOut = dOut + (b &* time &* channels &+ h &* hs)
             // dAtt (T, T) = dOut (T, hs) · V (T, hs)ᵀ
@@ -86,9 +95,9 @@ public enum Attention {
             causalSoftmaxBackward(scratch + offset, probabilities: att + offset, time: time)
         }
         forEachPair(batch: batch, heads: heads) { b, h in
-            let offset = b &* time &* 3 &* channels &+ h &* hs
-            let q = qkv + offset, k = q + channels
-            let dQ = dQKV + offset, dK = dQ + channels
+            let row = b &* time &* width
+            let q = qkv + (row &+ h &* hs), k = qkv + (row &+ g.keyOffset(h))
+            let dQ = dQKV + (row &+ h &* hs), dK = dQKV + (row &+ g.keyOffset(h))
             let dScores = scratch + (b &* heads &+ h) &* time &* time
             // dQ (T, hs) += dScores (T, T) · K (T, hs) / √hs
             cblas_sgemm(
@@ -101,15 +110,22 @@ public enum Attention {
 
     /// Naive loops, the oracle for tests. Returns `out (B, T, C)`.
     public static func forwardReference<T: Real>(
-        qkv: [T], batch: Int, time: Int, channels: Int, heads: Int
+        qkv: [T], batch: Int, time: Int, channels: Int, heads: Int, keyValueHeads: Int? = nil
     ) -> [T] {
         let hs = channels / heads
+        let kvHeads = keyValueHeads ?? heads
+        let width = (heads + 2 * kvHeads) * hs
         let scale = 1 / T.sqrt(T(hs))
         var out = [T](repeating: 0, count: batch * time * channels)
         var weights = [T](repeating: 0, count: time)
         for b in 0..<batch {
             for h in 0..<heads {
-                func at(_ t: Int, _ part: Int, _ i: Int) -> T { qkv[(b * time + t) * 3 * channels + part * channels + h * hs + i] }
+                // Part 0 is Q (query head h), 1 is K and 2 is V (key/value head h / (NH / KV)).
+                let kv = h / (heads / kvHeads)
+                func at(_ t: Int, _ part: Int, _ i: Int) -> T {
+                    let column = part == 0 ? h * hs : heads * hs + (part - 1) * kvHeads * hs + kv * hs
+                    return qkv[(b * time + t) * width + column + i]
+                }
                 for t in 0..<time {
                     for s in 0...t {
                         var dotProduct: T = 0
@@ -133,7 +149,72 @@ public enum Attention {
         return out
     }
 
+    /// One new query position against cached keys and values, for incremental decoding (generation): the
+    /// last row of `forward` for a sequence of `length` positions, without the `(T, T)` square.
+    ///
+    /// Shapes: `query (NH·hs)` is the new position's queries; `keys, values (length, KV·hs)`, row j the key
+    /// (value) heads of position j, the new position's included as row `length − 1`; `scores (length)` is
+    /// scratch, overwritten; writes `out (NH·hs)`. Query head h reads key/value head `h / (NH / KV)`, as in
+    /// `forward`. Per head: `p = softmax(K·q / √hs)`, `out = pᵀ·V`, in plain vector loops (one position's
+    /// work is too small for sgemm or threads to pay).
+    /// - Precondition: `length ≥ 1` and `heads` is a multiple of `keyValueHeads`.
+    public static func decodeStep(
+        out: UnsafeMutablePointer<Float>, scores: UnsafeMutablePointer<Float>, query: UnsafePointer<Float>,
+        keys: UnsafePointer<Float>, values: UnsafePointer<Float>, length: Int, heads: Int, keyValueHeads: Int,
+        headSize: Int
+    ) {
+        precondition(length > 0, "Attention.decodeStep: no positions")
+        precondition(
+            keyValueHeads > 0 && heads % keyValueHeads == 0,
+            "Attention: \(heads) heads do not split into groups for \(keyValueHeads) key/value heads")
+        let hs = headSize, stride = keyValueHeads &* headSize, group = heads / keyValueHeads
+        let scale = 1 / Float(hs).squareRoot()
+        for h in 0..<heads {
+            let q = query + h &* hs, column = (h / group) &* hs
+            for j in 0..<length {
+                scores[j] = VectorMath.dot(q, keys + (j &* stride &+ column), count: hs) * scale
+            }
+            _ = VectorMath.softmax(scores, into: scores, count: length)
+            let headOut = out + h &* hs
+            for i in 0..<hs { headOut[i] = 0 }
+            for j in 0..<length {
+                let p = scores[j], v = values + (j &* stride &+ column)
+                for i in 0..<hs { headOut[i] += p * v[i] }
+            }
+        }
+    }
+
     // MARK: - Helpers
+
+    /// Where each head's Q, K and V sit in a row of `qkv`, with the preconditions every entry point checks.
+    private struct Geometry {
+        let headSize: Int
+        /// Query heads per key/value head.
+        let group: Int
+        /// Start of K and of V in a row: NH·hs and (NH + KV)·hs.
+        let keysStart: Int, valuesStart: Int
+        /// Floats per row, `(NH + 2·KV)·hs` (3C when KV = NH).
+        let width: Int
+
+        init(channels: Int, heads: Int, keyValueHeads: Int?) {
+            precondition(heads > 0 && channels % heads == 0, "Attention: \(channels) channels do not split into \(heads) heads")
+            let kv = keyValueHeads ?? heads
+            precondition(
+                kv > 0 && heads % kv == 0,
+                "Attention: \(heads) heads do not split into groups for \(kv) key/value heads")
+            headSize = channels / heads
+            group = heads / kv
+            keysStart = channels
+            valuesStart = channels &+ kv &* headSize
+            width = valuesStart &+ kv &* headSize
+        }
+
+        /// Column of query head h's key head in a row.
+        func keyOffset(_ h: Int) -> Int { keysStart &+ (h / group) &* headSize }
+        /// Column of query head h's value head in a row.
+        func valueOffset(_ h: Int) -> Int { valuesStart &+ (h / group) &* headSize }
+    }
+
 
     /// Runs `body(b, h)` for every (batch, head) pair, in order on the calling thread.
     private static func forEachPair(batch: Int, heads: Int, _ body: (Int, Int) -> Void) {

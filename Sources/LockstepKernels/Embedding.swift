@@ -1,6 +1,7 @@
 import RealModule
 
-/// Token + position embedding: `out[b, t] = wte[tokens[b, t]] + wpe[t]`.
+/// Token + position embedding: `out[b, t] = wte[tokens[b, t]] + wpe[t]`, or the token row alone for a model
+/// without a position table (rotary positions act inside attention instead).
 ///
 /// Shapes: `tokens (B, T)` as Int32, `wte (V, C)`, `wpe (maxT, C)` with T ≤ maxT, `out (B, T, C)`.
 /// Token ids are not range-checked here (the kernel does not know V): the data loader and the model check
@@ -9,12 +10,16 @@ public enum Embedding {
     /// Overwrites `out`. Rows are spread over `ComputeThreads`.
     public static func forward(
         out: UnsafeMutablePointer<Float>, tokens: UnsafePointer<Int32>, wte: UnsafePointer<Float>,
-        wpe: UnsafePointer<Float>, batch: Int, time: Int, channels: Int
+        wpe: UnsafePointer<Float>?, batch: Int, time: Int, channels: Int
     ) {
         Parallel.forEachRange(batch &* time, minimumChunk: max(1, (1 << 14) / max(1, channels))) { rows in
             for n in rows {
                 let row = out + n &* channels
                 let tokenRow = wte + Int(tokens[n]) &* channels
+                guard let wpe else {
+                    row.update(from: tokenRow, count: channels)
+                    continue
+                }
                 let positionRow = wpe + (n % time) &* channels
                 for i in 0..<channels { row[i] = tokenRow[i] + positionRow[i] }
             }

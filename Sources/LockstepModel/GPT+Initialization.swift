@@ -2,22 +2,23 @@ import Foundation
 import LockstepRandom
 
 extension GPT {
-    /// GPT-2's initialisation, as Hugging Face's `GPT2PreTrainedModel._init_weights`: weights and embeddings
-    /// normal(0, 0.02), the residual projections (`attn.c_proj.weight`, `mlp.c_proj.weight`) normal(0,
-    /// 0.02 / √(2L)), biases 0, LayerNorm weights 1, `score.weight` normal(0, 0.02). Deterministic in `seed`:
-    /// values are drawn in buffer order from SplitMix64 through Box–Muller.
+    /// GPT-2's initialisation, as Hugging Face's `GPT2PreTrainedModel._init_weights`, chosen by each tensor's
+    /// role and used for both families: matrices, tables and heads normal(0, 0.02), the residual projections
+    /// (`c_proj`, `o_proj`, `down_proj`) normal(0, 0.02 / √(2L)), biases 0, norm weights 1. (Llama's own
+    /// initialisation differs only in not shrinking the residual projections.) Deterministic in `seed`: values
+    /// are drawn in buffer order from SplitMix64 through Box–Muller.
     public func initializeRandomly(seed: UInt64) {
         var random = NormalRandom(seed: seed)
         let residualScale = 1 / Float(2 * config.layerCount).squareRoot()
         for tensor in layout.tensors {
             let values = UnsafeMutableBufferPointer(rebasing: parameters[tensor.range])
-            let name = tensor.name
-            if name.hasSuffix(".bias") {
+            switch tensor.role {
+            case .bias:
                 values.update(repeating: 0)
-            } else if name.contains(".ln_") {
+            case .norm:
                 values.update(repeating: 1)
-            } else {
-                let std: Float = name.hasSuffix("c_proj.weight") ? 0.02 * residualScale : 0.02
+            case .embedding, .matrix, .residualProjection, .head:
+                let std: Float = tensor.role == .residualProjection ? 0.02 * residualScale : 0.02
                 for i in values.indices { values[i] = std * random.next() }
             }
         }

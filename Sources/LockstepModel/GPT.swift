@@ -1,8 +1,9 @@
 import LockstepKernels
 
-/// GPT-2: learned token and position embeddings, L pre-LayerNorm blocks (LayerNorm, causal self-attention,
-/// residual, LayerNorm, 4× MLP with tanh GELU, residual), a final LayerNorm, and either the language-model
-/// head tied to `wte` or the sequence-classification head `score` read at each row's last real token.
+/// A decoder-only Transformer of either family (`GPTConfig.family`): token embeddings (plus GPT-2's learned
+/// position table), L pre-norm blocks (`TransformerBlock`: norm, causal self-attention, residual, norm, MLP,
+/// residual), a final norm, and either the language-model head (tied to the token table or its own) or the
+/// sequence-classification head `score` read at each row's last real token.
 ///
 /// Memory is allocated once in `init`: parameters and gradients (same `ParameterLayout`), and activations
 /// for `(batchSize, sequenceLength)`. `forward`/`backward` (and `classify`/`backwardClassification`) run on any
@@ -10,7 +11,7 @@ import LockstepKernels
 /// The largest activations are L × `(B, NH, T, T)` attention probabilities and two `(B, T, V)` buffers
 /// (logits, kept readable, and probabilities, overwritten by their gradient in backward).
 ///
-/// Dimension letters: B batch, T time, C channels, V vocabulary, L layers, NH heads, K labels.
+/// Dimension letters: B batch, T time, C channels, V vocabulary, L layers, NH heads, K labels (`GPTConfig`).
 public final class GPT {
     public let config: GPTConfig
     public let layout: ParameterLayout
@@ -25,6 +26,9 @@ public final class GPT {
 
     private let allocator = Activations.Allocator()
     private let acts: Activations
+    /// The blocks, built once from the config's parts.
+    let blocks: [TransformerBlock]
+    let finalNorm: NormPart
 
     private enum Pending {
         case none
@@ -52,7 +56,13 @@ public final class GPT {
         parameters.initialize(repeating: 0)
         gradients = .allocate(capacity: layout.count)
         gradients.initialize(repeating: 0)
-        acts = Activations(config: config, batch: batchSize, time: sequenceLength, allocator: allocator)
+        let layout = self.layout
+        let rotary = config.family == .llama
+            ? RotaryTable(headSize: config.headSize, maxPositions: config.contextLength, theta: config.ropeTheta) : nil
+        blocks = layout.blocks.map { TransformerBlock(config: config, layout: layout, block: $0, rotary: rotary) }
+        finalNorm = NormPart(parameters: layout.finalNorm, channels: config.channels, eps: config.layerNormEpsilon)
+        acts = Activations(
+            config: config, block: blocks[0], batch: batchSize, time: sequenceLength, allocator: allocator)
     }
 
     deinit {
@@ -123,10 +133,10 @@ public final class GPT {
         precondition((1...batchSize).contains(batch), "batch \(batch) must be in 1...\(batchSize)")
         forwardTrunk(tokens: tokens, batch: B, time: T)
 
-        // LM head tied to wte: logits (N, V) = lnf (N, C) · wteᵀ.
+        // LM head (the token table when tied): logits (N, V) = lnf (N, C) · headᵀ.
         let p = parameters.baseAddress!
         Matmul.forward(
-            out: acts.logits, input: acts.lnf, weight: p + layout.wte, bias: nil, rows: N, inChannels: C,
+            out: acts.logits, input: acts.lnf, weight: p + layout.head, bias: nil, rows: N, inChannels: C,
             outChannels: V, layout: .outputMajor)
         lastLanguageModelBatch = B
         guard let targets else {
@@ -164,10 +174,10 @@ public final class GPT {
         SoftmaxCrossEntropy.backward(
             dLogits: acts.probabilities, probabilities: acts.probabilities, targets: acts.targets, rows: N,
             vocab: V, scale: scale)
-        acts.dLn.update(repeating: 0, count: N * C)
+        acts.scratch.dNormed.update(repeating: 0, count: N * C)
         Matmul.backward(
-            dInput: acts.dLn, dWeight: g + layout.wte, dBias: nil, dOut: acts.probabilities, input: acts.lnf,
-            weight: p + layout.wte, rows: N, inChannels: C, outChannels: V, layout: .outputMajor)
+            dInput: acts.scratch.dNormed, dWeight: g + layout.head, dBias: nil, dOut: acts.probabilities, input: acts.lnf,
+            weight: p + layout.head, rows: N, inChannels: C, outChannels: V, layout: .outputMajor)
         events.progress?()
         backwardTrunk(batch: B, time: T, events: events)
     }
@@ -282,17 +292,17 @@ public final class GPT {
             dInput: acts.dPooled, dWeight: gradients.baseAddress! + score, dBias: nil, dOut: acts.classProbabilities,
             input: acts.pooled, weight: parameters.baseAddress! + score, rows: B, inChannels: C, outChannels: K,
             layout: .outputMajor)
-        acts.dLn.update(repeating: 0, count: B * T * C)
-        LastTokenGather.backward(dHidden: acts.dLn, dOut: acts.dPooled, lengths: acts.lengths, batch: B, time: T, channels: C)
+        acts.scratch.dNormed.update(repeating: 0, count: B * T * C)
+        LastTokenGather.backward(dHidden: acts.scratch.dNormed, dOut: acts.dPooled, lengths: acts.lengths, batch: B, time: T, channels: C)
         backwardTrunk(batch: B, time: T, events: events)
     }
 
     // MARK: - Shared trunk
 
-    /// Embeddings, the L blocks and `ln_f`: leaves `acts.lnf (B, T, C)`.
+    /// Embeddings, the L blocks and the final norm: leaves `acts.lnf (B, T, C)`.
     private func forwardTrunk(tokens source: UnsafePointer<Int32>, batch B: Int, time T: Int) {
-        let C = config.channels, NH = config.headCount, V = Int32(config.vocabularySize)
-        let N = B * T, eps = config.layerNormEpsilon
+        let C = config.channels, V = Int32(config.vocabularySize)
+        let N = B * T
         for i in 0..<N {
             let token = source[i]
             precondition(token >= 0 && token < V, "token \(token) at \(i) is outside the vocabulary 0..<\(V)")
@@ -300,102 +310,43 @@ public final class GPT {
         }
         let p = UnsafePointer(parameters.baseAddress!)
         Embedding.forward(
-            out: acts.encoded, tokens: acts.tokens, wte: p + layout.wte, wpe: p + layout.wpe!, batch: B, time: T, channels: C)
+            out: acts.encoded, tokens: acts.tokens, wte: p + layout.wte, wpe: layout.wpe.map { p + $0 }, batch: B,
+            time: T, channels: C)
         var residual = UnsafePointer(acts.encoded)
-        for (w, a) in zip(layout.blocks, acts.layers) {
-            LayerNorm.forward(
-                out: a.ln1, mean: a.ln1Mean, rstd: a.ln1Rstd, input: residual, weight: p + w.norm1Weight,
-                bias: p + w.norm1Bias!, rows: N, channels: C, eps: eps)
-            Matmul.forward(
-                out: a.qkv, input: a.ln1, weight: p + w.qkvWeight, bias: p + w.qkvBias!, rows: N, inChannels: C,
-                outChannels: 3 * C, layout: .inputMajor)
-            Attention.forward(out: a.attention, att: a.attentionProbabilities, qkv: a.qkv, batch: B, time: T, channels: C, heads: NH)
-            Matmul.forward(
-                out: acts.projection, input: a.attention, weight: p + w.attentionProjectionWeight,
-                bias: p + w.attentionProjectionBias!, rows: N, inChannels: C, outChannels: C, layout: .inputMajor)
-            Residual.forward(out: a.residual2, a: residual, b: acts.projection, count: N * C)
-            LayerNorm.forward(
-                out: a.ln2, mean: a.ln2Mean, rstd: a.ln2Rstd, input: a.residual2, weight: p + w.norm2Weight,
-                bias: p + w.norm2Bias!, rows: N, channels: C, eps: eps)
-            Matmul.forward(
-                out: a.fc, input: a.ln2, weight: p + w.fcWeight, bias: p + w.fcBias!, rows: N, inChannels: C,
-                outChannels: 4 * C, layout: .inputMajor)
-            GELU.forward(out: a.fcGELU, input: a.fc, count: N * 4 * C)
-            Matmul.forward(
-                out: acts.projection, input: a.fcGELU, weight: p + w.fcProjectionWeight, bias: p + w.fcProjectionBias!,
-                rows: N, inChannels: 4 * C, outChannels: C, layout: .inputMajor)
-            Residual.forward(out: a.residual3, a: a.residual2, b: acts.projection, count: N * C)
+        for (block, a) in zip(blocks, acts.layers) {
+            block.forward(a, residual: residual, projection: acts.projection, p: p, batch: B, time: T)
             residual = UnsafePointer(a.residual3)
         }
-        LayerNorm.forward(
-            out: acts.lnf, mean: acts.lnfMean, rstd: acts.lnfRstd, input: residual, weight: p + layout.lnfWeight,
-            bias: p + layout.lnfBias!, rows: N, channels: C, eps: eps)
+        finalNorm.forward(out: acts.lnf, mean: acts.lnfMean, rstd: acts.lnfRstd, input: residual, p: p, rows: N)
     }
 
-    /// The trunk's backward, from `acts.dLn` holding dL/d(lnf output) `(B, T, C)` down to the embeddings.
-    ///
-    /// The residual stream's gradient lives in one buffer, `dResidual`: a residual connection passes its
-    /// output gradient unchanged to both inputs, so the branch reads it as its output gradient and each
-    /// LayerNorm backward adds its input gradient into it.
+    /// The trunk's backward, from `acts.scratch.dNormed` holding dL/d(final norm output) `(B, T, C)` down to
+    /// the embeddings. The residual stream's gradient lives in one buffer, `scratch.dResidual`.
     private func backwardTrunk(batch B: Int, time T: Int, events: BackwardEvents) {
-        let C = config.channels, NH = config.headCount
+        let C = config.channels
         let N = B * T
         let p = UnsafePointer(parameters.baseAddress!), g = gradients.baseAddress!
         let L = config.layerCount
-        let dResidual = acts.dResidual
+        let dResidual = acts.scratch.dResidual
 
         dResidual.update(repeating: 0, count: N * C)
-        LayerNorm.backward(
-            dInput: dResidual, dWeight: g + layout.lnfWeight, dBias: g + layout.lnfBias!, dOut: acts.dLn,
-            input: acts.layers[L - 1].residual3, weight: p + layout.lnfWeight, mean: acts.lnfMean, rstd: acts.lnfRstd,
-            rows: N, channels: C)
+        finalNorm.backward(
+            dInput: dResidual, dOut: acts.scratch.dNormed, input: acts.layers[L - 1].residual3, mean: acts.lnfMean,
+            rstd: acts.lnfRstd, p: p, g: g, rows: N)
         events.headReady?()
         for l in stride(from: L - 1, through: 0, by: -1) {
-            let w = layout.blocks[l], a = acts.layers[l]
             let residual = UnsafePointer(l == 0 ? acts.encoded : acts.layers[l - 1].residual3)
-
-            // MLP branch; dResidual is dL/d(residual3).
-            acts.dFcGELU.update(repeating: 0, count: N * 4 * C)
-            Matmul.backward(
-                dInput: acts.dFcGELU, dWeight: g + w.fcProjectionWeight, dBias: g + w.fcProjectionBias!, dOut: dResidual,
-                input: a.fcGELU, weight: p + w.fcProjectionWeight, rows: N, inChannels: 4 * C, outChannels: C,
-                layout: .inputMajor)
-            events.progress?()
-            acts.dFc.update(repeating: 0, count: N * 4 * C)
-            GELU.backward(dInput: acts.dFc, input: a.fc, dOut: acts.dFcGELU, count: N * 4 * C)
-            acts.dLn.update(repeating: 0, count: N * C)
-            Matmul.backward(
-                dInput: acts.dLn, dWeight: g + w.fcWeight, dBias: g + w.fcBias!, dOut: acts.dFc, input: a.ln2,
-                weight: p + w.fcWeight, rows: N, inChannels: C, outChannels: 4 * C, layout: .inputMajor)
-            events.progress?()
-            LayerNorm.backward(
-                dInput: dResidual, dWeight: g + w.norm2Weight, dBias: g + w.norm2Bias!, dOut: acts.dLn, input: a.residual2,
-                weight: p + w.norm2Weight, mean: a.ln2Mean, rstd: a.ln2Rstd, rows: N, channels: C)
-
-            // Attention branch; dResidual is now dL/d(residual2).
-            acts.dAttention.update(repeating: 0, count: N * C)
-            Matmul.backward(
-                dInput: acts.dAttention, dWeight: g + w.attentionProjectionWeight, dBias: g + w.attentionProjectionBias!,
-                dOut: dResidual, input: a.attention, weight: p + w.attentionProjectionWeight, rows: N, inChannels: C,
-                outChannels: C, layout: .inputMajor)
-            events.progress?()
-            acts.dQKV.update(repeating: 0, count: N * 3 * C)
-            Attention.backward(
-                dQKV: acts.dQKV, scratch: acts.attentionScratch, dOut: acts.dAttention, qkv: a.qkv,
-                att: a.attentionProbabilities, batch: B, time: T, channels: C, heads: NH)
-            events.progress?()
-            acts.dLn.update(repeating: 0, count: N * C)
-            Matmul.backward(
-                dInput: acts.dLn, dWeight: g + w.qkvWeight, dBias: g + w.qkvBias!, dOut: acts.dQKV, input: a.ln1,
-                weight: p + w.qkvWeight, rows: N, inChannels: C, outChannels: 3 * C, layout: .inputMajor)
-            LayerNorm.backward(
-                dInput: dResidual, dWeight: g + w.norm1Weight, dBias: g + w.norm1Bias!, dOut: acts.dLn, input: residual,
-                weight: p + w.norm1Weight, mean: a.ln1Mean, rstd: a.ln1Rstd, rows: N, channels: C)
+            blocks[l].backward(
+                acts.layers[l], residual: residual, scratch: acts.scratch, p: p, g: g, batch: B, time: T,
+                progress: events.progress)
             events.blockReady?(l)
+        }
+        if let pad = config.embeddingPaddingToken {
+            for n in 0..<N where acts.tokens[n] == pad { (dResidual + n * C).update(repeating: 0, count: C) }
         }
         lookupRowCount = events.defersTokenLookup ? N : 0
         Embedding.backward(
-            dWte: events.defersTokenLookup ? nil : g + layout.wte, dWpe: g + layout.wpe!, dOut: dResidual,
+            dWte: events.defersTokenLookup ? nil : g + layout.wte, dWpe: layout.wpe.map { g + $0 }, dOut: dResidual,
             tokens: acts.tokens, batch: B, time: T, channels: C)
     }
 
@@ -409,7 +360,7 @@ public final class GPT {
     /// forward.
     public var deferredTokenLookup: (tokens: UnsafeBufferPointer<Int32>, rows: UnsafeBufferPointer<Float>) {
         (UnsafeBufferPointer(start: acts.tokens, count: lookupRowCount),
-         UnsafeBufferPointer(start: acts.dResidual, count: lookupRowCount * config.channels))
+         UnsafeBufferPointer(start: acts.scratch.dResidual, count: lookupRowCount * config.channels))
     }
 }
 
@@ -442,26 +393,8 @@ public struct BackwardEvents {
 
 // MARK: - Activations
 
-/// Named views into the one activation buffer, sized for the largest batch. Backward buffers (`d…`) are
-/// shared by all layers: each layer's backward overwrites them.
+/// Named views into the one activation buffer, sized for the largest batch.
 private struct Activations {
-    struct Layer {
-        /// `(B, T, C)` each, statistics `(B, T)`.
-        var ln1, ln1Mean, ln1Rstd: UnsafeMutablePointer<Float>
-        /// `(B, T, 3C)`.
-        var qkv: UnsafeMutablePointer<Float>
-        /// Softmax probabilities `(B, NH, T, T)`.
-        var attentionProbabilities: UnsafeMutablePointer<Float>
-        /// Heads' outputs `(B, T, C)`, the input of `attn.c_proj`.
-        var attention: UnsafeMutablePointer<Float>
-        var residual2: UnsafeMutablePointer<Float>
-        var ln2, ln2Mean, ln2Rstd: UnsafeMutablePointer<Float>
-        /// `(B, T, 4C)` before and after GELU.
-        var fc, fcGELU: UnsafeMutablePointer<Float>
-        /// The block's output `(B, T, C)`.
-        var residual3: UnsafeMutablePointer<Float>
-    }
-
     /// Hands out zeroed buffers and remembers them for `deallocate`.
     final class Allocator {
         private(set) var buffers: [UnsafeMutableRawPointer] = []
@@ -482,7 +415,7 @@ private struct Activations {
     }
 
     var encoded: UnsafeMutablePointer<Float>
-    var layers: [Layer]
+    var layers: [LayerActivations]
     var lnf, lnfMean, lnfRstd: UnsafeMutablePointer<Float>
     /// Output of either projection `(B, T, C)`, before its residual add; not needed by backward.
     var projection: UnsafeMutablePointer<Float>
@@ -496,22 +429,22 @@ private struct Activations {
     var lengths, labels: UnsafeMutablePointer<Int32>
     /// `(B)` each row's share `w[y_b] / Σw` of a weighted classifier loss (0 for ignored rows).
     var classRowWeights: UnsafeMutablePointer<Float>
+    /// Backward's buffers, shared by the blocks; `dPooled (B, C)` for the classifier head.
+    var scratch: BackwardScratch
+    var dPooled: UnsafeMutablePointer<Float>
 
-    // Backward scratch.
-    var dResidual, dLn, dAttention, dQKV, dFc, dFcGELU, dPooled: UnsafeMutablePointer<Float>
-    /// `(B, NH, T, T)`.
-    var attentionScratch: UnsafeMutablePointer<Float>
-
-    init(config: GPTConfig, batch B: Int, time T: Int, allocator plan: Allocator) {
+    /// - Parameter block: any block (all have the same shapes), for the widths of its activations.
+    init(config: GPTConfig, block: TransformerBlock, batch B: Int, time T: Int, allocator plan: Allocator) {
         let C = config.channels, NH = config.headCount, V = config.vocabularySize, K = config.labelCount ?? 0
         let N = B * T
+        let qkvWidth = block.attention.qkvWidth, fcWidth = block.mlp.fcWidth, I = block.mlp.width
         encoded = plan.take(N * C)
         layers = (0..<config.layerCount).map { _ in
-            Layer(
-                ln1: plan.take(N * C), ln1Mean: plan.take(N), ln1Rstd: plan.take(N), qkv: plan.take(N * 3 * C),
+            LayerActivations(
+                norm1: plan.take(N * C), norm1Mean: plan.take(N), norm1Rstd: plan.take(N), qkv: plan.take(N * qkvWidth),
                 attentionProbabilities: plan.take(B * NH * T * T), attention: plan.take(N * C),
-                residual2: plan.take(N * C), ln2: plan.take(N * C), ln2Mean: plan.take(N), ln2Rstd: plan.take(N),
-                fc: plan.take(N * 4 * C), fcGELU: plan.take(N * 4 * C), residual3: plan.take(N * C))
+                residual2: plan.take(N * C), norm2: plan.take(N * C), norm2Mean: plan.take(N), norm2Rstd: plan.take(N),
+                fc: plan.take(N * fcWidth), fcActivated: plan.take(N * I), residual3: plan.take(N * C))
         }
         lnf = plan.take(N * C)
         lnfMean = plan.take(N)
@@ -529,13 +462,10 @@ private struct Activations {
         lengths = plan.take(B, as: Int32.self)
         labels = plan.take(B, as: Int32.self)
         classRowWeights = plan.take(B)
-        dResidual = plan.take(N * C)
-        dLn = plan.take(N * C)
-        dAttention = plan.take(N * C)
-        dQKV = plan.take(N * 3 * C)
-        dFc = plan.take(N * 4 * C)
-        dFcGELU = plan.take(N * 4 * C)
+        scratch = BackwardScratch(
+            dResidual: plan.take(N * C), dNormed: plan.take(N * C), dAttention: plan.take(N * C),
+            dQKV: plan.take(N * qkvWidth), dFc: plan.take(N * fcWidth), dActivated: plan.take(N * I),
+            attentionScratch: plan.take(B * NH * T * T))
         dPooled = plan.take(B * C)
-        attentionScratch = plan.take(B * NH * T * T)
     }
 }

@@ -77,6 +77,10 @@ public struct GPTConfig: Codable, Equatable, Sendable {
     /// Whether the language-model head reads the token table (`tieEmbeddings` or the family's default).
     public var tiesHead: Bool { tieEmbeddings ?? (family == .gpt2) }
 
+    /// The token whose embedding row never gets a gradient, as `nn.Embedding(padding_idx:)` in Hugging Face's
+    /// Llama (`pad_token_id`); GPT-2 has none.
+    public var embeddingPaddingToken: Int32? { family == .llama ? padTokenID : nil }
+
     /// Llama's MLP width when none is given: 8C/3 (the same parameters as a 4C MLP without gating), rounded up
     /// to a multiple of 64 as Llama's own sizes are.
     public static func defaultIntermediateSize(channels: Int) -> Int {

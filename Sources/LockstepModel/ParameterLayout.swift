@@ -47,16 +47,24 @@ public struct ParameterTensor: Sendable, Equatable {
 /// `nn.Linear` layout `(out, in)` (`linearLayout`). Tensors one kernel reads together sit side by side: Llama's
 /// q, k, v projections form one `(NH·hs + 2·KV·hs, C)` matrix, gate and up one `(2I, C)`.
 public struct ParameterLayout: Sendable, Equatable {
+    /// A norm's parameters, which also say which norm it is.
+    public enum Norm: Sendable, Equatable {
+        /// LayerNorm: weight and bias `(C)`.
+        case layerNorm(weight: Int, bias: Int)
+        /// RMSNorm: weight `(C)`.
+        case rmsNorm(weight: Int)
+    }
+
     /// Offsets of one block's tensors (element offsets into the buffer); biases are nil where the family has none.
     public struct Block: Sendable, Equatable {
-        /// The norm before attention: weight `(C)`, LayerNorm's bias `(C)`.
-        public var norm1Weight: Int, norm1Bias: Int?
+        /// The norm before attention.
+        public var norm1: Norm
         /// Queries, keys and values in one matrix: GPT-2's `c_attn (C, 3C)`, Llama's q, k, v `(·, C)` stacked.
         public var qkvWeight: Int, qkvBias: Int?
         /// The attention output projection `(C, C)`.
         public var attentionProjectionWeight: Int, attentionProjectionBias: Int?
         /// The norm before the MLP.
-        public var norm2Weight: Int, norm2Bias: Int?
+        public var norm2: Norm
         /// The MLP's input matrix: GPT-2's `c_fc (C, 4C)`, Llama's gate and up `(I, C)` stacked.
         public var fcWeight: Int, fcBias: Int?
         /// The MLP's output projection: GPT-2's `mlp.c_proj (4C, C)`, Llama's `down_proj (C, I)`.
@@ -73,10 +81,9 @@ public struct ParameterLayout: Sendable, Equatable {
     /// GPT-2's position table `(maxT, C)`; nil for rotary positions.
     public let wpe: Int?
     public let blocks: [Block]
-    /// The final norm's weight and (LayerNorm) bias.
-    public let lnfWeight: Int
-    public let lnfBias: Int?
-    /// The language-model head `(V, C)`: `wte` when tied.
+    /// The final norm, before the head.
+    public let finalNorm: Norm
+    /// The language-model head `(V, C)`: `wte` when tied (and for a classifier, which reads `score` instead).
     public let head: Int
     /// Offset of `score.weight`, nil for a language model.
     public let score: Int?
@@ -106,19 +113,19 @@ public struct ParameterLayout: Sendable, Equatable {
                 let p = "transformer.h.\(l)."
                 let start = offset
                 blocks.append(Block(
-                    norm1Weight: add(p + "ln_1.weight", [C], .norm), norm1Bias: add(p + "ln_1.bias", [C], .bias),
+                    norm1: .layerNorm(weight: add(p + "ln_1.weight", [C], .norm), bias: add(p + "ln_1.bias", [C], .bias)),
                     qkvWeight: add(p + "attn.c_attn.weight", [C, 3 * C], .matrix),
                     qkvBias: add(p + "attn.c_attn.bias", [3 * C], .bias),
                     attentionProjectionWeight: add(p + "attn.c_proj.weight", [C, C], .residualProjection),
                     attentionProjectionBias: add(p + "attn.c_proj.bias", [C], .bias),
-                    norm2Weight: add(p + "ln_2.weight", [C], .norm), norm2Bias: add(p + "ln_2.bias", [C], .bias),
+                    norm2: .layerNorm(weight: add(p + "ln_2.weight", [C], .norm), bias: add(p + "ln_2.bias", [C], .bias)),
                     fcWeight: add(p + "mlp.c_fc.weight", [C, 4 * C], .matrix), fcBias: add(p + "mlp.c_fc.bias", [4 * C], .bias),
                     fcProjectionWeight: add(p + "mlp.c_proj.weight", [4 * C, C], .residualProjection),
                     fcProjectionBias: add(p + "mlp.c_proj.bias", [C], .bias)))
                 blockRanges.append(start..<offset)
             }
-            lnfWeight = add("transformer.ln_f.weight", [C], .norm)
-            lnfBias = add("transformer.ln_f.bias", [C], .bias)
+            finalNorm = .layerNorm(
+                weight: add("transformer.ln_f.weight", [C], .norm), bias: add("transformer.ln_f.bias", [C], .bias))
             head = wte
         case .llama:
             linearLayout = .outputMajor
@@ -138,14 +145,14 @@ public struct ParameterLayout: Sendable, Equatable {
                 _ = add(p + "mlp.up_proj.weight", [I, C], .matrix)
                 let down = add(p + "mlp.down_proj.weight", [C, I], .residualProjection)
                 blocks.append(Block(
-                    norm1Weight: norm1, norm1Bias: nil, qkvWeight: q, qkvBias: nil, attentionProjectionWeight: o,
-                    attentionProjectionBias: nil, norm2Weight: norm2, norm2Bias: nil, fcWeight: gate, fcBias: nil,
+                    norm1: .rmsNorm(weight: norm1), qkvWeight: q, qkvBias: nil, attentionProjectionWeight: o,
+                    attentionProjectionBias: nil, norm2: .rmsNorm(weight: norm2), fcWeight: gate, fcBias: nil,
                     fcProjectionWeight: down, fcProjectionBias: nil))
                 blockRanges.append(start..<offset)
             }
-            lnfWeight = add("model.norm.weight", [C], .norm)
-            lnfBias = nil
-            head = config.tiesHead ? wte : add("lm_head.weight", [V, C], .head)
+            finalNorm = .rmsNorm(weight: add("model.norm.weight", [C], .norm))
+            // A classifier (`LlamaForSequenceClassification`) has `score` and no language-model head.
+            head = config.tiesHead || config.labelCount != nil ? wte : add("lm_head.weight", [V, C], .head)
         }
         score = config.labelCount.map { add("score.weight", [$0, C], .head) }
         self.config = config

@@ -98,7 +98,7 @@ struct EvaluateCommand: ParsableCommand {
     /// Mean next-token loss and perplexity of a language model on token shards.
     private func evaluateLanguageModel() throws {
         let directory = URL(fileURLWithPath: model)
-        let modelConfig = try HuggingFaceGPT2.loadConfig(directory: directory)
+        let modelConfig = try HuggingFaceModel.loadConfig(directory: directory)
         let time = sequenceLength ?? modelConfig.contextLength
         guard time <= modelConfig.contextLength else {
             throw ValidationError("--sequence-length \(time) exceeds the model's context length \(modelConfig.contextLength)")
@@ -107,7 +107,7 @@ struct EvaluateCommand: ParsableCommand {
             throw ValidationError("--format must be \(ShardFormat.allCases.map(\.rawValue).joined(separator: " or ")), not '\(format)'")
         }
         let gpt = GPT(config: modelConfig, batchSize: batchSize, sequenceLength: time)
-        try HuggingFaceGPT2.load(directory: directory, into: gpt)
+        try HuggingFaceModel.load(directory: directory, into: gpt)
         let dataset = try TokenWindowDataset(
             files: try TokenWindowDataset.files(matching: data), format: shardFormat, sequenceLength: time,
             vocabularySize: modelConfig.vocabularySize)

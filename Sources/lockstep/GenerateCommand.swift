@@ -43,9 +43,9 @@ struct GenerateCommand: ParsableCommand {
 
     func run() throws {
         let directory = URL(fileURLWithPath: model)
-        let config = try HuggingFaceGPT2.loadConfig(directory: directory)
+        let config = try HuggingFaceModel.loadConfig(directory: directory)
         let gpt = GPT(config: config, batchSize: 1, sequenceLength: 1)
-        try HuggingFaceGPT2.load(directory: directory, into: gpt)
+        try HuggingFaceModel.load(directory: directory, into: gpt)
         let tokenizerPath = tokenizer
             ?? (FileManager.default.fileExists(atPath: directory.appendingPathComponent("vocab.json").path) ? model : "bytes")
         let textTokenizer = try BPETokenizer.load(named: tokenizerPath)

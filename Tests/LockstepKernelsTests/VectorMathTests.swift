@@ -85,9 +85,9 @@ import Testing
     }
 
     /// Chunk boundaries depend on the size only: every kernel that runs over `ComputeThreads` (LayerNorm,
-    /// GELU, residual, embedding, attention, matmul's bias paths, softmax cross-entropy, gradient norm and
-    /// clipping, AdamW) gives the same bits with 1, 2 and 3 threads. Sizes are large enough that each one
-    /// really splits into several chunks.
+    /// RMSNorm, SiLU gating, rotary, GELU, residual, embedding, attention (grouped-query too), matmul's bias
+    /// paths, softmax cross-entropy, gradient norm and clipping, AdamW) gives the same bits with 1, 2 and 3
+    /// threads. Sizes are large enough that each one really splits into several chunks.
     @Test func kernelsGiveTheSameBitsForAnyThreadCount() {
         var random = TestRandom(seed: 75)
         let rows = 300, channels = 96
@@ -98,6 +98,8 @@ import Testing
         let batch = 4, time = 64, attentionChannels = 64, heads = 4
         let qkv = random.doubles(batch * time * 3 * attentionChannels, -1, 1).floats
         let dAttentionOut = random.doubles(batch * time * attentionChannels).floats
+        let gqaQKV = random.doubles(batch * time * 2 * attentionChannels, -1, 1).floats
+        let rotaryTable = RotaryTable(headSize: 24, maxPositions: time, theta: 10_000)
         // Embedding: vocabulary 50, context 64.
         let vocabulary = 50
         let tokens: [Int32] = (0..<(batch * time)).map { _ in Int32(random.uniform(0, Double(vocabulary) - 0.001)) }
@@ -128,6 +130,25 @@ import Testing
                 dInput: &dx, dWeight: &dWeight, dBias: &dBias, dOut: dy, input: x, weight: weight, mean: mean,
                 rstd: rstd, rows: rows, channels: channels)
             results["layernorm"] = out + mean + rstd + dx + dWeight + dBias
+
+            var rmsOut = [Float](repeating: 0, count: rows * channels), rmsRstd = [Float](repeating: 0, count: rows)
+            RMSNorm.forward(
+                out: &rmsOut, rstd: &rmsRstd, input: x, weight: weight, rows: rows, channels: channels, eps: 1e-5)
+            var rmsDx = [Float](repeating: 0, count: rows * channels), rmsDWeight = [Float](repeating: 0, count: channels)
+            RMSNorm.backward(
+                dInput: &rmsDx, dWeight: &rmsDWeight, dOut: dy, input: x, weight: weight, rstd: rmsRstd, rows: rows,
+                channels: channels)
+            results["rmsnorm"] = rmsOut + rmsRstd + rmsDx + rmsDWeight
+
+            // SiLU gating over (1,000, 2·100), rotary over (300, 96) rows as 4 heads of 24 (table of 64 positions).
+            var gated = [Float](repeating: 0, count: 100_000), dGateUp = [Float](repeating: 0, count: 200_000)
+            SiLUGating.forward(out: &gated, gateUp: gradient, rows: 1_000, hidden: 100)
+            SiLUGating.backward(dGateUp: &dGateUp, gateUp: gradient, dOut: parameters, rows: 1_000, hidden: 100)
+            var rotated = x, dRotated = dy
+            Rotary.forward(&rotated, rows: rows, time: time, rowStride: channels, heads: 4, table: rotaryTable)
+            Rotary.backward(&dRotated, rows: rows, time: time, rowStride: channels, heads: 4, table: rotaryTable)
+            results["silu gating"] = gated + dGateUp
+            results["rotary"] = rotated + dRotated
             results["norm"] = [GradientClipping.globalNorm(gradient, count: gradient.count)]
 
             var clipped = gradient
@@ -160,6 +181,18 @@ import Testing
                 dQKV: &dQKV, scratch: &scratch, dOut: dAttentionOut, qkv: qkv, att: att, batch: batch, time: time,
                 channels: attentionChannels, heads: heads)
             results["attention"] = attended + att + dQKV
+
+            // Grouped-query attention, 4 query heads sharing 2 key/value heads of 16: rows of (4 + 2·2)·16.
+            var gqaOut = [Float](repeating: 0, count: batch * time * attentionChannels)
+            var gqaAtt = [Float](repeating: 0, count: batch * heads * time * time)
+            Attention.forward(
+                out: &gqaOut, att: &gqaAtt, qkv: gqaQKV, batch: batch, time: time, channels: attentionChannels,
+                heads: heads, keyValueHeads: 2)
+            var gqaD = [Float](repeating: 0, count: gqaQKV.count), gqaScratch = [Float](repeating: 0, count: gqaAtt.count)
+            Attention.backward(
+                dQKV: &gqaD, scratch: &gqaScratch, dOut: dAttentionOut, qkv: gqaQKV, att: gqaAtt, batch: batch,
+                time: time, channels: attentionChannels, heads: heads, keyValueHeads: 2)
+            results["grouped-query attention"] = gqaOut + gqaAtt + gqaD
 
             var product = [Float](repeating: 0, count: rows * outChannels)
             Matmul.forward(

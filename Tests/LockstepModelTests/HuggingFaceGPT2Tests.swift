@@ -18,20 +18,20 @@ import Testing
 
     @Test(.requires(.shared(Self.classifierDirectory))) func loadsConfigs() throws {
         try TestEnvironment.require(.shared(Self.classifierDirectory))
-        let lm = try HuggingFaceGPT2.loadConfig(directory: Self.lmDirectory)
+        let lm = try HuggingFaceModel.loadConfig(directory: Self.lmDirectory)
         #expect(lm == GPTConfig(vocabularySize: 64, contextLength: 32, layerCount: 2, headCount: 4, channels: 48, padTokenID: 0))
-        let classifier = try HuggingFaceGPT2.loadConfig(directory: Self.classifierDirectory)
+        let classifier = try HuggingFaceModel.loadConfig(directory: Self.classifierDirectory)
         #expect(classifier.labelCount == 3)
         #expect(classifier.padTokenID == 0)
-        #expect(try HuggingFaceGPT2.loadLabelNames(directory: Self.classifierDirectory) == ["LABEL_0", "LABEL_1", "LABEL_2"])
-        #expect(try HuggingFaceGPT2.loadLabelNames(directory: Self.lmDirectory) == nil)
+        #expect(try HuggingFaceModel.loadLabelNames(directory: Self.classifierDirectory) == ["LABEL_0", "LABEL_1", "LABEL_2"])
+        #expect(try HuggingFaceModel.loadLabelNames(directory: Self.lmDirectory) == nil)
     }
 
     @Test(.requires(.shared(Self.lmDirectory))) func loadsWeightsExactly() throws {
         try TestEnvironment.require(.shared(Self.lmDirectory))
-        let config = try HuggingFaceGPT2.loadConfig(directory: Self.lmDirectory)
+        let config = try HuggingFaceModel.loadConfig(directory: Self.lmDirectory)
         let model = GPT(config: config, batchSize: 1, sequenceLength: 8)
-        try HuggingFaceGPT2.load(directory: Self.lmDirectory, into: model)
+        try HuggingFaceModel.load(directory: Self.lmDirectory, into: model)
         let file = try SafeTensorsFile.read(Self.lmDirectory.appendingPathComponent("model.safetensors"))
         for tensor in model.layout.tensors {
             #expect(Array(model.parameters[tensor.range]) == (try file.floats(named: tensor.name)), "\(tensor.name)")
@@ -48,15 +48,15 @@ import Testing
             let directory = try Self.temporaryDirectory()
             defer { try? FileManager.default.removeItem(at: directory) }
             let names = labelCount == nil ? nil : ["id2label": ["0": "negative", "1": "neutral", "2": "positive"]]
-            try HuggingFaceGPT2.save(model: model, directory: directory, extraConfig: names)
+            try HuggingFaceModel.save(model: model, directory: directory, extraConfig: names)
 
-            let reloadedConfig = try HuggingFaceGPT2.loadConfig(directory: directory)
+            let reloadedConfig = try HuggingFaceModel.loadConfig(directory: directory)
             #expect(reloadedConfig == config)
             let reloaded = GPT(config: reloadedConfig, batchSize: 1, sequenceLength: 4)
-            try HuggingFaceGPT2.load(directory: directory, into: reloaded)
+            try HuggingFaceModel.load(directory: directory, into: reloaded)
             #expect(Array(reloaded.parameters) == Array(model.parameters))
             if labelCount != nil {
-                #expect(try HuggingFaceGPT2.loadLabelNames(directory: directory) == ["negative", "neutral", "positive"])
+                #expect(try HuggingFaceModel.loadLabelNames(directory: directory) == ["negative", "neutral", "positive"])
                 let json = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("config.json"))) as! [String: Any]
                 #expect(json["label2id"] as? [String: Int] == ["negative": 0, "neutral": 1, "positive": 2])
                 #expect(json["architectures"] as? [String] == ["GPT2ForSequenceClassification"])
@@ -82,7 +82,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: directory) }
         try writer.write(to: directory.appendingPathComponent("model.safetensors"))
         let other = GPT(config: config, batchSize: 1, sequenceLength: 4)
-        try HuggingFaceGPT2.load(directory: directory, into: other)
+        try HuggingFaceModel.load(directory: directory, into: other)
         #expect(Array(other.parameters) == Array(model.parameters))
     }
 
@@ -104,7 +104,7 @@ import Testing
         }
         func expectFailure(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) {
             #expect(sourceLocation: sourceLocation) {
-                try HuggingFaceGPT2.load(directory: directory, into: model)
+                try HuggingFaceModel.load(directory: directory, into: model)
             } throws: { error in
                 "\(error)".contains(text) && "\(error)".contains(url.path)
             }
@@ -121,21 +121,21 @@ import Testing
         classifierConfig.labelCount = 2
         let classifier = GPT(config: classifierConfig, batchSize: 1, sequenceLength: 4)
         try write()
-        #expect(throws: HuggingFaceError.self) { try HuggingFaceGPT2.load(directory: directory, into: classifier) }
-        try HuggingFaceGPT2.load(directory: directory, into: classifier, requireScore: false)
+        #expect(throws: HuggingFaceError.self) { try HuggingFaceModel.load(directory: directory, into: classifier) }
+        try HuggingFaceModel.load(directory: directory, into: classifier, requireScore: false)
 
         // config.json problems name the key.
         try Data(#"{"model_type": "gpt2", "n_embd": 4, "n_layer": 1, "n_head": 1, "vocab_size": 10}"#.utf8)
             .write(to: directory.appendingPathComponent("config.json"))
         #expect {
-            try HuggingFaceGPT2.loadConfig(directory: directory)
+            try HuggingFaceModel.loadConfig(directory: directory)
         } throws: { error in
             "\(error)".contains("n_positions") && "\(error)".contains("config.json")
         }
         try Data(#"{"model_type": "gpt2", "n_embd": 4, "n_layer": 1, "n_head": 3, "vocab_size": 10, "n_ctx": 4}"#.utf8)
             .write(to: directory.appendingPathComponent("config.json"))
         #expect {
-            try HuggingFaceGPT2.loadConfig(directory: directory)
+            try HuggingFaceModel.loadConfig(directory: directory)
         } throws: { error in
             "\(error)".contains("multiple of headCount")
         }

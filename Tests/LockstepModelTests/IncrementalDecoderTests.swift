@@ -4,11 +4,22 @@ import Testing
 
 @Suite("Incremental decoding")
 struct IncrementalDecoderTests {
+    static let configs = [
+        GPTConfig(vocabularySize: 37, contextLength: 12, layerCount: 2, headCount: 3, channels: 24),
+        // Llama: rotary positions (applied to each new query and key at its position), grouped-query attention
+        // over a cache of 2 key/value heads, an untied head.
+        GPTConfig(
+            family: .llama, vocabularySize: 37, contextLength: 12, layerCount: 2, headCount: 4, channels: 24,
+            keyValueHeadCount: 2, intermediateSize: 40),
+    ]
+
     /// The KV-cache path must give the logits of a full forward pass at every position.
-    @Test func matchesFullForwardAtEveryPosition() throws {
-        let config = GPTConfig(vocabularySize: 37, contextLength: 12, layerCount: 2, headCount: 3, channels: 24)
+    @Test(arguments: Self.configs) func matchesFullForwardAtEveryPosition(config: GPTConfig) throws {
         let model = GPT(config: config, batchSize: 1, sequenceLength: 12)
         model.initializeRandomly(seed: 11)
+        // Norm weights away from 1, so that a decoder reading the wrong norm would fail.
+        var perturb = TestRandom(seed: 9)
+        for i in model.parameters.indices { model.parameters[i] += Float(perturb.uniform(-0.05, 0.05)) }
         var random = TestRandom(seed: 3)
         let tokens = (0..<12).map { _ in Int32(random.next() % 37) }
         _ = tokens.withUnsafeBufferPointer { model.forward(tokens: $0.baseAddress!, targets: nil, batch: 1) }

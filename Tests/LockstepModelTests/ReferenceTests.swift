@@ -23,9 +23,9 @@ import LockstepOptimizer
     }
 
     static func loadModel(_ directory: URL, batch: Int, time: Int) throws -> GPT {
-        let config = try HuggingFaceGPT2.loadConfig(directory: directory)
+        let config = try HuggingFaceModel.loadConfig(directory: directory)
         let model = GPT(config: config, batchSize: batch, sequenceLength: time)
-        try HuggingFaceGPT2.load(directory: directory, into: model)
+        try HuggingFaceModel.load(directory: directory, into: model)
         return model
     }
 

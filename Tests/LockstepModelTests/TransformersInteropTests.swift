@@ -5,18 +5,20 @@ import Testing
 
 @testable import LockstepModel
 
-/// A directory written by `HuggingFaceGPT2.save` loads in Hugging Face `transformers` and gives our logits
+/// A directory written by `HuggingFaceModel.save` loads in Hugging Face `transformers` and gives our logits
 /// (within 1e-4 relative to the logits' scale). Needs a Python with torch and transformers (`TestEnvironment`).
 @Suite struct TransformersInteropTests {
+    /// Loads both directories with the Auto classes, so each family's own classes read them.
     static let script = #"""
     import json, sys, torch
-    from transformers import GPT2LMHeadModel, GPT2ForSequenceClassification
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
     lm_dir, classifier_dir, tokens, padded = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
     with torch.no_grad():
-        lm = GPT2LMHeadModel.from_pretrained(lm_dir).eval()
+        lm = AutoModelForCausalLM.from_pretrained(lm_dir).eval()
         logits = lm(torch.tensor(tokens)).logits
-        classifier = GPT2ForSequenceClassification.from_pretrained(classifier_dir).eval()
+        classifier = AutoModelForSequenceClassification.from_pretrained(classifier_dir).eval()
         class_logits = classifier(torch.tensor(padded)).logits
+    print(type(lm).__name__, type(classifier).__name__, file=sys.stderr)
     print(json.dumps({"logits": logits.flatten().tolist(), "class_logits": class_logits.flatten().tolist(),
                       "labels": classifier.config.id2label}))
     """#
@@ -37,25 +39,39 @@ import Testing
         return (process.terminationStatus, process.terminationStatus == 0 ? text : text + String(decoding: errorData, as: UTF8.self))
     }
 
-    @Test(.requires(.transformers)) func transformersLoadsSavedModels() throws {
+    static let configs = [
+        GPTConfig(vocabularySize: 37, contextLength: 16, layerCount: 2, headCount: 3, channels: 12, padTokenID: 0),
+        GPTConfig(
+            family: .llama, vocabularySize: 37, contextLength: 16, layerCount: 2, headCount: 4, channels: 16,
+            keyValueHeadCount: 2, intermediateSize: 24, ropeTheta: 500, padTokenID: 0),
+    ]
+
+    @Test(.requires(.transformers), arguments: Self.configs) func transformersLoadsSavedModels(config: GPTConfig) throws {
         try TestEnvironment.require(.transformers)
         let T = 10
-        let config = GPTConfig(vocabularySize: 37, contextLength: 16, layerCount: 2, headCount: 3, channels: 12, padTokenID: 0)
         let lm = GPT(config: config, batchSize: 2, sequenceLength: T)
         lm.initializeRandomly(seed: 21)
-        // Larger LayerNorm and bias values than the initialisation's, so every parameter matters.
+        // Larger norm and bias values than the initialisation's, so every parameter matters.
         var random = TestRandom(seed: 4)
         for i in lm.parameters.indices { lm.parameters[i] += Float(random.uniform(-0.05, 0.05)) }
         var classifierConfig = config
         classifierConfig.labelCount = 4
         let classifier = GPT(config: classifierConfig, batchSize: 2, sequenceLength: T)
-        classifier.parameters.update(fromContentsOf: lm.parameters + (0..<(4 * 12)).map { _ in Float(random.uniform(-0.3, 0.3)) })
+        // The classifier's body is the language model's (without an untied lm_head), plus a random score head.
+        for tensor in classifier.layout.tensors {
+            guard let source = lm.layout.tensor(named: tensor.name) else {
+                for i in tensor.range { classifier.parameters[i] = Float(random.uniform(-0.3, 0.3)) }
+                continue
+            }
+            _ = UnsafeMutableBufferPointer(rebasing: classifier.parameters[tensor.range])
+                .update(fromContentsOf: lm.parameters[source.range])
+        }
 
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-hf-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         let lmDirectory = directory.appendingPathComponent("lm"), classifierDirectory = directory.appendingPathComponent("classifier")
-        try HuggingFaceGPT2.save(model: lm, directory: lmDirectory)
-        try HuggingFaceGPT2.save(
+        try HuggingFaceModel.save(model: lm, directory: lmDirectory)
+        try HuggingFaceModel.save(
             model: classifier, directory: classifierDirectory,
             extraConfig: ["id2label": ["0": "a", "1": "b", "2": "c", "3": "d"]])
 
@@ -77,7 +93,7 @@ import Testing
             return maxRelativeError(Array(ours), theirs, floor: 0.01 * largest)
         }
         let logitsError = scaled(lm.logits, theirLogits), classError = scaled(classifier.classLogits, theirClassLogits)
-        print("transformers interop: LM logits error \(logitsError), classifier logits error \(classError)")
+        print("transformers interop (\(config.family)): LM logits error \(logitsError), classifier logits error \(classError)")
         #expect(logitsError < 1e-4)
         #expect(classError < 1e-4)
     }

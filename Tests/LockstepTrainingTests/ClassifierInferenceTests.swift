@@ -30,7 +30,7 @@ import LockstepEvaluation
         model.initializeRandomly(seed: 7)
         var extra: [String: Any] = ["id2label": ["0": "neg", "1": "neu", "2": "pos"]]
         if let temperature { extra["calibration_temperature"] = temperature }
-        try HuggingFaceGPT2.save(model: model, directory: directory, extraConfig: extra)
+        try HuggingFaceModel.save(model: model, directory: directory, extraConfig: extra)
         try BPETokenizer.bytes().save(directory: directory)
         return model
     }
@@ -39,7 +39,7 @@ import LockstepEvaluation
     /// (`<|endoftext|>`), length at least 1; `batch` rows per call, the last call with the rest.
     static func referenceLogits(directory: URL, texts: [String], time: Int, batch: Int) throws -> [Float] {
         let model = GPT(config: config, batchSize: batch, sequenceLength: time)
-        try HuggingFaceGPT2.load(directory: directory, into: model)
+        try HuggingFaceModel.load(directory: directory, into: model)
         var logits: [Float] = []
         for start in stride(from: 0, to: texts.count, by: batch) {
             let rows = Array(texts[start..<min(start + batch, texts.count)])
@@ -191,7 +191,7 @@ import LockstepEvaluation
             config: GPTConfig(vocabularySize: 257, contextLength: 8, layerCount: 1, headCount: 1, channels: 8),
             batchSize: 1, sequenceLength: 8)
         languageModel.initializeRandomly(seed: 1)
-        try HuggingFaceGPT2.save(model: languageModel, directory: folder.url)
+        try HuggingFaceModel.save(model: languageModel, directory: folder.url)
         try BPETokenizer.bytes().save(directory: folder.url)
         #expect(try !ModelLocation.resolve(folder.url).hasClassifierHead())
         let error = #expect(throws: ClassifierLoadError.self) { try TrainedClassifier(contentsOf: folder.url) }
@@ -390,7 +390,7 @@ import LockstepEvaluation
             config: GPTConfig(vocabularySize: 257, contextLength: 8, layerCount: 1, headCount: 1, channels: 8),
             batchSize: 1, sequenceLength: 8)
         languageModel.initializeRandomly(seed: 1)
-        try HuggingFaceGPT2.save(model: languageModel, directory: modelPath)
+        try HuggingFaceModel.save(model: languageModel, directory: modelPath)
         let writer = try TokenShardWriter(
             directory: folder.url, prefix: "val", tokensPerShard: 1000, width: .uint16)
         try writer.write((0..<100).map { Int32($0 * 7 % 256) })
@@ -427,7 +427,7 @@ import LockstepEvaluation
         let languageModel = GPT(
             config: GPTConfig(vocabularySize: 257, contextLength: 8, layerCount: 1, headCount: 1, channels: 8),
             batchSize: 1, sequenceLength: 8)
-        try HuggingFaceGPT2.save(model: languageModel, directory: languageModelPath)
+        try HuggingFaceModel.save(model: languageModel, directory: languageModelPath)
         let plain = folder.url.appendingPathComponent("plain.tsv")
         try Data("good\n".utf8).write(to: plain)
         let predictLM = try lockstep(["predict", "--model", languageModelPath.path, "--input", plain.path])

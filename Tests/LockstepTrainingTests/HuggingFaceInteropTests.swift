@@ -16,9 +16,11 @@ struct HuggingFaceInteropTests {
     static let lockstep = MPIRun.productsDirectory.appendingPathComponent("lockstep")
 
     /// A tiny model with random parameters (larger than the initialisation's, so every one matters).
-    static func randomModel(labelCount: Int? = nil, seed: UInt64) -> GPT {
+    static func randomModel(family: ModelFamily = .gpt2, labelCount: Int? = nil, seed: UInt64) -> GPT {
+        let llama = family == .llama
         let config = GPTConfig(
-            vocabularySize: 300, contextLength: 16, layerCount: 2, headCount: 2, channels: 16,
+            family: family, vocabularySize: 300, contextLength: 16, layerCount: 2, headCount: llama ? 4 : 2,
+            channels: 16, keyValueHeadCount: llama ? 2 : nil, intermediateSize: llama ? 24 : nil,
             labelCount: labelCount, padTokenID: labelCount == nil ? nil : 0)
         let model = GPT(config: config, batchSize: 2, sequenceLength: 8)
         model.initializeRandomly(seed: seed)
@@ -27,12 +29,12 @@ struct HuggingFaceInteropTests {
         return model
     }
 
-    /// A Hugging Face directory as `HuggingFaceGPT2.save` writes it, plus the byte tokenizer's files.
+    /// A Hugging Face directory as `HuggingFaceModel.save` writes it, plus the byte tokenizer's files.
     static func huggingFaceDirectory(_ model: GPT, labels: [String]? = nil, at url: URL) throws {
         let extra: [String: Any]? = labels.map {
             ["id2label": Dictionary(uniqueKeysWithValues: $0.enumerated().map { ("\($0.offset)", $0.element) })]
         }
-        try HuggingFaceGPT2.save(model: model, directory: url, extraConfig: extra)
+        try HuggingFaceModel.save(model: model, directory: url, extraConfig: extra)
         try BPETokenizer.bytes().save(directory: url)
     }
 
@@ -65,11 +67,11 @@ struct HuggingFaceInteropTests {
 
     // MARK: - Round trips
 
-    @Test(arguments: [nil, ["negative", "neutral", "positive"]] as [[String]?])
-    func importThenExportKeepsTensorsAndLabels(labels: [String]?) throws {
+    @Test(arguments: [nil, ["negative", "neutral", "positive"]] as [[String]?], ModelFamily.allCases)
+    func importThenExportKeepsTensorsAndLabels(labels: [String]?, family: ModelFamily) throws {
         let directory = try TemporaryDirectory()
         let source = directory.url.appendingPathComponent("hf")
-        let model = Self.randomModel(labelCount: labels?.count, seed: 3)
+        let model = Self.randomModel(family: family, labelCount: labels?.count, seed: 3)
         try Self.huggingFaceDirectory(model, labels: labels, at: source)
 
         let checkpoint = directory.url.appendingPathComponent("imported")
@@ -83,6 +85,7 @@ struct HuggingFaceInteropTests {
         #expect(state.config.classification?.labels == labels)
         #expect(state.config.model.channels == 16 && state.config.model.layers == 2 && state.config.model.heads == 2)
         #expect(state.config.model.vocabularySize == 300 && state.config.model.contextLength == 16)
+        #expect(state.config.model.family == family)
 
         // A valid checkpoint: checksums hold, it loads with zero moments, and its tokenizer resolves.
         try CheckpointDirectory.verify(checkpoint)
@@ -99,8 +102,8 @@ struct HuggingFaceInteropTests {
         let exported = directory.url.appendingPathComponent("exported")
         try ModelExport.writeHuggingFace(checkpoint: checkpoint, to: exported)
         #expect(try Self.sameTensors(source.appendingPathComponent("model.safetensors"), exported.appendingPathComponent("model.safetensors")))
-        #expect(try HuggingFaceGPT2.loadLabelNames(directory: exported) == labels)
-        #expect(try HuggingFaceGPT2.loadConfig(directory: exported) == model.config)
+        #expect(try HuggingFaceModel.loadLabelNames(directory: exported) == labels)
+        #expect(try HuggingFaceModel.loadConfig(directory: exported) == model.config)
         #expect(try BPETokenizer.load(directory: exported).vocabularySize == 257)
 
         // Importing over an existing checkpoint needs `overwrite`.
@@ -168,7 +171,7 @@ struct HuggingFaceInteropTests {
         let original = try Data(contentsOf: config)
         var other = Self.randomModel(seed: 1).config
         other.channels = 8
-        try HuggingFaceGPT2.configJSON(other).write(to: config)
+        try HuggingFaceModel.configJSON(other).write(to: config)
         let shapes = importing(.bytes)
         #expect(shapes.contains("model.safetensors") && shapes.contains("shape"), "\(shapes)")
 

@@ -130,7 +130,7 @@ struct InputValidationTests {
         let model = GPT(config: config, batchSize: 1, sequenceLength: 4)
         model.initializeRandomly(seed: 3)
         let folder = directory.appendingPathComponent(UUID().uuidString)
-        try HuggingFaceGPT2.save(model: model, directory: folder, extraConfig: extra)
+        try HuggingFaceModel.save(model: model, directory: folder, extraConfig: extra)
         return folder
     }
 
@@ -140,7 +140,7 @@ struct InputValidationTests {
             ("tie_word_embeddings", false), ("scale_attn_by_inverse_layer_idx", true), ("scale_attn_weights", false),
         ] {
             let folder = try Self.savedModel([key: value], in: directory.url)
-            let error = #expect(throws: HuggingFaceError.self) { try HuggingFaceGPT2.loadConfig(directory: folder) }
+            let error = #expect(throws: HuggingFaceError.self) { try HuggingFaceModel.loadConfig(directory: folder) }
             #expect(error?.file.hasSuffix("config.json") == true)
             #expect(error?.reason.contains(key) == true, "\(String(describing: error))")
         }
@@ -150,10 +150,10 @@ struct InputValidationTests {
             ["reorder_and_upcast_attn": true],
         ] {
             let folder = try Self.savedModel(extra, in: directory.url)
-            #expect(try HuggingFaceGPT2.loadConfig(directory: folder).vocabularySize == 300)
+            #expect(try HuggingFaceModel.loadConfig(directory: folder).vocabularySize == 300)
         }
         let notBool = try Self.savedModel(["scale_attn_weights": "yes"], in: directory.url)
-        #expect(throws: HuggingFaceError.self) { try HuggingFaceGPT2.loadConfig(directory: notBool) }
+        #expect(throws: HuggingFaceError.self) { try HuggingFaceModel.loadConfig(directory: notBool) }
     }
 
     @Test func anUntiedHeadInTheWeightsIsRefused() throws {
@@ -174,11 +174,11 @@ struct InputValidationTests {
         }
         let target = GPT(config: config, batchSize: 1, sequenceLength: 4)
         // The tied head, stored as transformers sometimes does: accepted.
-        try HuggingFaceGPT2.loadParameters(from: write(head: Array(model.parameters[wte.range])), into: target.parameters, layout: target.layout)
+        try HuggingFaceModel.loadParameters(from: write(head: Array(model.parameters[wte.range])), into: target.parameters, layout: target.layout)
         var untied = Array(model.parameters[wte.range])
         untied[5] += 1
         let error = #expect(throws: HuggingFaceError.self) {
-            try HuggingFaceGPT2.loadParameters(from: write(head: untied), into: target.parameters, layout: target.layout)
+            try HuggingFaceModel.loadParameters(from: write(head: untied), into: target.parameters, layout: target.layout)
         }
         #expect(error?.reason.contains("lm_head.weight differs") == true, "\(String(describing: error))")
     }
@@ -220,7 +220,7 @@ struct InputValidationTests {
         let model = GPT(config: config, batchSize: 1, sequenceLength: 4)
         model.initializeRandomly(seed: 3)
         let folder = directory.url.appendingPathComponent("model")
-        try HuggingFaceGPT2.save(model: model, directory: folder)
+        try HuggingFaceModel.save(model: model, directory: folder)
 
         for (arguments, expected) in [
             (["evaluate", "--model", folder.path, "--data", "x.bin", "--batch-size", "0"], "--batch-size must be at least 1"),

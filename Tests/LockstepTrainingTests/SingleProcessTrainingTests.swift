@@ -70,7 +70,7 @@ struct SingleProcessTrainingTests {
 
         // The saved model gives the same validation loss as the run's last evaluation.
         let reloaded = GPT(config: modelConfig, batchSize: 4, sequenceLength: 32)
-        try HuggingFaceGPT2.load(directory: result.modelDirectory, into: reloaded)
+        try HuggingFaceModel.load(directory: result.modelDirectory, into: reloaded)
         let dataset = try RunSetup.dataset(pattern: config.data.validation!, config: config, modelConfig: modelConfig)
         let sums = ValidationLoss.evaluate(model: reloaded, dataset: dataset, batch: 4, sequenceLength: 32, maxWindows: 32)
         #expect(abs(sums.meanLoss - validation) < 1e-5)

@@ -2,9 +2,11 @@ import Foundation
 import LockstepKernels
 
 /// Runs a GPT one token at a time over a key/value cache, so that each new token costs O(T) attention
-/// work instead of a forward pass over the whole sequence. Reads the weights of a `GPT` in place.
+/// work instead of a forward pass over the whole sequence. Reads the weights of a `GPT` in place and runs its
+/// own blocks' parts (`TransformerBlock`) on one position; only attention differs, reading the cache
+/// (`Attention.decodeStep`). Rotary positions (Llama) are applied to each new query and key at its position.
 ///
-/// Shapes: the cache holds keys and values `(L, T, C)` for one sequence; every other buffer is one position.
+/// Shapes: the cache holds keys and values `(L, T, KV·hs)` for one sequence; every other buffer is one position.
 public final class IncrementalDecoder {
     public let model: GPT
     let config: GPTConfig
@@ -12,8 +14,8 @@ public final class IncrementalDecoder {
     public private(set) var length = 0
     let keys: UnsafeMutableBufferPointer<Float>
     let values: UnsafeMutableBufferPointer<Float>
-    /// One position's activations: residual `x (C)`, normalized `h (C)`, `qkv (3C)`, attention output `(C)`,
-    /// MLP hidden `(4C)` and its GELU, attention probabilities `(T)`, statistics, and logits `(V)`.
+    /// One position's activations: residual `x (C)`, normalized `h (C)`, `qkv ((NH + 2·KV)·hs)`, attention
+    /// output `(C)`, MLP `fc` output and its activation, attention probabilities `(T)`, statistics, and logits `(V)`.
     let x, h, qkv, attended, projected, hidden, activated, scores, mean, rstd: UnsafeMutableBufferPointer<Float>
     public let logits: UnsafeMutableBufferPointer<Float>
 
@@ -21,15 +23,17 @@ public final class IncrementalDecoder {
         self.model = model
         config = model.config
         let c = config.channels, t = config.contextLength, l = config.layerCount
-        keys = .allocate(capacity: l * t * c)
-        values = .allocate(capacity: l * t * c)
+        let kvWidth = config.keyValueHeads * config.headSize
+        let block = model.blocks[0]
+        keys = .allocate(capacity: l * t * kvWidth)
+        values = .allocate(capacity: l * t * kvWidth)
         x = .allocate(capacity: c)
         h = .allocate(capacity: c)
-        qkv = .allocate(capacity: 3 * c)
+        qkv = .allocate(capacity: block.attention.qkvWidth)
         attended = .allocate(capacity: c)
         projected = .allocate(capacity: c)
-        hidden = .allocate(capacity: 4 * c)
-        activated = .allocate(capacity: 4 * c)
+        hidden = .allocate(capacity: block.mlp.fcWidth)
+        activated = .allocate(capacity: block.mlp.width)
         scores = .allocate(capacity: t)
         mean = .allocate(capacity: 1)
         rstd = .allocate(capacity: 1)
@@ -47,81 +51,52 @@ public final class IncrementalDecoder {
 
     public var isFull: Bool { length == config.contextLength }
 
-    /// The parameter at element `offset` of the buffer (offsets from `ParameterLayout`).
-    private func weights(_ offset: Int) -> UnsafePointer<Float> {
-        UnsafePointer(model.parameters.baseAddress! + offset)
-    }
-
     /// Appends `token` at the next position and leaves the next-token logits `(V)` in `logits`.
     public func append(_ token: Int32) {
         precondition(!isFull, "the context of \(config.contextLength) positions is full")
-        let c = config.channels, heads = config.headCount, headSize = c / heads, t = config.contextLength
+        let c = config.channels, t = config.contextLength
         let position = length
         let layout = model.layout
-        let wte = weights(layout.wte), wpe = weights(layout.wpe!)
-        for i in 0..<c {
-            x[i] = wte[Int(token) * c + i] + wpe[position * c + i]
+        let p = UnsafePointer(model.parameters.baseAddress!)
+        let wte = p + layout.wte
+        for i in 0..<c { x[i] = wte[Int(token) * c + i] }
+        if let wpe = layout.wpe {
+            for i in 0..<c { x[i] += p[wpe + position * c + i] }
         }
-        let scale = 1 / Float(headSize).squareRoot()
-        for layer in 0..<config.layerCount {
-            let block = layout.blocks[layer]
-            LayerNorm.forward(
-                out: h.baseAddress!, mean: mean.baseAddress!, rstd: rstd.baseAddress!, input: x.baseAddress!,
-                weight: weights(block.norm1Weight), bias: weights(block.norm1Bias!), rows: 1, channels: c,
-                eps: config.layerNormEpsilon)
-            Matmul.forward(
-                out: qkv.baseAddress!, input: h.baseAddress!, weight: weights(block.qkvWeight),
-                bias: weights(block.qkvBias!), rows: 1, inChannels: c, outChannels: 3 * c,
-                layout: .inputMajor)
-            let cache = layer * t * c
-            for i in 0..<c {
-                keys[cache + position * c + i] = qkv[c + i]
-                values[cache + position * c + i] = qkv[2 * c + i]
+        for (layer, block) in model.blocks.enumerated() {
+            let attention = block.attention
+            let kvWidth = attention.keyValueHeads * attention.headSize
+            block.norm1.forward(
+                out: h.baseAddress!, mean: mean.baseAddress!, rstd: rstd.baseAddress!, input: x.baseAddress!, p: p, rows: 1)
+            attention.qkv.forward(out: qkv.baseAddress!, input: h.baseAddress!, p: p, rows: 1)
+            if let rotary = attention.rotary {
+                Rotary.forward(
+                    qkv.baseAddress!, rows: 1, time: 1, rowStride: attention.qkvWidth,
+                    heads: attention.heads + attention.keyValueHeads, table: rotary, positionOffset: position)
             }
-            for head in 0..<heads {
-                let offset = head * headSize
-                var maximum = -Float.infinity
-                for j in 0...position {
-                    var dot: Float = 0
-                    for i in 0..<headSize { dot += qkv[offset + i] * keys[cache + j * c + offset + i] }
-                    scores[j] = dot * scale
-                    maximum = max(maximum, scores[j])
-                }
-                var sum: Float = 0
-                for j in 0...position {
-                    scores[j] = expf(scores[j] - maximum)
-                    sum += scores[j]
-                }
-                for i in 0..<headSize { attended[offset + i] = 0 }
-                for j in 0...position {
-                    let weight = scores[j] / sum
-                    for i in 0..<headSize { attended[offset + i] += weight * values[cache + j * c + offset + i] }
-                }
+            let cache = layer * t * kvWidth
+            let queryWidth = attention.heads * attention.headSize
+            for i in 0..<kvWidth {
+                keys[cache + position * kvWidth + i] = qkv[queryWidth + i]
+                values[cache + position * kvWidth + i] = qkv[queryWidth + kvWidth + i]
             }
-            Matmul.forward(
-                out: projected.baseAddress!, input: attended.baseAddress!, weight: weights(block.attentionProjectionWeight),
-                bias: weights(block.attentionProjectionBias!), rows: 1, inChannels: c, outChannels: c, layout: .inputMajor)
+            Attention.decodeStep(
+                out: attended.baseAddress!, scores: scores.baseAddress!, query: qkv.baseAddress!,
+                keys: keys.baseAddress! + cache, values: values.baseAddress! + cache, length: position + 1,
+                heads: attention.heads, keyValueHeads: attention.keyValueHeads, headSize: attention.headSize)
+            attention.projection.forward(out: projected.baseAddress!, input: attended.baseAddress!, p: p, rows: 1)
             for i in 0..<c { x[i] += projected[i] }
-            LayerNorm.forward(
-                out: h.baseAddress!, mean: mean.baseAddress!, rstd: rstd.baseAddress!, input: x.baseAddress!,
-                weight: weights(block.norm2Weight), bias: weights(block.norm2Bias!), rows: 1, channels: c,
-                eps: config.layerNormEpsilon)
-            Matmul.forward(
-                out: hidden.baseAddress!, input: h.baseAddress!, weight: weights(block.fcWeight),
-                bias: weights(block.fcBias!), rows: 1, inChannels: c, outChannels: 4 * c, layout: .inputMajor)
-            GELU.forward(out: activated.baseAddress!, input: hidden.baseAddress!, count: 4 * c)
-            Matmul.forward(
-                out: projected.baseAddress!, input: activated.baseAddress!, weight: weights(block.fcProjectionWeight),
-                bias: weights(block.fcProjectionBias!), rows: 1, inChannels: 4 * c, outChannels: c,
-                layout: .inputMajor)
+            block.norm2.forward(
+                out: h.baseAddress!, mean: mean.baseAddress!, rstd: rstd.baseAddress!, input: x.baseAddress!, p: p, rows: 1)
+            block.mlp.forward(
+                out: projected.baseAddress!, fcOut: hidden.baseAddress!, activated: activated.baseAddress!,
+                input: h.baseAddress!, p: p, rows: 1)
             for i in 0..<c { x[i] += projected[i] }
         }
-        LayerNorm.forward(
-            out: h.baseAddress!, mean: mean.baseAddress!, rstd: rstd.baseAddress!, input: x.baseAddress!,
-            weight: weights(layout.lnfWeight), bias: weights(layout.lnfBias!), rows: 1, channels: c,
-            eps: config.layerNormEpsilon)
+        model.finalNorm.forward(
+            out: h.baseAddress!, mean: mean.baseAddress!, rstd: rstd.baseAddress!, input: x.baseAddress!, p: p, rows: 1)
         Matmul.forward(
-            out: logits.baseAddress!, input: h.baseAddress!, weight: wte, bias: nil, rows: 1, inChannels: c,
+            out: logits.baseAddress!, input: h.baseAddress!, weight: p + layout.head, bias: nil, rows: 1, inChannels: c,
             outChannels: config.vocabularySize, layout: .outputMajor)
         length += 1
     }

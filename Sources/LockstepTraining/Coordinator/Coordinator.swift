@@ -185,7 +185,7 @@ public final class Coordinator {
 
         let modelDirectory = URL(fileURLWithPath: config.output.directory).appendingPathComponent("model")
         let modelMissing = !FileManager.default.fileExists(
-            atPath: modelDirectory.appendingPathComponent(HuggingFaceGPT2.weightsFile).path)
+            atPath: modelDirectory.appendingPathComponent(HuggingFaceModel.weightsFile).path)
         if progress.step == firstStep, resumed != nil, modelMissing {
             // Resumed from the final checkpoint of a run stopped before its export: export that checkpoint.
             try checkpointer.loadNewest(model: modelConfig)

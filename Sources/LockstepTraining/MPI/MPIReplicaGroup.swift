@@ -47,8 +47,12 @@ public final class MPIReplicaGroup: ReplicaGroup {
         static let head = 0
         static let tokenTable = 1
         static func block(_ l: Int, layerCount: Int) -> Int { 2 + (layerCount - 1 - l) }
+        /// GPT-2's position table, last; a model with rotary positions has none.
         static func positionTable(layerCount: Int) -> Int { 2 + layerCount }
     }
+
+    /// Whether the model has a position table, and so the `Bucket.positionTable` bucket.
+    private let hasPositionTable: Bool
 
     /// - Parameter sharded: reduce-scatter the gradients, for an optimizer that owns this worker's shard only.
     public init(communicator: any Communicator, model: GPT, bucketed: Bool, sharded: Bool = false) throws {
@@ -58,12 +62,12 @@ public final class MPIReplicaGroup: ReplicaGroup {
         let layout = model.layout
         let config = layout.config
         layerCount = config.layerCount
-        let wteRange = layout.wte..<(layout.wte + config.vocabularySize * config.channels)
-        let wpeRange = layout.positionTableRange!
-        let tail = (layerCount > 0 ? layout.blockRange(layerCount - 1).upperBound : wpeRange.upperBound)..<layout.count
+        let wteRange = layout.tokenTableRange
+        let tail = layout.blockRange(layerCount - 1).upperBound..<layout.count
         var ranges = [tail, wteRange]
         ranges += (0..<layerCount).reversed().map { layout.blockRange($0) }
-        ranges.append(wpeRange)
+        hasPositionTable = layout.positionTableRange != nil
+        if let wpeRange = layout.positionTableRange { ranges.append(wpeRange) }
         bucketCount = ranges.count
         if sharded {
             let shardedBuckets = try ShardedGradientBuckets(communicator: communicator, buffer: model.gradients, ranges: ranges)
@@ -130,7 +134,7 @@ public final class MPIReplicaGroup: ReplicaGroup {
             return 1 / Float(communicator.size)
         }
         if !defersTokenLookup { try buckets.bucketReady(Bucket.tokenTable, wait: true) }
-        try buckets.bucketReady(Bucket.positionTable(layerCount: layerCount), wait: true)
+        if hasPositionTable { try buckets.bucketReady(Bucket.positionTable(layerCount: layerCount), wait: true) }
         if defersTokenLookup { try exchangeTokenLookups() }
         try buckets.finishSum()
         // Sharded, only this worker's shard of wte holds sums; rows added elsewhere land in gradients no one reads.

@@ -45,7 +45,7 @@ public enum RunSetup {
         if let path = config.model.initFrom {
             let url = URL(fileURLWithPath: path)
             modelConfig = try verifiedInitCheckpoint(path).map { try TrainingCheckpoint.readState($0).model }
-                ?? HuggingFaceGPT2.loadConfig(directory: url)
+                ?? HuggingFaceModel.loadConfig(directory: url)
             if modelConfig.contextLength < config.training.sequenceLength {
                 throw ConfigError(
                     file: path, key: "training.sequence_length",
@@ -63,9 +63,10 @@ public enum RunSetup {
                     file: "<config>", key: "model.vocab_size",
                     message: "\(vocabularySize) is smaller than the tokenizer's vocabulary (\(tokenizer.vocabularySize))")
             }
-            modelConfig = GPTConfig(
-                vocabularySize: vocabularySize, contextLength: config.model.contextLength,
-                layerCount: config.model.layers, headCount: config.model.heads, channels: config.model.channels)
+            modelConfig = config.model.gptConfig(vocabularySize: vocabularySize)
+            if let problem = modelConfig.problems.first {
+                throw ConfigError(file: "<config>", key: "model", message: problem)
+            }
         }
         if config.task == .classification {
             modelConfig.labelCount = try config.labelMap().names.count
@@ -104,12 +105,18 @@ public enum RunSetup {
         }
         let C = m.channels, L = m.layerCount, V = m.vocabularySize, T = config.training.sequenceLength
         let workers = max(1, config.distributed.workers)
-        let perBlock = sum(product(12, C, C), product(13, C))
+        // Widths of a block's q/k/v projection, MLP input (2I when gated) and MLP hidden state.
+        let I = m.mlpWidth
+        let qkvWidth = sum(m.headCount, product(2, m.keyValueHeads)).flatMap { product($0, m.headSize) }
+        let fcWidth = m.family == .llama ? product(2, I) : I
+        guard let qkvWidth, let fcWidth, let widths = sum(qkvWidth, C, fcWidth, I) else { return nil }
+        let perBlock = sum(product(C, widths), qkvWidth, fcWidth, product(6, C))
+        let headTable = m.tiesHead || m.labelCount != nil ? 0 : product(V, C)
         let parameters = sum(
-            product(V, C), product(m.contextLength, C), perBlock.flatMap { product(L, $0) }, product(2, C),
-            product(m.labelCount ?? 0, C))
+            product(V, C), m.family == .gpt2 ? product(m.contextLength, C) : 0, perBlock.flatMap { product(L, $0) },
+            product(2, C), headTable, product(m.labelCount ?? 0, C))
         let tokens = product(config.training.microBatchSize, T)
-        let perTokenBlock = sum(product(18, C), product(2, m.headCount, T))
+        let perTokenBlock = sum(product(7, C), qkvWidth, fcWidth, I, product(2, m.headCount, T))
         let perToken = sum(perTokenBlock.flatMap { product(L, $0) }, product(2, V), product(4, C))
         guard let parameters, let tokens, let perToken, let activations = product(tokens, perToken),
             let moments = product(2, config.distributed.shardOptimizer ? (parameters + workers - 1) / workers : parameters),
@@ -181,8 +188,8 @@ public enum RunSetup {
                     message: "the checkpoint's model (\(TrainingCheckpoint.describe(stored))) differs from this run's (\(TrainingCheckpoint.describe(modelConfig)))")
             }
         }
-        let weights = (checkpoint ?? directory).appendingPathComponent(HuggingFaceGPT2.weightsFile)
-        try HuggingFaceGPT2.loadParameters(
+        let weights = (checkpoint ?? directory).appendingPathComponent(HuggingFaceModel.weightsFile)
+        try HuggingFaceModel.loadParameters(
             from: SafeTensorsFile.read(weights), into: model.parameters, layout: model.layout,
             requireScore: config.task != .classification)
         return model

