@@ -5,7 +5,7 @@ import RealModule
 /// (into a band around it, roughly 0.7–1.2, for these coefficients) while keeping its singular vectors, so
 /// `X ≈ U·Vᵀ` for `X = U·Σ·Vᵀ`. As `torch.optim.Muon`'s `_zeropower_via_newtonschulz`, in Float:
 ///
-///     X ← X / (‖X‖_F + ε)
+///     X ← X / max(‖X‖_F, ε)
 ///     repeat steps times:  A = X·Xᵀ;  B = b·A + c·A·A;  X ← a·X + B·X
 ///
 /// The Gram matrix is taken over the shorter side (PyTorch transposes a matrix with more rows than columns
@@ -15,7 +15,10 @@ public enum NewtonSchulz {
     /// Keller Jordan's quintic coefficients `(a, b, c)`, as PyTorch's default.
     public static let coefficients: (a: Float, b: Float, c: Float) = (3.4445, -4.775, 2.0315)
     public static let defaultSteps = 5
-    /// Added to the Frobenius norm before dividing, so a zero matrix stays zero.
+    /// The smallest Frobenius norm divided by, so a zero matrix stays zero. PyTorch clamps the norm to it
+    /// (`norm().clamp(min=eps)`) rather than adding it: on the small, nearly low-rank gradients of early
+    /// attention matrices the two differ visibly after Newton–Schulz, and the clamp is what matches
+    /// PyTorch's numbers (LlamaReferenceTests).
     public static let epsilon: Float = 1e-7
 
     /// Which Gram matrix the iteration forms for a row-major `(rows, columns)` matrix `S`: `.rows`, `S·Sᵀ`
@@ -50,8 +53,8 @@ public enum NewtonSchulz {
         let count = rows * columns
         var sum = 0.0
         for i in 0..<count { sum += Double(matrix[i]) * Double(matrix[i]) }
-        let scale = 1 / (Float(sum.squareRoot()) + epsilon)
-        for i in 0..<count { matrix[i] *= scale }
+        let norm = max(Float(sum.squareRoot()), epsilon)
+        for i in 0..<count { matrix[i] /= norm }
 
         let k = gram == .rows ? rows : columns
         let r = Int32(rows), cc = Int32(columns), kk = Int32(k)
@@ -92,7 +95,7 @@ public enum NewtonSchulz {
             for j in 0..<columns { x[tall ? j * n + i : i * n + j] = matrix[i * columns + j] }
         }
         let norm = x.reduce(T.zero) { $0 + $1 * $1 }.squareRoot()
-        x = x.map { $0 / (norm + T(epsilon)) }
+        x = x.map { $0 / max(norm, T(epsilon)) }
         let a = T(coefficients.a), b = T(coefficients.b), c = T(coefficients.c)
         func product(_ p: [T], _ q: [T], _ rowsP: Int, _ inner: Int, _ columnsQ: Int) -> [T] {
             var out = [T](repeating: 0, count: rowsP * columnsQ)
