@@ -28,15 +28,14 @@ public struct GPTConfig: Codable, Equatable, Sendable {
     public var channels: Int
     /// LayerNorm's or RMSNorm's eps.
     public var layerNormEpsilon: Float = 1e-5
-    /// KV: key/value heads (grouped-query attention); must divide `headCount`. Nil: `headCount` (multi-head).
-    public var keyValueHeadCount: Int?
-    /// I: the MLP's hidden width. Nil: 4C for GPT-2, `defaultIntermediateSize` for Llama.
-    public var intermediateSize: Int?
+    /// What a Llama config gives for KV, I and the tied head, resolved at init so that two configs of one model
+    /// compare equal however they were written; nil for GPT-2, whose values follow from its shape (so changing
+    /// `channels` or `headCount` keeps them consistent). Read `keyValueHeads`, `mlpWidth`, `tiesHead`.
+    private var keyValueHeadCount: Int?
+    private var intermediateSize: Int?
+    private var tieEmbeddings: Bool?
     /// Rotary embedding base (Llama only).
     public var ropeTheta: Double = 10_000
-    /// Whether the language-model head is the token table (GPT-2 always; Llama usually not). Nil: the
-    /// family's default.
-    public var tieEmbeddings: Bool?
     /// K for a sequence classifier: adds `score.weight (K, C)`. Nil for a language model.
     public var labelCount: Int?
     /// The padding token of a classifier's inputs (`pad_token_id`), kept so a saved model says it.
@@ -54,10 +53,18 @@ public struct GPTConfig: Codable, Equatable, Sendable {
         self.headCount = headCount
         self.channels = channels
         self.layerNormEpsilon = layerNormEpsilon
-        self.keyValueHeadCount = keyValueHeadCount
-        self.intermediateSize = intermediateSize
+        switch family {
+        case .gpt2:
+            // Kept only when they differ from GPT-2's, for `problems` to name.
+            self.keyValueHeadCount = keyValueHeadCount == headCount ? nil : keyValueHeadCount
+            self.intermediateSize = intermediateSize == 4 &* channels ? nil : intermediateSize
+            self.tieEmbeddings = tieEmbeddings == true ? nil : tieEmbeddings
+        case .llama:
+            self.keyValueHeadCount = keyValueHeadCount ?? headCount
+            self.intermediateSize = intermediateSize ?? Self.defaultIntermediateSize(channels: channels)
+            self.tieEmbeddings = tieEmbeddings ?? false
+        }
         self.ropeTheta = ropeTheta
-        self.tieEmbeddings = tieEmbeddings
         self.labelCount = labelCount
         self.padTokenID = padTokenID
     }
@@ -66,16 +73,14 @@ public struct GPTConfig: Codable, Equatable, Sendable {
     public static let gpt2Small = GPTConfig(
         vocabularySize: 50257, contextLength: 1024, layerCount: 12, headCount: 12, channels: 768)
 
-    /// KV, `keyValueHeadCount` or NH.
-    public var keyValueHeads: Int { keyValueHeadCount ?? headCount }
     /// hs = C / NH.
     public var headSize: Int { headCount > 0 ? channels / headCount : 0 }
-    /// I, the MLP's hidden width.
-    public var mlpWidth: Int {
-        intermediateSize ?? (family == .gpt2 ? 4 &* channels : Self.defaultIntermediateSize(channels: channels))
-    }
-    /// Whether the language-model head reads the token table (`tieEmbeddings` or the family's default).
-    public var tiesHead: Bool { tieEmbeddings ?? (family == .gpt2) }
+    /// KV: key/value heads (grouped-query attention); divides `headCount` (equal for multi-head attention).
+    public var keyValueHeads: Int { keyValueHeadCount ?? headCount }
+    /// I: the MLP's hidden width (4C for GPT-2).
+    public var mlpWidth: Int { intermediateSize ?? 4 &* channels }
+    /// Whether the language-model head is the token table (GPT-2 always; Llama usually not).
+    public var tiesHead: Bool { tieEmbeddings ?? true }
 
     /// The token whose embedding row never gets a gradient, as `nn.Embedding(padding_idx:)` in Hugging Face's
     /// Llama (`pad_token_id`); GPT-2 has none.
@@ -102,22 +107,18 @@ public struct GPTConfig: Codable, Equatable, Sendable {
         if headCount >= 1, channels % headCount != 0 {
             problems.append("channels (\(channels)) must be a multiple of headCount (\(headCount))")
         }
-        if let kv = keyValueHeadCount {
-            if kv < 1 {
-                problems.append("keyValueHeadCount must be at least 1, got \(kv)")
-            } else if headCount >= 1, headCount % kv != 0 {
-                problems.append("headCount (\(headCount)) must be a multiple of keyValueHeadCount (\(kv))")
-            }
+        if keyValueHeads < 1 {
+            problems.append("keyValueHeads must be at least 1, got \(keyValueHeads)")
+        } else if headCount >= 1, headCount % keyValueHeads != 0 {
+            problems.append("headCount (\(headCount)) must be a multiple of keyValueHeads (\(keyValueHeads))")
         }
-        if let width = intermediateSize, width < 1 { problems.append("intermediateSize must be at least 1, got \(width)") }
+        if mlpWidth < 1 { problems.append("mlpWidth must be at least 1, got \(mlpWidth)") }
         if family == .gpt2 {
-            if let kv = keyValueHeadCount, kv != headCount {
-                problems.append("keyValueHeadCount must equal headCount for GPT-2 (grouped-query attention is Llama's)")
+            if keyValueHeads != headCount {
+                problems.append("keyValueHeads must equal headCount for GPT-2 (grouped-query attention is Llama's)")
             }
-            if let width = intermediateSize, width != 4 &* channels {
-                problems.append("intermediateSize must be 4 × channels for GPT-2, got \(width)")
-            }
-            if tieEmbeddings == false { problems.append("tieEmbeddings must be true for GPT-2 (its head is the token table)") }
+            if mlpWidth != 4 &* channels { problems.append("mlpWidth must be 4 × channels for GPT-2, got \(mlpWidth)") }
+            if !tiesHead { problems.append("tiesHead must be true for GPT-2 (its head is the token table)") }
         } else {
             if headCount >= 1, channels % headCount == 0, (channels / headCount) % 2 != 0 {
                 problems.append("the head size channels / headCount (\(channels / headCount)) must be even for rotary positions")
@@ -129,7 +130,8 @@ public struct GPTConfig: Codable, Equatable, Sendable {
         // Far beyond any model that fits in memory, and small enough that products of sizes cannot overflow.
         let limit = Self.sizeLimit
         for (name, value) in [("contextLength", contextLength), ("headCount", headCount), ("channels", channels),
-                              ("labelCount", labelCount ?? 1), ("intermediateSize", intermediateSize ?? 1)] where value > limit {
+                              ("labelCount", labelCount ?? 1), ("mlpWidth", mlpWidth), ("keyValueHeads", keyValueHeads)]
+            where value > limit {
             problems.append("\(name) must be at most \(limit), got \(value)")
         }
         if layerCount > 10_000 { problems.append("layerCount must be at most 10000, got \(layerCount)") }
@@ -149,18 +151,18 @@ public struct GPTConfig: Codable, Equatable, Sendable {
     /// they are GPT-2 models and decode as such.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        family = try c.decodeIfPresent(ModelFamily.self, forKey: .family) ?? .gpt2
-        vocabularySize = try c.decode(Int.self, forKey: .vocabularySize)
-        contextLength = try c.decode(Int.self, forKey: .contextLength)
-        layerCount = try c.decode(Int.self, forKey: .layerCount)
-        headCount = try c.decode(Int.self, forKey: .headCount)
-        channels = try c.decode(Int.self, forKey: .channels)
-        layerNormEpsilon = try c.decodeIfPresent(Float.self, forKey: .layerNormEpsilon) ?? 1e-5
-        keyValueHeadCount = try c.decodeIfPresent(Int.self, forKey: .keyValueHeadCount)
-        intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize)
-        ropeTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? 10_000
-        tieEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieEmbeddings)
-        labelCount = try c.decodeIfPresent(Int.self, forKey: .labelCount)
-        padTokenID = try c.decodeIfPresent(Int32.self, forKey: .padTokenID)
+        self.init(
+            family: try c.decodeIfPresent(ModelFamily.self, forKey: .family) ?? .gpt2,
+            vocabularySize: try c.decode(Int.self, forKey: .vocabularySize),
+            contextLength: try c.decode(Int.self, forKey: .contextLength),
+            layerCount: try c.decode(Int.self, forKey: .layerCount), headCount: try c.decode(Int.self, forKey: .headCount),
+            channels: try c.decode(Int.self, forKey: .channels),
+            layerNormEpsilon: try c.decodeIfPresent(Float.self, forKey: .layerNormEpsilon) ?? 1e-5,
+            keyValueHeadCount: try c.decodeIfPresent(Int.self, forKey: .keyValueHeadCount),
+            intermediateSize: try c.decodeIfPresent(Int.self, forKey: .intermediateSize),
+            ropeTheta: try c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? 10_000,
+            tieEmbeddings: try c.decodeIfPresent(Bool.self, forKey: .tieEmbeddings),
+            labelCount: try c.decodeIfPresent(Int.self, forKey: .labelCount),
+            padTokenID: try c.decodeIfPresent(Int32.self, forKey: .padTokenID))
     }
 }

@@ -9,8 +9,9 @@ import LockstepOptimizer
 
 /// The Llama family against PyTorch's numbers in ../shared/reference/llama-tiny (see its README): RMSNorm
 /// with weights away from 1, rotary positions, 4 query heads over 2 key/value heads, SiLU-gated MLP, no biases,
-/// an untied head. Same measures and tolerances as `ReferenceTests` (GPT-2): logits and loss 1e-5, gradients
-/// 1e-4; after 10 AdamW steps losses 1e-5, gradient norms 1e-4, parameters 1e-5 absolute.
+/// an untied head. The measures of `ReferenceTests` (GPT-2): loss 1e-5, gradients 1e-4; after 10 AdamW steps
+/// losses 1e-5, gradient norms 1e-4. Logits and parameters after 10 steps get 2e-5 where GPT-2 gets 1e-5:
+/// on this model PyTorch's own float32 results are about 1e-5 from float64 by those measures (see each test).
 @Suite struct LlamaReferenceTests {
     static let directory = SharedFiles.shared.appendingPathComponent("reference/llama-tiny")
     static let lmDirectory = directory.appendingPathComponent("lm")
@@ -72,8 +73,11 @@ import LockstepOptimizer
         }
         let lossError = maxRelativeError(losses, try expected.floats(named: "train_losses").doubles, floor: 1e-3)
         let normError = maxRelativeError(norms, try expected.floats(named: "train_grad_norms").doubles, floor: 1e-3)
-        // Absolute parameter error, as for GPT-2 (AdamW moves a parameter about 1e-2 in 10 steps). Llama has no
-        // biases, so no tensor has an exactly zero gradient to exclude.
+        // Absolute parameter error, as for GPT-2 (AdamW moves a parameter about 1e-2 in 10 steps), but 2e-5 rather
+        // than 1e-5: the reference's own float32 parameters are 8.8e-6 from the same 10 steps in float64 (in
+        // mlp.down_proj, measured with torch.float64), and ours land on either side of that by 6e-6 to 1.3e-5
+        // depending on OpenBLAS's thread count. Llama has no biases, so no tensor has an exactly zero gradient
+        // to exclude.
         var absoluteError: Float = 0, worst = ""
         for tensor in model.layout.tensors {
             let reference = try expected.floats(named: "after_training." + tensor.name)
@@ -83,7 +87,7 @@ import LockstepOptimizer
         print("Llama AdamW reference: losses \(lossError), grad norms \(normError), parameters \(absoluteError) absolute (worst \(worst))")
         #expect(lossError < 1e-5)
         #expect(normError < 1e-4)
-        #expect(absoluteError < 1e-5, "worst in \(worst)")
+        #expect(absoluteError < 2e-5, "worst in \(worst)")
     }
 
     /// Ten steps of `torch.optim.Muon`'s algorithm on the blocks' matrices (q, k, v, o, gate, up, down; Llama's

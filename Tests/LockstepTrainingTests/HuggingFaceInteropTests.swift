@@ -83,7 +83,8 @@ struct HuggingFaceInteropTests {
         #expect(state.config.data.tokenizer == checkpoint.path)
         #expect(state.config.task == (labels == nil ? .languageModel : .classification))
         #expect(state.config.classification?.labels == labels)
-        #expect(state.config.model.channels == 16 && state.config.model.layers == 2 && state.config.model.heads == 2)
+        #expect(state.config.model.channels == 16 && state.config.model.layers == 2)
+        #expect(state.config.model.heads == model.config.headCount)
         #expect(state.config.model.vocabularySize == 300 && state.config.model.contextLength == 16)
         #expect(state.config.model.family == family)
 
