@@ -92,8 +92,9 @@ import LockstepOptimizer
 
     /// Ten steps of `torch.optim.Muon`'s algorithm on the blocks' matrices (q, k, v, o, gate, up, down; Llama's
     /// `(out, in)` storage, tall k/v/gate/up and wide down) with AdamW on the rest, after clipping to 1.0, against
-    /// PyTorch's `muon_losses` and `after_muon.<name>` (float32). Tolerances as for AdamW: losses 1e-5 relative,
-    /// parameters 1e-5 absolute.
+    /// PyTorch's `muon_losses` and `after_muon.<name>` (float32): losses 1e-5 relative, parameters 1e-5 absolute
+    /// (measured: 8e-8 and 6e-7). Dividing by `‖X‖_F + 1e-7` instead of PyTorch's `max(‖X‖_F, 1e-7)` misses by
+    /// 1.7e-5 in q_proj and k_proj, whose early gradients are small and nearly low-rank.
     @Test(.requires(.shared(Self.lmDirectory))) func tenMuonSteps() throws {
         try TestEnvironment.require(.shared(Self.lmDirectory))
         let expected = try SafeTensorsFile.read(Self.lmDirectory.appendingPathComponent("expected.safetensors"))
