@@ -132,11 +132,53 @@ public struct RunConfig: Codable, Equatable, Sendable {
         public var maxNonFiniteSteps: Int
     }
 
+    /// Which optimizer updates the parameters (`optimizer.kind`).
+    public enum OptimizerKind: String, Codable, CaseIterable, Sendable {
+        /// AdamW on every tensor.
+        case adamw
+        /// Muon on the matrices inside the blocks, AdamW on the embeddings, heads, norms and biases.
+        case muon
+    }
+
     public struct OptimizerSettings: Codable, Equatable, Sendable {
+        public var kind: OptimizerKind
         public var beta1: Double
         public var beta2: Double
         public var epsilon: Double
+        /// Decoupled weight decay, for AdamW's matrices and tables and for Muon's matrices.
         public var weightDecay: Double
+        /// Muon's peak learning rate; the schedule scales it as it scales `schedule.learning_rate`.
+        public var muonLearningRate: Double
+        /// Muon's momentum (Nesterov).
+        public var muonMomentum: Double
+
+        public init(
+            kind: OptimizerKind = .adamw, beta1: Double = 0.9, beta2: Double = 0.95, epsilon: Double = 1e-8,
+            weightDecay: Double = 0.1, muonLearningRate: Double = 0.02, muonMomentum: Double = 0.95
+        ) {
+            self.kind = kind
+            self.beta1 = beta1
+            self.beta2 = beta2
+            self.epsilon = epsilon
+            self.weightDecay = weightDecay
+            self.muonLearningRate = muonLearningRate
+            self.muonMomentum = muonMomentum
+        }
+
+        /// Keys missing in checkpoints written before Muon existed take their defaults (AdamW, as they trained).
+        public init(from decoder: Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            let defaults = OptimizerSettings()
+            self.init(
+                kind: try container.decodeIfPresent(OptimizerKind.self, forKey: .kind) ?? defaults.kind,
+                beta1: try container.decode(Double.self, forKey: .beta1),
+                beta2: try container.decode(Double.self, forKey: .beta2),
+                epsilon: try container.decode(Double.self, forKey: .epsilon),
+                weightDecay: try container.decode(Double.self, forKey: .weightDecay),
+                muonLearningRate: try container.decodeIfPresent(Double.self, forKey: .muonLearningRate)
+                    ?? defaults.muonLearningRate,
+                muonMomentum: try container.decodeIfPresent(Double.self, forKey: .muonMomentum) ?? defaults.muonMomentum)
+        }
     }
 
     public struct EvaluationSettings: Codable, Equatable, Sendable {
@@ -201,10 +243,11 @@ public struct RunConfig: Codable, Equatable, Sendable {
         public var minWorkers: Int
 
         /// The settings a resume compares with the checkpoint's config, refusing a difference unless the key is
-        /// in `allow_resume_changes`: the data stream, the label names and the schedule's length.
+        /// in `allow_resume_changes`: the data stream, the label names, the schedule's length and the optimizer's
+        /// kind (what its state in the checkpoint means).
         public static let resumeCheckedKeys = [
             "data.train", "data.validation", "data.format", "data.seed", "data.shuffle", "classification.labels",
-            "training.max_steps", "schedule.kind",
+            "training.max_steps", "schedule.kind", "optimizer.kind",
         ]
 
         public init(
@@ -378,10 +421,18 @@ public struct RunConfig: Codable, Equatable, Sendable {
 
         let optimizer = try root.section("optimizer")
         self.optimizer = OptimizerSettings(
+            kind: try optimizer.choice("kind", default: .adamw),
             beta1: try optimizer.double("beta1", default: 0.9, minimum: 0, below: 1),
             beta2: try optimizer.double("beta2", default: 0.95, minimum: 0, below: 1),
             epsilon: try optimizer.double("epsilon", default: 1e-8, positive: true),
-            weightDecay: try optimizer.double("weight_decay", default: 0.1, minimum: 0))
+            weightDecay: try optimizer.double("weight_decay", default: 0.1, minimum: 0),
+            muonLearningRate: try optimizer.double("muon_learning_rate", default: 0.02, minimum: 0),
+            muonMomentum: try optimizer.double("muon_momentum", default: 0.95, minimum: 0, below: 1))
+        if self.optimizer.kind != .muon {
+            for key in ["muon_learning_rate", "muon_momentum"] where optimizer.has(key) {
+                throw optimizer.invalid(key, "applies only to optimizer.kind muon, but kind is \(self.optimizer.kind.rawValue)")
+            }
+        }
 
         let schedule = try root.section("schedule")
         let learningRate = try schedule.double("learning_rate", default: 6e-4, minimum: 0)
@@ -423,6 +474,12 @@ public struct RunConfig: Codable, Equatable, Sendable {
             threadsPerWorker: try distributed.int("threads_per_worker", default: 1, minimum: 1),
             checkReplicasEvery: try distributed.int("check_replicas_every", default: 100, minimum: 0),
             shardOptimizer: try distributed.bool("shard_optimizer", default: false))
+        if self.distributed.shardOptimizer && self.optimizer.kind == .muon {
+            throw distributed.invalid(
+                "shard_optimizer",
+                "cannot shard optimizer.kind muon: a shard of the parameter buffer cuts through matrices that Muon "
+                    + "orthogonalises whole; set shard_optimizer: false (Muon splits its work over the workers anyway)")
+        }
 
         let faultTolerance = try root.section("fault_tolerance")
         let hangTimeout = try faultTolerance.double("hang_timeout_seconds", default: 300, minimum: 0)

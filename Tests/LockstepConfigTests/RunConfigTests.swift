@@ -138,4 +138,45 @@ struct RunConfigTests {
         let stored = try JSONDecoder().decode(RunConfig.self, from: JSONEncoder().encode(set))
         #expect(stored == set)
     }
+
+    /// `optimizer.kind`: adamw by default; muon with its rate and momentum (defaults 0.02, 0.95), set by file or
+    /// `--set`; errors name the key; Muon keys under AdamW, and Muon with a sharded optimizer, are refused; a
+    /// stored config from before the keys existed decodes as AdamW.
+    @Test func optimizerKindDefaultsValidatesAndDecodesFromOldCheckpoints() throws {
+        let plain = try RunConfig(yaml: minimal, file: "run.yaml")
+        #expect(plain.optimizer.kind == .adamw)
+        let muon = try RunConfig(yaml: minimal + "\noptimizer: {kind: muon}\n", file: "run.yaml")
+        #expect(muon.optimizer.kind == .muon && muon.optimizer.muonLearningRate == 0.02 && muon.optimizer.muonMomentum == 0.95)
+        let set = try RunConfig(
+            yaml: minimal, file: "run.yaml",
+            overrides: ["optimizer.kind=muon", "optimizer.muon_learning_rate=0.05", "optimizer.muon_momentum=0.9"])
+        #expect(set.optimizer.kind == .muon && set.optimizer.muonLearningRate == 0.05 && set.optimizer.muonMomentum == 0.9)
+        let bad: [(override: [String], key: String)] = [
+            (["optimizer.kind=sgd"], "optimizer.kind"),
+            (["optimizer.kind=muon", "optimizer.muon_momentum=1"], "optimizer.muon_momentum"),
+            (["optimizer.kind=muon", "optimizer.muon_momentum=-0.1"], "optimizer.muon_momentum"),
+            (["optimizer.kind=muon", "optimizer.muon_learning_rate=-1"], "optimizer.muon_learning_rate"),
+            (["optimizer.kind=muon", "optimizer.muon_learning_rate=fast"], "optimizer.muon_learning_rate"),
+            (["optimizer.muon_learning_rate=0.05"], "optimizer.muon_learning_rate"),
+            (["optimizer.muon_momentum=0.9"], "optimizer.muon_momentum"),
+            (["optimizer.kind=muon", "distributed.shard_optimizer=true"], "distributed.shard_optimizer"),
+        ]
+        for (override, key) in bad {
+            let error = #expect(throws: ConfigError.self) { try RunConfig(yaml: minimal, file: "run.yaml", overrides: override) }
+            #expect(error?.key == key, "\(override): \(String(describing: error))")
+        }
+        let sharded = #expect(throws: ConfigError.self) {
+            try RunConfig(yaml: minimal, overrides: ["optimizer.kind=muon", "distributed.shard_optimizer=true"])
+        }
+        #expect(sharded?.description.contains("muon") == true)
+        #expect(RunConfig.FaultToleranceSettings.resumeCheckedKeys.contains("optimizer.kind"))
+
+        var json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(plain)) as! [String: Any]
+        var optimizer = json["optimizer"] as! [String: Any]
+        for key in ["kind", "muonLearningRate", "muonMomentum"] { optimizer.removeValue(forKey: key) }
+        json["optimizer"] = optimizer
+        let old = try JSONDecoder().decode(RunConfig.self, from: JSONSerialization.data(withJSONObject: json))
+        #expect(old == plain)
+        #expect(try JSONDecoder().decode(RunConfig.self, from: JSONEncoder().encode(set)) == set)
+    }
 }

@@ -126,6 +126,7 @@ struct ResumeTests {
             ("data.shuffle", { $0.data.shuffle = true }),
             ("data.train", { $0.data.train = directory.url.path + "/data/train_000001.bin" }),
             ("schedule.kind", { $0.schedule.kind = .linear }),
+            ("optimizer.kind", { $0.optimizer.kind = .muon }),
         ]
         for (key, change) in cases {
             var changed = config

@@ -215,6 +215,13 @@ public final class MPIReplicaGroup: ReplicaGroup {
         try communicator.allgather(base, counts: sharded.shards.map(\.count))
     }
 
+    public func shareParts(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws {
+        guard let base = buffer.baseAddress, counts.reduce(0, +) == buffer.count else {
+            throw DistributedError.invalidCounts(call: "shareParts", counts: counts, size: communicator.size)
+        }
+        try communicator.allgather(base, counts: counts)
+    }
+
     public func verifyReplicas(parameters: UnsafeMutableBufferPointer<Float>, step: Int) throws {
         try communicator.verifyReplicasAgree(checksum: parameterChecksum(parameters), step: step)
     }

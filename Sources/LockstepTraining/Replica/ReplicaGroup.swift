@@ -3,7 +3,7 @@ import LockstepOptimizer
 
 /// How a replica combines its gradients and decisions with the other replicas. One implementation is a
 /// lone replica (single-process training); the MPI one averages over the workers' communicator.
-public protocol ReplicaGroup: AnyObject {
+public protocol ReplicaGroup: UpdateExchange {
     var replicaCount: Int { get }
     var replicaIndex: Int { get }
     /// What the last micro-step's backward tells the group, so that averaging can start and progress while
@@ -44,4 +44,5 @@ public final class LoneReplica: ReplicaGroup {
         AdamWOptimizer.meanGradientNorm(gradientSum: gradientSum, meanFactor: meanFactor)
     }
     public func shareUpdatedParameters(_ parameters: UnsafeMutableBufferPointer<Float>) throws {}
+    public func shareParts(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws {}
 }

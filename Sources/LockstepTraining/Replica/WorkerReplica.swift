@@ -16,11 +16,12 @@ public struct EvaluationSums: Equatable, Sendable {
 }
 
 /// One model replica: its slice of the data stream, forward and backward over micro-batches, gradient
-/// averaging with the other replicas, clipping and the AdamW update. Replicas never decide anything on
+/// averaging with the other replicas, clipping and the optimizer's update. Replicas never decide anything on
 /// their own: the learning rate and whether to evaluate come from the coordinator.
 public final class WorkerReplica {
     public let model: GPT
-    public let optimizer: AdamWOptimizer
+    /// AdamW, or Muon with AdamW (`optimizer.kind`).
+    public let optimizer: any Optimizer
     /// What is learned from which data: pretraining or classification.
     let task: ReplicaTask
     let group: ReplicaGroup
@@ -34,7 +35,7 @@ public final class WorkerReplica {
     /// `fault_tolerance.spike_sigma` > 0: decides which global losses are spikes, alike on every replica.
     private var spikeDetector: LossSpikeDetector?
 
-    init(config: RunConfig, model: GPT, optimizer: AdamWOptimizer, task: ReplicaTask, group: ReplicaGroup) throws {
+    init(config: RunConfig, model: GPT, optimizer: any Optimizer, task: ReplicaTask, group: ReplicaGroup) throws {
         self.config = config
         self.model = model
         self.optimizer = optimizer
@@ -140,9 +141,9 @@ public final class WorkerReplica {
         }
         var gatherSeconds = 0.0
         if everyoneFinite && !spike {
-            optimizer.step(
+            try optimizer.step(
                 parameters: model.parameters, gradientSum: gradientSum, norm: norm, meanFactor: meanFactor,
-                maxNorm: Float(config.training.gradClip), learningRate: Float(learningRate), settings: adamSettings)
+                maxNorm: Float(config.training.gradClip), scheduledLearningRate: learningRate, settings: adamSettings)
             let gatherStart = Date()
             try group.shareUpdatedParameters(model.parameters)
             gatherSeconds = Date().timeIntervalSince(gatherStart)

@@ -78,7 +78,7 @@ public enum RunSetup {
 
     /// Roughly how much memory a run needs, from its shapes (in bytes; Floats are 4):
     /// - each worker: parameters and gradients (2·P), AdamW's two moments (2·P, or its 2·P / W share with
-    ///   `distributed.shard_optimizer`), and the activations of one micro-batch (per block about 18·C + 2·H·T
+    ///   `distributed.shard_optimizer`), with Muon its packed updates (P at most), and the activations of one micro-batch (per block about 18·C + 2·H·T
     ///   floats per token, logits and probabilities 2·V per token);
     /// - the coordinator: its copy of the parameters and moments for checkpoints (3·P).
     /// Nil when the arithmetic overflows Int (far beyond any memory). docs/BENCHMARKS.md compares it with the
@@ -120,7 +120,10 @@ public enum RunSetup {
         let perToken = sum(perTokenBlock.flatMap { product(L, $0) }, product(2, V), product(4, C))
         guard let parameters, let tokens, let perToken, let activations = product(tokens, perToken),
             let moments = product(2, config.distributed.shardOptimizer ? (parameters + workers - 1) / workers : parameters),
-            let perWorker = sum(product(4, 2, parameters), product(4, moments), product(4, activations)),
+            // Muon's packed buffer of orthogonalised updates: at most one Float per parameter.
+            let perWorker = sum(
+                product(4, 2, parameters), product(4, moments), product(4, activations),
+                config.optimizer.kind == .muon ? product(4, parameters) : 0),
             let coordinator = product(4, 3, parameters)
         else { return nil }
         return MemoryEstimate(perWorker: perWorker, coordinator: coordinator)
@@ -223,14 +226,28 @@ public enum RunSetup {
         case .classification:
             task = try classificationTask(config, model: model, group: group)
         }
-        let optimizer = AdamWOptimizer(
-            layout: model.layout, shard: group.gradientShard?.range,
-            learningRateScale: learningRateScale(config, layout: model.layout))
+        let scale = learningRateScale(config, layout: model.layout)
+        let optimizer: any Optimizer
+        switch config.optimizer.kind {
+        case .adamw:
+            optimizer = AdamWOptimizer(layout: model.layout, shard: group.gradientShard?.range, learningRateScale: scale)
+        case .muon:
+            // The config refuses distributed.shard_optimizer with Muon, so the group holds whole gradient sums.
+            optimizer = MuonOptimizer(
+                layout: model.layout, settings: muonSettings(config), exchange: group, learningRateScale: scale)
+        }
         return try WorkerReplica(config: config, model: model, optimizer: optimizer, task: task, group: group)
     }
 }
 
 extension RunSetup {
+    /// Muon's settings from `optimizer.muon_*`, `optimizer.weight_decay` and the schedule's peak.
+    static func muonSettings(_ config: RunConfig) -> MuonSettings {
+        MuonSettings(
+            learningRate: config.optimizer.muonLearningRate, scheduleLearningRate: config.schedule.peak,
+            momentum: config.optimizer.muonMomentum, weightDecay: config.optimizer.weightDecay)
+    }
+
     /// The checkpoint to resume from: `auto` means the newest valid one under the run's output directory (nil
     /// when there is no checkpoint at all: a fresh start), anything else is a checkpoint directory that must be
     /// valid. `rejected` hears of each checkpoint passed over.
@@ -311,6 +328,7 @@ extension RunSetup {
             ("classification.labels", text(state.labelNames), text(labels)),
             ("training.max_steps", text(stored.training.maxSteps), text(config.training.maxSteps)),
             ("schedule.kind", stored.schedule.kind.rawValue, config.schedule.kind.rawValue),
+            ("optimizer.kind", stored.optimizer.kind.rawValue, config.optimizer.kind.rawValue),
         ]
         let allowed = Set(config.faultTolerance.allowResumeChanges)
         for change in compared where change.checkpoint != change.run && !allowed.contains(change.key) {
