@@ -7,7 +7,9 @@ import Testing
 @testable import LockstepModel
 import LockstepOptimizer
 
-/// The model against PyTorch's numbers in ../shared/reference/gpt2-tiny (see its README).
+/// The model against PyTorch's numbers in ../shared/reference/gpt2-tiny and, for logits, loss and gradients of
+/// the language model and the classifier, ../shared/reference/llama-tiny (see its README and
+/// `LlamaReferenceTests`).
 ///
 /// Errors are relative with a floor of 1% of the tensor's largest magnitude (`scaledError`), so entries near
 /// zero are judged against the tensor's scale rather than their own. Tolerances: logits and loss 1e-5,
@@ -15,6 +17,28 @@ import LockstepOptimizer
 @Suite struct ReferenceTests {
     static let lmDirectory = SharedFiles.reference.appendingPathComponent("lm")
     static let classifierDirectory = SharedFiles.reference.appendingPathComponent("classifier")
+
+    /// A reference directory with a language model and a classifier: GPT-2 (`gpt2-tiny`) and Llama
+    /// (`llama-tiny`, see `LlamaReferenceTests`).
+    struct Reference: Sendable, CustomTestStringConvertible {
+        let name: String
+        let directory: URL
+        /// Llama's logits get 2e-5: on that model PyTorch's own float32 logits are 1.21e-5 from the same model
+        /// in float64 by this measure (transformers with torch.float64; the worst entry is a logit of 0.0047
+        /// near the 1% floor, off by 6.5e-8), where ours agree with float64 to 1.4e-5. No float32
+        /// implementation can be held to 1e-5 of PyTorch's rounding there; the loss is.
+        let logitsTolerance: Double
+        var lm: URL { directory.appendingPathComponent("lm") }
+        var classifier: URL { directory.appendingPathComponent("classifier") }
+        var testDescription: String { name }
+
+        static let all = [
+            Reference(name: "gpt2-tiny", directory: SharedFiles.reference, logitsTolerance: 1e-5),
+            Reference(
+                name: "llama-tiny", directory: SharedFiles.shared.appendingPathComponent("reference/llama-tiny"),
+                logitsTolerance: 2e-5),
+        ]
+    }
 
     /// Largest `|a − e| / max(|e|, 0.01 · max|e|)` over the tensor.
     static func scaledError(_ actual: some Collection<Float>, _ expected: [Float]) -> Double {
@@ -39,24 +63,25 @@ import LockstepOptimizer
         return worst
     }
 
-    @Test(.requires(.shared(Self.lmDirectory))) func languageModelLogitsLossAndGradients() throws {
-        try TestEnvironment.require(.shared(Self.lmDirectory))
-        let expected = try SafeTensorsFile.read(Self.lmDirectory.appendingPathComponent("expected.safetensors"))
+    @Test(.requires(.shared(Self.lmDirectory)), arguments: Reference.all)
+    func languageModelLogitsLossAndGradients(reference: Reference) throws {
+        try TestEnvironment.require(.shared(reference.lm))
+        let expected = try SafeTensorsFile.read(reference.lm.appendingPathComponent("expected.safetensors"))
         let tokens = try expected.int32s(named: "input_ids"), targets = try expected.int32s(named: "targets")
-        let model = try Self.loadModel(Self.lmDirectory, batch: 2, time: 16)
+        let model = try Self.loadModel(reference.lm, batch: 2, time: 16)
 
         let loss = model.forward(tokens: tokens, targets: targets, batch: 2)
         let expectedLoss = try expected.floats(named: "loss")[0]
         let logitsError = Self.scaledError(model.logits, try expected.floats(named: "logits"))
         let lossError = abs(Double(loss - expectedLoss)) / Double(expectedLoss)
-        print("LM reference: logits error \(logitsError), loss \(loss) vs \(expectedLoss) (relative \(lossError))")
-        #expect(logitsError < 1e-5)
+        print("\(reference.name) LM: logits error \(logitsError), loss \(loss) vs \(expectedLoss) (relative \(lossError))")
+        #expect(logitsError < reference.logitsTolerance)
         #expect(lossError < 1e-5)
 
         model.zeroGradients()
         model.backward()
         let (gradientError, worstTensor) = try Self.worstGradientError(model, expected)
-        print("LM reference: worst gradient error \(gradientError) in \(worstTensor)")
+        print("\(reference.name) LM: worst gradient error \(gradientError) in \(worstTensor)")
         #expect(gradientError < 1e-4, "worst in \(worstTensor)")
     }
 
@@ -106,26 +131,27 @@ import LockstepOptimizer
         #expect(keyBiasDrift < 1e-4)
     }
 
-    @Test(.requires(.shared(Self.classifierDirectory))) func classifierLogitsLossAndGradients() throws {
-        try TestEnvironment.require(.shared(Self.classifierDirectory))
-        let expected = try SafeTensorsFile.read(Self.classifierDirectory.appendingPathComponent("expected.safetensors"))
+    @Test(.requires(.shared(Self.classifierDirectory)), arguments: Reference.all)
+    func classifierLogitsLossAndGradients(reference: Reference) throws {
+        try TestEnvironment.require(.shared(reference.classifier))
+        let expected = try SafeTensorsFile.read(reference.classifier.appendingPathComponent("expected.safetensors"))
         let tokens = try expected.int32s(named: "input_ids"), lengths = try expected.int32s(named: "lengths")
         let labels = try expected.int32s(named: "labels")
-        let model = try Self.loadModel(Self.classifierDirectory, batch: 4, time: 16)
+        let model = try Self.loadModel(reference.classifier, batch: 4, time: 16)
         #expect(model.config.labelCount == 3)
 
         let loss = model.classify(tokens: tokens, lengths: lengths, labels: labels, batch: 4)
         let expectedLoss = try expected.floats(named: "loss")[0]
         let logitsError = Self.scaledError(model.classLogits, try expected.floats(named: "logits"))
         let lossError = abs(Double(loss - expectedLoss)) / Double(expectedLoss)
-        print("Classifier reference: logits error \(logitsError), loss \(loss) vs \(expectedLoss) (relative \(lossError))")
-        #expect(logitsError < 1e-5)
+        print("\(reference.name) classifier: logits error \(logitsError), loss \(loss) vs \(expectedLoss) (relative \(lossError))")
+        #expect(logitsError < reference.logitsTolerance)
         #expect(lossError < 1e-5)
 
         model.zeroGradients()
         model.backwardClassification()
         let (gradientError, worstTensor) = try Self.worstGradientError(model, expected)
-        print("Classifier reference: worst gradient error \(gradientError) in \(worstTensor)")
+        print("\(reference.name) classifier: worst gradient error \(gradientError) in \(worstTensor)")
         #expect(gradientError < 1e-4, "worst in \(worstTensor)")
     }
 
