@@ -114,66 +114,26 @@ struct MuonTrainingTests {
         }
     }
 
-    /// A resumed one-process Muon run ends on the uninterrupted run's parameters, bit for bit.
+    /// A resumed one-process Muon run (`lockstep train --workers 1`) ends on the uninterrupted run's parameters
+    /// and losses, bit for bit. Run as its own process: inside this test process, where other suites call
+    /// OpenBLAS at the same time, an in-process version once saw a last-bit difference in a Muon step (not
+    /// reproduced when run alone, nor in any separate process).
     @Test func oneProcessResumeIsBitIdentical() throws {
-        let directory = try TemporaryDirectory()
-        _ = try SingleProcessTrainingTests.prepareCorpus(in: directory.url)
-        let config = try ResumeTests.config(directory.url).with {
-            $0.optimizer.kind = .muon
-            $0.training.maxSteps = 10
-            $0.schedule.totalSteps = 10
-        }
-        try ResumeTests.train(config)
-        let output = URL(fileURLWithPath: config.output.directory)
-        let full = try Data(contentsOf: output.appendingPathComponent("model/model.safetensors"))
-        let fullMetrics = try MetricsLog.read(url: output.appendingPathComponent("metrics.jsonl"))
-        let resumedDirectory = directory.url.appendingPathComponent("resumed")
-        let resumedConfig = config.with { $0.output.directory = resumedDirectory.path }
-        let checkpoints = resumedDirectory.appendingPathComponent("checkpoints")
-        try FileManager.default.createDirectory(at: checkpoints, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(
-            at: ResumeTests.checkpoint(config, step: 5),
-            to: checkpoints.appendingPathComponent(CheckpointDirectory.name(step: 5)))
-        let summary = try ResumeTests.train(resumedConfig, resume: "auto")
-        #expect(summary.steps == 10)
-        #expect(try Data(contentsOf: resumedDirectory.appendingPathComponent("model/model.safetensors")) == full)
-        func losses(_ records: [[String: MetricValue]]) -> [Double] {
-            records.filter { $0["kind"] == .string("train") }.compactMap { $0["loss"]?.doubleValue }
-        }
-        let resumedMetrics = try MetricsLog.read(url: resumedDirectory.appendingPathComponent("metrics.jsonl"))
-        #expect(Array(losses(resumedMetrics).suffix(5)) == Array(losses(fullMetrics).suffix(5)))
-    }
-}
-
-/// `lockstep train --workers 2 --set optimizer.kind=muon` under mpirun: the loss falls, the run matches one
-/// worker's loss curve to rounding, and it resumes to the same bits.
-@Suite("Muon training over MPI", .serialized)
-struct DistributedMuonTrainingTests {
-    @Test func twoWorkersLowerTheLossMatchOneWorkerAndResumeExactly() throws {
         let temporary = try TemporaryDirectory()
         let directory = temporary.url
         _ = try DistributedTrainingTests.setUp(directory)
-        let muon = ["--set", "optimizer.kind=muon", "--set", "training.max_steps=10", "--set", "output.log_every=1"]
-        let run = try DistributedTrainingTests.train(directory, workers: 2, output: "runs/two", extra: muon)
-        #expect(run.status == 0)
-        func losses(_ output: String) throws -> [Double] {
-            try MetricsLog.read(url: directory.appendingPathComponent("\(output)/metrics.jsonl"))
-                .filter { $0["kind"] == .string("train") }.compactMap { $0["loss"]?.doubleValue }
-        }
-        let two = try losses("runs/two")
-        #expect(two.count == 10)
-        #expect((two.last ?? .infinity) < (two.first ?? 0) - 0.5, "loss \(two)")
-
-        _ = try DistributedTrainingTests.train(directory, workers: 1, output: "runs/one", extra: muon)
-        let one = try losses("runs/one")
-        let worst = zip(one, two).map { abs($0 - $1) / abs($1) }.max() ?? .infinity
-        #expect(one.count == 10 && worst < 1e-4, "1 worker against 2: largest relative loss difference \(worst)")
-
-        try ShardedOptimizerTests.interrupt(directory, "runs/two", step: 5, into: "runs/resumed")
-        _ = try DistributedTrainingTests.train(
-            directory, workers: 2, output: "runs/resumed", extra: muon + ["--resume", "auto"])
+        let muon = ["--set", Self.muon, "--set", "training.max_steps=10", "--set", "output.log_every=1"]
+        _ = try DistributedTrainingTests.train(directory, workers: 1, output: "runs/full", extra: muon)
+        let checkpoints = directory.appendingPathComponent("runs/resumed/checkpoints")
+        try FileManager.default.createDirectory(at: checkpoints, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(
+            at: directory.appendingPathComponent("runs/full/checkpoints/step-0000005"),
+            to: checkpoints.appendingPathComponent("step-0000005"))
+        _ = try DistributedTrainingTests.train(directory, workers: 1, output: "runs/resumed", extra: muon + ["--resume", "auto"])
         #expect(
             try DistributedTrainingTests.finalModel(directory, "runs/resumed")
-                == DistributedTrainingTests.finalModel(directory, "runs/two"))
+                == DistributedTrainingTests.finalModel(directory, "runs/full"))
+        let full = try Runs.trainLosses(directory, "runs/full"), resumed = try Runs.trainLosses(directory, "runs/resumed")
+        #expect(!resumed.isEmpty && Array(full.suffix(resumed.count)) == resumed, "\(resumed) against \(full)")
     }
 }
