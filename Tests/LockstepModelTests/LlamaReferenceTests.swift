@@ -31,26 +31,13 @@ import LockstepOptimizer
     @Test(.requires(.shared(Self.lmDirectory))) func tenAdamWSteps() throws {
         try TestEnvironment.require(.shared(Self.lmDirectory))
         let expected = try SafeTensorsFile.read(Self.lmDirectory.appendingPathComponent("expected.safetensors"))
-        let tokens = try expected.int32s(named: "input_ids"), targets = try expected.int32s(named: "targets")
-        let model = try ReferenceTests.loadModel(Self.lmDirectory, batch: 2, time: 16)
-        let optimizer = AdamWOptimizer(layout: model.layout)
-        let settings = AdamWSettings(beta1: 0.9, beta2: 0.95, epsilon: 1e-8, weightDecay: 0.1)
-
-        var losses: [Float] = [], norms: [Float] = []
-        for _ in 0..<10 {
-            model.zeroGradients()
-            losses.append(model.forward(tokens: tokens, targets: targets, batch: 2))
-            model.backward()
-            norms.append(model.clipGradients(maxNorm: 1.0))
-            optimizer.step(parameters: model.parameters, gradients: model.gradients, learningRate: 1e-3, settings: settings)
-        }
-        let lossError = maxRelativeError(losses, try expected.floats(named: "train_losses").doubles, floor: 1e-3)
-        let normError = maxRelativeError(norms, try expected.floats(named: "train_grad_norms").doubles, floor: 1e-3)
+        let (model, lossError, normError) = try ReferenceTests.tenAdamWSteps(Self.lmDirectory, expected)
         // Absolute parameter error, as for GPT-2 (AdamW moves a parameter about 1e-2 in 10 steps), but 2e-5 rather
         // than 1e-5: the reference's own float32 parameters are 8.8e-6 from the same 10 steps in float64 (in
-        // mlp.down_proj, measured with torch.float64), and ours land on either side of that by 6e-6 to 1.3e-5
-        // depending on OpenBLAS's thread count. Llama has no biases, so no tensor has an exactly zero gradient
-        // to exclude.
+        // mlp.down_proj, measured with torch.float64), and ours are 6.1e-6 from the reference when this suite
+        // runs alone, 1.3e-5 when it runs beside the other suites of the test process (last-bit differences in
+        // the matrix products, amplified by AdamW where gradients are tiny). Llama has no biases, so no tensor
+        // has an exactly zero gradient to exclude.
         var absoluteError: Float = 0, worst = ""
         for tensor in model.layout.tensors {
             let reference = try expected.floats(named: "after_training." + tensor.name)

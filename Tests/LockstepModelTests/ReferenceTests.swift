@@ -85,14 +85,16 @@ import LockstepOptimizer
         #expect(gradientError < 1e-4, "worst in \(worstTensor)")
     }
 
-    @Test(.requires(.shared(Self.lmDirectory))) func tenAdamWSteps() throws {
-        try TestEnvironment.require(.shared(Self.lmDirectory))
-        let expected = try SafeTensorsFile.read(Self.lmDirectory.appendingPathComponent("expected.safetensors"))
+    /// The reference's 10 AdamW steps on its one batch (lr 1e-3, betas 0.9/0.95, eps 1e-8, weight decay 0.1,
+    /// clip 1.0) from the language model in `directory`: the model after them, and the errors of the losses
+    /// and gradient norms against `train_losses` and `train_grad_norms`.
+    static func tenAdamWSteps(_ directory: URL, _ expected: SafeTensors) throws
+        -> (model: GPT, lossError: Double, normError: Double)
+    {
         let tokens = try expected.int32s(named: "input_ids"), targets = try expected.int32s(named: "targets")
-        let model = try Self.loadModel(Self.lmDirectory, batch: 2, time: 16)
+        let model = try loadModel(directory, batch: 2, time: 16)
         let optimizer = AdamWOptimizer(layout: model.layout)
         let settings = AdamWSettings(beta1: 0.9, beta2: 0.95, epsilon: 1e-8, weightDecay: 0.1)
-
         var losses: [Float] = [], norms: [Float] = []
         for _ in 0..<10 {
             model.zeroGradients()
@@ -102,8 +104,15 @@ import LockstepOptimizer
             optimizer.step(parameters: model.parameters, gradients: model.gradients, learningRate: 1e-3, settings: settings)
         }
         #expect(optimizer.stepCount == 10)
-        let lossError = maxRelativeError(losses, try expected.floats(named: "train_losses").doubles, floor: 1e-3)
-        let normError = maxRelativeError(norms, try expected.floats(named: "train_grad_norms").doubles, floor: 1e-3)
+        return (model,
+                maxRelativeError(losses, try expected.floats(named: "train_losses").doubles, floor: 1e-3),
+                maxRelativeError(norms, try expected.floats(named: "train_grad_norms").doubles, floor: 1e-3))
+    }
+
+    @Test(.requires(.shared(Self.lmDirectory))) func tenAdamWSteps() throws {
+        try TestEnvironment.require(.shared(Self.lmDirectory))
+        let expected = try SafeTensorsFile.read(Self.lmDirectory.appendingPathComponent("expected.safetensors"))
+        let (model, lossError, normError) = try Self.tenAdamWSteps(Self.lmDirectory, expected)
         // Parameters are compared in absolute terms against the distance AdamW can move one in 10 steps
         // (about 10 · lr = 1e-2): entries whose gradient is near zero (1e-10 against 1e-2 elsewhere) get
         // Adam steps driven by rounding, so a relative error means nothing for them. Required: within 1e-5,
