@@ -319,6 +319,34 @@ import LockstepEvaluation
         #expect(json["temperature"] as? Double == 1.75)
     }
 
+    /// `lockstep predict` on a `LlamaForSequenceClassification` directory: the labels of the model's own logits.
+    @Test func predictReadsALlamaClassifier() throws {
+        try requireBinary()
+        let folder = try TemporaryDirectory()
+        defer { withExtendedLifetime(folder) {} }
+        let modelPath = folder.url.appendingPathComponent("llama")
+        let config = GPTConfig(
+            family: .llama, vocabularySize: 257, contextLength: 16, layerCount: 2, headCount: 2, channels: 16,
+            keyValueHeadCount: 1, labelCount: 3, padTokenID: 256)
+        let model = GPT(config: config, batchSize: 1, sequenceLength: 16)
+        model.initializeRandomly(seed: 7)
+        try HuggingFaceModel.save(
+            model: model, directory: modelPath, extraConfig: ["id2label": ["0": "neg", "1": "neu", "2": "pos"]])
+        try BPETokenizer.bytes().save(directory: modelPath)
+        let classifier = try TrainedClassifier(contentsOf: modelPath)
+        #expect(classifier.config.family == .llama && classifier.config.keyValueHeads == 1)
+        let logits = try classifier.logits(texts: Self.texts, batchSize: 2)
+
+        let jsonl = folder.url.appendingPathComponent("texts.jsonl")
+        try Data((Self.texts.map { "{\"text\": \"\($0)\"}" }.joined(separator: "\n") + "\n").utf8).write(to: jsonl)
+        let run = try lockstep(["predict", "--model", modelPath.path, "--input", jsonl.path, "--batch-size", "2"])
+        #expect(run.status == 0, "\(run.error)")
+        let labels = run.output.split(separator: "\n").map {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["label"] as? String
+        }
+        #expect(labels == Self.texts.indices.map { Self.names[Self.argmax(logits, row: $0)] })
+    }
+
     @Test func predictWritesOneRecordPerRowAsJSONLinesAndCSV() throws {
         try requireBinary()
         let folder = try TemporaryDirectory()
