@@ -64,6 +64,17 @@ struct InputValidationTests {
         }
     }
 
+    /// The configs a user starts from (the README, the recipes, the benchmarks) must load as they ship: a key
+    /// renamed or a value moved out of range would otherwise show up only when someone runs them.
+    @Test func everyShippedConfigLoads() throws {
+        let directory = SharedFiles.packageRoot.appendingPathComponent("configs")
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".yaml") }
+        #expect(files.count >= 5, "\(files)")
+        for file in files {
+            #expect(throws: Never.self, "\(file)") { try RunConfig.load(file: directory.appendingPathComponent(file)) }
+        }
+    }
+
     @Test func optimizerAndScheduleRanges() throws {
         for (override, key, expected) in [
             ("optimizer.beta1=1", "optimizer.beta1", "[0.0, 1.0)"),
