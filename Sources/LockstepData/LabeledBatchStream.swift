@@ -86,7 +86,13 @@ public final class LabeledBatchStream {
         _ text: String, tokenize: (String) -> [Int32], sequenceLength: Int, padID: Int32,
         into row: UnsafeMutablePointer<Int32>
     ) -> Int32 {
-        let ids = tokenize(text)
+        encode(ids: tokenize(text), sequenceLength: sequenceLength, padID: padID, into: row)
+    }
+
+    /// One row of T ids from a text's tokens, truncated and right-padded, as `encode(_:tokenize:...)`.
+    public static func encode(
+        ids: [Int32], sequenceLength: Int, padID: Int32, into row: UnsafeMutablePointer<Int32>
+    ) -> Int32 {
         let length = min(ids.count, sequenceLength)
         for t in 0..<length { row[t] = ids[t] }
         for t in length..<sequenceLength { row[t] = padID }

@@ -226,6 +226,58 @@ struct FineTuningTests {
         #expect(try TrainingCheckpoint.readState(try #require(checkpoints.newestValid())).step == 15)
     }
 
+    @Test func eachStepsRowsAreOrderedByLengthAndKeepTheirLabels() throws {
+        let directory = try TemporaryDirectory()
+        try Self.setUp(directory.url)
+        let config = try Self.config(directory.url)
+        let tokenizer = try RunSetup.tokenizer(config)
+        let modelConfig = try RunSetup.modelConfig(config, tokenizer: tokenizer)
+        let task = try RunSetup.classificationTask(
+            config, model: try RunSetup.model(config, modelConfig: modelConfig), group: LoneReplica())
+        let rows = task.stream.localBatchSize, time = task.time
+        for _ in 0..<3 {
+            let position = task.cursor.position, epoch = task.cursor.epoch
+            task.loadNextBatch()
+            let lengths = Array(task.lengths)
+            #expect(lengths == lengths.sorted())
+            // The same rows as the stream's order gives, each with its own tokens and label.
+            var loaded = (0..<rows).map { row in
+                "\(task.tokens[row * time..<(row + 1) * time].map { $0 }) \(task.labels[row])"
+            }
+            var expected = (0..<rows).map { b in
+                let example = task.stream.examples[task.stream.exampleIndex(atPosition: position + b, epoch: epoch)]
+                var row = [Int32](repeating: 0, count: time)
+                _ = LabeledBatchStream.encode(
+                    example.text, tokenize: { tokenizer.encode($0) }, sequenceLength: time, padID: tokenizer.padID,
+                    into: &row)
+                return "\(row) \(example.label)"
+            }
+            loaded.sort()
+            expected.sort()
+            #expect(loaded == expected)
+        }
+    }
+
+    @Test func lengthOrderedMicroBatchesTrainAsOneBatch() throws {
+        let directory = try TemporaryDirectory()
+        try Self.setUp(directory.url)
+        func losses(microBatch: Int) throws -> [Double] {
+            var config = try Self.config(directory.url, [
+                "training.micro_batch_size=\(microBatch)", "training.max_steps=20", "evaluation.every=20",
+                "output.log_every=1",
+            ])
+            config.output.directory = directory.url.appendingPathComponent("runs/micro-\(microBatch)").path
+            _ = try Self.train(config)
+            return try MetricsLog.read(url: directory.url.appendingPathComponent("runs/micro-\(microBatch)/metrics.jsonl"))
+                .filter { $0["kind"] == .string("train") }.compactMap { $0["loss"]?.doubleValue }
+        }
+        // 4 micro-batches of 4 length-ordered rows against one of 16: the same gradient in another summation order.
+        let accumulated = try losses(microBatch: 4), whole = try losses(microBatch: 16)
+        #expect(accumulated.count == 20 && whole.count == 20)
+        for (a, b) in zip(accumulated, whole) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b)), "\(accumulated) vs \(whole)") }
+        #expect(accumulated.first != accumulated.last)
+    }
+
     @Test func badLabeledInputIsAClearError() throws {
         let directory = try TemporaryDirectory()
         try Self.setUp(directory.url)
