@@ -129,7 +129,7 @@ struct InputValidationTests {
         let b = try #require(RunSetup.memoryEstimate(sharded, modelConfig: model))
         let parameters = ParameterLayout(config: model).count
         #expect(a.perWorker - b.perWorker == 4 * (2 * parameters - 2 * ((parameters + 1) / 2)))
-        #expect(a.coordinator == b.coordinator && a.coordinator == 24 * parameters)  // two snapshots of 3 floats per parameter
+        #expect(a.coordinator == b.coordinator && a.coordinator == 12 * parameters)
         #expect(a.total(workers: 2) == 2 * a.perWorker + a.coordinator)
         #expect(a.describe(workers: 2).contains("per worker × 2 workers"))
     }

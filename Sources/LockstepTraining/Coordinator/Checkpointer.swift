@@ -8,27 +8,18 @@ import LockstepTokenizer
 /// an early stop), writing it in the background while the replicas go on, retention, the `best` pointer, and
 /// the run's final `model/` directory.
 ///
-/// Two snapshots take turns: replica 0 hands its state into one while the other may still be written, so a
-/// handoff waits only when the save before last is still running. Saves run one after another, in step order.
-///
-/// `@unchecked Sendable`: a save's thread reads only its own snapshot, which the coordinator's thread leaves alone
-/// until that save is done (`prepareHandoff`, `waitForSave`); `saveError` is guarded by `lock`.
+/// `@unchecked Sendable`: the save queue reads `snapshot` and sets `saveError` only between `save` and the next
+/// `waitForSave`, during which the coordinator's thread touches neither.
 final class Checkpointer: @unchecked Sendable {
     let directory: CheckpointDirectory
     let layout: ParameterLayout
     let every: Int
     let keepLast: Int
     let keepEvery: Int
-    /// Buffers of replica 0's state (3 floats per parameter each): the second is made the first time a handoff
-    /// comes while a save still reads the first.
-    private var snapshots: [WorkerState]
-    /// Which of `snapshots` holds the latest handoff.
-    private var current = 0
-    /// Per snapshot: the save that reads it, until it is done.
-    private var savesReading: [DispatchGroup?] = [nil, nil]
-    /// The newest save: each save's thread first waits for the one before it.
-    private var lastSave: DispatchGroup?
-    private let lock = NSLock()
+    /// Replica 0's state as of the last handoff; what the save queue writes.
+    let snapshot: WorkerState
+    /// Entered while a save's thread runs.
+    private let saving = DispatchGroup()
     private var saveError: Error?
 
     init(config: RunConfig, layout: ParameterLayout) {
@@ -38,12 +29,8 @@ final class Checkpointer: @unchecked Sendable {
         every = config.checkpoint.every
         keepLast = config.checkpoint.keepLast
         keepEvery = config.checkpoint.keepEvery
-        snapshots = [WorkerState(count: layout.count)]
+        snapshot = WorkerState(count: layout.count)
     }
-
-    /// Replica 0's state as of the last handoff (or what a roll-back or the final export loaded); after
-    /// `prepareHandoff`, the buffer the next handoff fills.
-    var snapshot: WorkerState { snapshots[current] }
 
     /// Whether the step ending at `step` (counting from 1) saves by cadence alone.
     func isDue(step: Int, isLast: Bool) -> Bool {
@@ -57,61 +44,36 @@ final class Checkpointer: @unchecked Sendable {
         if FileManager.default.fileExists(atPath: best.path) { try directory.setBest(best) }
     }
 
-    /// Writes `snapshot` with `state` on a thread of its own, after the save before it; training continues
-    /// meanwhile, and the next handoff goes into the other snapshot. `isBest`: point `best` at it once written.
+    /// Writes `snapshot` with `state` on a thread of its own; training continues meanwhile. The snapshot is not
+    /// touched again until `waitForSave()` has returned. `isBest`: point `best` at it once written.
     ///
     /// The thread runs at the lowest priority (nice 19; on Linux a thread's own): where the workers keep every
     /// core busy, as on a small machine, serialising, hashing and writing then take the time they leave idle
     /// instead of slowing their steps.
     func save(_ state: CheckpointState, isBest: Bool) {
-        let done = DispatchGroup()
-        done.enter()
-        let previous = lastSave
-        // Only this save reads it until `done`, before which the coordinator does not hand off into it.
-        nonisolated(unsafe) let written = snapshots[current]
+        saving.enter()
         let writer = Thread { [self] in
-            defer { done.leave() }
-            previous?.wait()
+            defer { saving.leave() }
             _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 19)
             do {
-                let saved = try TrainingCheckpoint.save(snapshot: written, state: state, layout: layout, to: directory)
+                let saved = try TrainingCheckpoint.save(snapshot: snapshot, state: state, layout: layout, to: directory)
                 if isBest { try directory.setBest(saved) }
                 directory.applyRetention(keepLast: keepLast, keepEvery: keepEvery, protected: saved)
             } catch {
-                lock.withLock { saveError = saveError ?? error }
+                saveError = error
             }
         }
         writer.name = "lockstep.checkpoint-writer"
-        savesReading[current] = done
-        lastSave = done
         writer.start()
     }
 
-    /// Before a handoff: makes `snapshot` a buffer no save reads, the other one when the latest handoff is
-    /// being saved (waiting only for the save before last), and rethrows any save's failure.
-    func prepareHandoff() throws {
-        if let save = savesReading[current], save.wait(timeout: .now()) == .timedOut {
-            if snapshots.count == 1 { snapshots.append(WorkerState(count: layout.count)) }
-            current = 1 - current
-        }
-        savesReading[current]?.wait()
-        savesReading[current] = nil
-        try rethrowSaveError()
-    }
-
-    /// Waits for every save in flight, and rethrows the first failure.
+    /// Waits for the save in flight, and rethrows its failure.
     func waitForSave() throws {
-        lastSave?.wait()
-        savesReading = [nil, nil]
-        try rethrowSaveError()
-    }
-
-    private func rethrowSaveError() throws {
-        let error = lock.withLock {
-            defer { saveError = nil }
-            return saveError
+        saving.wait()
+        if let error = saveError {
+            saveError = nil
+            throw error
         }
-        if let error { throw error }
     }
 
     /// Loads the newest valid checkpoint into `snapshot` (verified as a resume does).

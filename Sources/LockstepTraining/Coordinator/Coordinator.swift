@@ -228,7 +228,8 @@ public final class Coordinator {
         let handoff = checkpointer.isDue(step: step + 1, isLast: isLast) || (evaluate && validator.mayPickBest)
         let rollBack = progress.rollBackNext
         progress.rollBackNext = false
-        if handoff { try checkpointer.prepareHandoff() }
+        // The snapshot is about to be overwritten: the previous save must be done with it.
+        if handoff { try checkpointer.waitForSave() }
         let checkEvery = config.distributed.checkReplicasEvery
         return StepPlan(
             step: step, learningRate: schedule.learningRate(atStep: step), evaluate: evaluate, checkpoint: handoff,

@@ -80,8 +80,7 @@ public enum RunSetup {
     /// - each worker: parameters and gradients (2·P), AdamW's two moments (2·P, or its 2·P / W share with
     ///   `distributed.shard_optimizer`), with Muon its packed updates (P at most), and the activations of one micro-batch (per block about 18·C + 2·H·T
     ///   floats per token, logits and probabilities 2·V per token);
-    /// - the coordinator: two copies of the parameters and moments for checkpoints (2 · 3·P: one is handed the
-    ///   state while the other is written).
+    /// - the coordinator: its copy of the parameters and moments for checkpoints (3·P).
     /// Nil when the arithmetic overflows Int (far beyond any memory). docs/BENCHMARKS.md compares it with the
     /// `peak_rss_bytes` that runs measure.
     public static func memoryEstimate(_ config: RunConfig, modelConfig m: GPTConfig) -> MemoryEstimate? {
@@ -125,7 +124,7 @@ public enum RunSetup {
             let perWorker = sum(
                 product(4, 2, parameters), product(4, moments), product(4, activations),
                 config.optimizer.kind == .muon ? product(4, parameters) : 0),
-            let coordinator = product(4, 6, parameters)
+            let coordinator = product(4, 3, parameters)
         else { return nil }
         return MemoryEstimate(perWorker: perWorker, coordinator: coordinator)
     }
@@ -347,7 +346,7 @@ extension RunSetup {
 public struct MemoryEstimate: Equatable, Sendable {
     /// One worker: parameters, gradients, its AdamW moments and one micro-batch's activations.
     public var perWorker: Int
-    /// The coordinator's two snapshots of the parameters and moments for checkpoints.
+    /// The coordinator's copy of the parameters and moments for checkpoints.
     public var coordinator: Int
 
     /// The coordinator and `workers` workers on one machine (a one-worker run holds both in one process);
