@@ -100,7 +100,8 @@ def parameter_count(c, layers, vocab, context):
 COORDINATOR_CPU = re.compile(
     r"coordinator CPU time while stepping: ([0-9.]+) s over ([0-9.]+) s \(([0-9.]+)% of one core\)")
 # What `lockstep train` passes to mpirun: Open MPI's ring allreduce.
-RING_ALLREDUCE = ["--mca", "coll_tuned_use_dynamic_rules", "1", "--mca", "coll_tuned_allreduce_algorithm", "4"]
+RING_ALLREDUCE = ["--mca", "coll_tuned_use_dynamic_rules", "1", "--mca", "coll_tuned_allreduce_algorithm", "4",
+                  "--mca", "coll_libnbc_iallreduce_algorithm", "1"]
 
 
 class RunFailed(Exception):

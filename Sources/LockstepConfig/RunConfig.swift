@@ -220,6 +220,10 @@ public struct RunConfig: Codable, Equatable, Sendable {
         /// ZeRO-1: each worker holds the AdamW moments of its own shard of the parameters only, receives the
         /// gradient sum of that shard (reduce-scatter), updates it, and the workers all-gather the parameters.
         public var shardOptimizer: Bool = false
+        /// With `gradient_sync: bucketed`: a thread of each worker's own moves the buckets in flight while
+        /// backward computes (MPI progresses a non-blocking transfer only inside MPI calls), instead of tests
+        /// between backward's kernels alone.
+        public var progressThread: Bool = false
     }
 
     public struct FaultToleranceSettings: Codable, Equatable, Sendable {
@@ -473,7 +477,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
             gradientSync: try distributed.choice("gradient_sync", default: .bucketed),
             threadsPerWorker: try distributed.int("threads_per_worker", default: 1, minimum: 1),
             checkReplicasEvery: try distributed.int("check_replicas_every", default: 100, minimum: 0),
-            shardOptimizer: try distributed.bool("shard_optimizer", default: false))
+            shardOptimizer: try distributed.bool("shard_optimizer", default: false),
+            progressThread: try distributed.bool("progress_thread", default: false))
         if self.distributed.shardOptimizer && self.optimizer.kind == .muon {
             throw distributed.invalid(
                 "shard_optimizer",
@@ -614,7 +619,8 @@ extension KeyedDecodingContainer {
 }
 
 extension RunConfig.DistributedSettings {
-    /// `shard_optimizer` is missing in checkpoints written before it existed: false, as they trained.
+    /// `shard_optimizer` and `progress_thread` are missing in checkpoints written before they existed: false, as
+    /// they trained.
     public init(from decoder: Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         self.init(
@@ -622,6 +628,7 @@ extension RunConfig.DistributedSettings {
             gradientSync: try container.decode(RunConfig.GradientSync.self, forKey: .gradientSync),
             threadsPerWorker: try container.decode(Int.self, forKey: .threadsPerWorker),
             checkReplicasEvery: try container.decode(Int.self, forKey: .checkReplicasEvery),
-            shardOptimizer: try container.decodeIfPresent(Bool.self, forKey: .shardOptimizer) ?? false)
+            shardOptimizer: try container.decodeIfPresent(Bool.self, forKey: .shardOptimizer) ?? false,
+            progressThread: try container.decodeIfPresent(Bool.self, forKey: .progressThread) ?? false)
     }
 }

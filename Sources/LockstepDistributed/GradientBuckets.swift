@@ -3,18 +3,20 @@ import CMPI
 /// Averages a gradient buffer across the workers in buckets, each started as soon as backward has filled it,
 /// so communication overlaps the rest of backward.
 ///
-/// Usage per step, on every worker, from the thread that initialised MPI (`MPI_THREAD_FUNNELED`):
+/// Usage per step, on every worker, from the thread that initialised MPI:
 /// ```
 /// for layer in layers.reversed() {
 ///     backward(layer)
 ///     try buckets.bucketReady(bucketIndex(of: layer))   // starts MPI_Iallreduce on that range
 ///     try buckets.poll()                                // lets Open MPI progress what is in flight
 /// }
+/// try buckets.handBack()                                 // before MPI calls of the caller's own
 /// try buckets.finish()                                   // waits for all, scales by 1 / workerCount
 /// ```
 /// Why `poll()`: Open MPI (4.1, `coll/libnbc`) advances a non-blocking collective only inside MPI calls made
 /// by the process; with no call between `bucketReady` and `finish`, most of the transfer happens in `finish`
-/// and nothing overlaps. Call it between layers (it costs one `MPI_Testall`).
+/// and nothing overlaps. Call it between layers (it costs one `MPI_Testall`). With `progressThread` a thread
+/// tests the buckets in flight every 200 µs instead (`BucketRequests`), and `poll()` does nothing.
 ///
 /// Every worker must start the buckets in the same order (MPI matches collectives by order). With a
 /// non-MPI communicator (`LocalCommunicator`, or `InProcessCommunicator`'s threads) `bucketReady` takes the
@@ -26,7 +28,8 @@ public final class GradientBuckets {
     private let mpi: MPICommunicator?
     private let buffer: UnsafeMutableBufferPointer<Float>
     private var progress: BucketProgress
-    private var requests: [MPI_Request?] = []
+    /// The buckets in flight (nil without MPI).
+    private let requests: BucketRequests?
 
     /// - Parameters:
     ///   - communicator: the workers' communicator (`ProcessGroups.workers`).
@@ -34,15 +37,25 @@ public final class GradientBuckets {
     ///     between `bucketReady` of a range and `finish`.
     ///   - ranges: non-empty, non-overlapping ranges of `buffer`, in the order they become ready. They need
     ///     not cover the buffer; parts outside every range are neither reduced nor scaled by `finish`.
+    ///   - progressThread: move the buckets in flight from a thread of their own rather than by `poll()`.
     /// - Throws: `DistributedError.invalidBucketRange` naming the first bad range.
-    public init(communicator: any Communicator, buffer: UnsafeMutableBufferPointer<Float>, ranges: [Range<Int>]) throws {
+    public init(
+        communicator: any Communicator, buffer: UnsafeMutableBufferPointer<Float>, ranges: [Range<Int>],
+        progressThread: Bool = false
+    ) throws {
         progress = try BucketProgress(ranges: ranges, bufferCount: buffer.count)
         self.communicator = communicator
-        self.mpi = communicator as? MPICommunicator
+        let mpi = communicator as? MPICommunicator
+        self.mpi = mpi
         self.buffer = buffer
         // One request per bucket, more only past Int32.max floats: no allocation during steps.
-        requests.reserveCapacity(ranges.count * 2)
+        requests = mpi.map { BucketRequests(mpi: $0, capacity: ranges.count * 2, progressThread: progressThread) }
     }
+
+    deinit { requests?.stop() }
+
+    /// Whether a progress thread moves the buckets in flight.
+    public var hasProgressThread: Bool { requests?.hasThread ?? false }
 
     /// Starts averaging bucket `index`: a non-blocking in-place sum (`MPI_Iallreduce`), or with `wait` the
     /// blocking `MPI_Allreduce`, done on return. Use `wait` for buckets filled at the very end of backward:
@@ -53,8 +66,8 @@ public final class GradientBuckets {
         try progress.claim(index)
         let range = ranges[index]
         let base = buffer.baseAddress! + range.lowerBound
-        if let mpi, !wait {
-            try mpi.startAllreduceSum(base, count: range.count, appendingTo: &requests)
+        if let mpi, let requests, !wait {
+            try requests.start { try mpi.startAllreduceSum(base, count: range.count, appendingTo: &$0) }
         } else {
             try communicator.allreduceSum(base, count: range.count)
         }
@@ -75,8 +88,13 @@ public final class GradientBuckets {
     /// - Returns: true when nothing is in flight any more.
     @discardableResult
     public func poll() throws -> Bool {
-        guard let mpi, !requests.isEmpty else { return true }
-        return try mpi.testAll(&requests)
+        try requests?.poll() ?? true
+    }
+
+    /// Ends the progress thread's help for this step: call it before any MPI call of the caller's own while
+    /// buckets are in flight (a blocking `bucketReady(_:wait:)` included). `finish` calls it too.
+    public func handBack() throws {
+        try requests?.handBack()
     }
 
     /// Waits for every bucket, then with `averaging` divides the reduced ranges by the number of workers, so
@@ -85,7 +103,7 @@ public final class GradientBuckets {
     /// - Throws: `DistributedError.bucketsNotStarted` if some bucket was never started this step.
     public func finish(averaging: Bool = true) throws {
         try progress.checkAllStarted()
-        if let mpi { try mpi.waitAll(&requests, policy: .blocking, traffic: .collective(bytesPerElement: 4, root: nil), "GradientBuckets.finish") }
+        try requests?.wait("GradientBuckets.finish")
         if averaging { for (index, range) in ranges.enumerated() where !progress.skipped[index] { scale(range) } }
         progress.reset()
     }

@@ -11,20 +11,29 @@ import Darwin
 public enum MPIRuntime {
     /// Initialises MPI if it is not yet (a process started without mpirun becomes a one-process job).
     ///
-    /// Asks for `MPI_THREAD_FUNNELED`: any thread may compute, but only the thread that initialised MPI (the
-    /// main thread) calls MPI. Every call in this module, `GradientBuckets.poll()` included, must come from there.
-    /// - Throws: `MPIError` if MPI fails, or if it cannot give even that thread level.
+    /// Asks for `MPI_THREAD_SERIALIZED` and needs at least `MPI_THREAD_FUNNELED`: any thread may compute; MPI is
+    /// called from the thread that initialised it (the main thread), and, when MPI gives `SERIALIZED`, also from
+    /// the gradient buckets' progress thread, never at the same time as another thread (`BucketRequests`).
+    /// - Throws: `MPIError` if MPI fails, or if it cannot give even `MPI_THREAD_FUNNELED`.
     public static func initialize() throws {
         var initialized: Int32 = 0
         try checkMPI(MPI_Initialized(&initialized), "MPI_Initialized")
         if initialized != 0 { return }
         var provided: Int32 = 0
-        try checkMPI(MPI_Init_thread(nil, nil, Int32(MPI_THREAD_FUNNELED), &provided), "MPI_Init_thread")
+        try checkMPI(MPI_Init_thread(nil, nil, Int32(MPI_THREAD_SERIALIZED), &provided), "MPI_Init_thread")
         if provided < Int32(MPI_THREAD_FUNNELED) {
             throw MPIError(
                 call: "MPI_Init_thread", code: -1,
-                message: "asked for MPI_THREAD_FUNNELED (\(MPI_THREAD_FUNNELED)), got thread level \(provided)")
+                message: "asked for MPI_THREAD_SERIALIZED (\(MPI_THREAD_SERIALIZED)), got thread level \(provided), "
+                    + "below MPI_THREAD_FUNNELED (\(MPI_THREAD_FUNNELED))")
         }
+    }
+
+    /// Whether threads other than the main one may call MPI, one at a time (`MPI_THREAD_SERIALIZED` or more).
+    public static var allowsCallsFromOtherThreads: Bool {
+        var provided: Int32 = 0
+        guard isActive, MPI_Query_thread(&provided) == MPI_SUCCESS else { return false }
+        return provided >= Int32(MPI_THREAD_SERIALIZED)
     }
 
     public static func finalize() throws {

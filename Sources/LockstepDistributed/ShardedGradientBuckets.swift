@@ -43,7 +43,8 @@ public final class ShardedGradientBuckets {
     private let mpi: MPICommunicator?
     private let buffer: UnsafeMutableBufferPointer<Float>
     private var progress: BucketProgress
-    private var requests: [MPI_Request?] = []
+    /// The buckets in flight (nil without MPI).
+    private let requests: BucketRequests?
     /// Per bucket, each rank's part of it (the bucket's overlap with the rank's shard), ranges of the buffer.
     private let bucketParts: [[Range<Int>]]
 
@@ -55,7 +56,11 @@ public final class ShardedGradientBuckets {
     ///     covering all of it (a shard's sum must be complete).
     /// - Throws: `DistributedError.invalidBucketRange` naming the first bad range, `.bucketsDoNotCover`, or
     ///   `.countTooLarge` for a bucket past what one MPI call carries.
-    public init(communicator: any Communicator, buffer: UnsafeMutableBufferPointer<Float>, ranges: [Range<Int>]) throws {
+    ///   - progressThread: move the buckets in flight from a thread of their own rather than by `poll()`.
+    public init(
+        communicator: any Communicator, buffer: UnsafeMutableBufferPointer<Float>, ranges: [Range<Int>],
+        progressThread: Bool = false
+    ) throws {
         progress = try BucketProgress(ranges: ranges, bufferCount: buffer.count)
         var covered = 0
         for range in ranges.sorted(by: { $0.lowerBound < $1.lowerBound }) {
@@ -78,8 +83,13 @@ public final class ShardedGradientBuckets {
                     call: "MPI_Ireduce of bucket \(index)", count: range.count, limit: mpi.maxCountPerCall)
             }
         }
-        requests.reserveCapacity(ranges.count * shards.count)
+        requests = mpi.map { BucketRequests(mpi: $0, capacity: ranges.count * shards.count, progressThread: progressThread) }
     }
+
+    deinit { requests?.stop() }
+
+    /// Whether a progress thread moves the buckets in flight.
+    public var hasProgressThread: Bool { requests?.hasThread ?? false }
 
     /// Starts summing bucket `index`, each worker receiving its shard's part of it in place: over MPI one
     /// non-blocking `MPI_Ireduce` per part, rooted at its owner (why not `MPI_Ireduce_scatter`:
@@ -89,9 +99,11 @@ public final class ShardedGradientBuckets {
     public func bucketReady(_ index: Int, wait: Bool = false) throws {
         try progress.claim(index)
         let range = ranges[index]
-        if let mpi, !wait {
-            for (owner, part) in bucketParts[index].enumerated() where !part.isEmpty {
-                try mpi.startReduceSum(buffer.baseAddress! + part.lowerBound, count: part.count, root: owner, appendingTo: &requests)
+        if let mpi, let requests, !wait {
+            try requests.start { requests in
+                for (owner, part) in bucketParts[index].enumerated() where !part.isEmpty {
+                    try mpi.startReduceSum(buffer.baseAddress! + part.lowerBound, count: part.count, root: owner, appendingTo: &requests)
+                }
             }
         } else {
             try communicator.reduceScatterSum(buffer.baseAddress! + range.lowerBound, counts: bucketParts[index].map(\.count))
@@ -113,8 +125,12 @@ public final class ShardedGradientBuckets {
     /// - Returns: true when nothing is in flight any more.
     @discardableResult
     public func poll() throws -> Bool {
-        guard let mpi, !requests.isEmpty else { return true }
-        return try mpi.testAll(&requests)
+        try requests?.poll() ?? true
+    }
+
+    /// Ends the progress thread's help for this step (see `GradientBuckets.handBack()`).
+    public func handBack() throws {
+        try requests?.handBack()
     }
 
     /// Waits for every bucket; then `shardSums` holds the sum over the workers of this worker's shard.
@@ -122,9 +138,7 @@ public final class ShardedGradientBuckets {
     /// - Throws: `DistributedError.bucketsNotStarted` if some bucket was never started this step.
     public func finish() throws {
         try progress.checkAllStarted()
-        if let mpi {
-            try mpi.waitAll(&requests, policy: .blocking, traffic: .collective(bytesPerElement: 4, root: nil), "ShardedGradientBuckets.finish")
-        }
+        try requests?.wait("ShardedGradientBuckets.finish")
         progress.reset()
     }
 
@@ -147,6 +161,10 @@ public protocol BucketedGradientSum: AnyObject {
     func skip(_ index: Int) throws
     /// Lets MPI progress the buckets in flight; true when none is left.
     @discardableResult func poll() throws -> Bool
+    /// Ends the progress thread's help: before the caller's own MPI calls while buckets are in flight.
+    func handBack() throws
+    /// Whether a progress thread moves the buckets in flight.
+    var hasProgressThread: Bool { get }
     /// Waits for every bucket of the step.
     func finishSum() throws
     /// One blocking exchange of the whole buffer after backward (`gradient_sync: single`).

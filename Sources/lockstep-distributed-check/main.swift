@@ -129,17 +129,27 @@ func buckets(_ groups: ProcessGroups, count: Int, maxCount: Int) throws {
         let ranges = zip(cuts, cuts.dropFirst()).map { $0 ..< $1 }.reversed().map { $0 }
         var buffer = all[index]
         try buffer.withUnsafeMutableBufferPointer { buffer in
-            let buckets = try GradientBuckets(communicator: workers, buffer: buffer, ranges: ranges)
-            for round in 0..<2 {
-                for bucket in ranges.indices {
-                    try buckets.bucketReady(bucket)
-                    try buckets.poll()
+            // Progress by polls, then by a progress thread (which must exist: mpirun's Open MPI gives
+            // MPI_THREAD_SERIALIZED), where the polls do nothing and the buckets must still complete.
+            for progressThread in [false, true] {
+                let buckets = try GradientBuckets(
+                    communicator: workers, buffer: buffer, ranges: ranges, progressThread: progressThread)
+                check(buckets.hasProgressThread == progressThread, "worker \(index): progress thread \(buckets.hasProgressThread)")
+                for round in 0..<2 {
+                    for bucket in ranges.indices {
+                        try buckets.bucketReady(bucket)
+                        try buckets.poll()
+                    }
+                    if progressThread { Thread.sleep(forTimeInterval: 0.01) }
+                    try buckets.finish()
+                    let wrong = (0..<count).filter { buffer[$0] != expected[$0] }
+                    check(
+                        wrong.isEmpty,
+                        "worker \(index) round \(round), progress thread \(progressThread): \(wrong.count) wrong, first at \(wrong.first ?? -1)")
+                    for i in 0..<count { buffer[i] = all[index][i] }
                 }
-                try buckets.finish()
-                let wrong = (0..<count).filter { buffer[$0] != expected[$0] }
-                check(wrong.isEmpty, "worker \(index) round \(round): \(wrong.count) wrong, first at \(wrong.first ?? -1)")
-                for i in 0..<count { buffer[i] = all[index][i] }
             }
+            let buckets = try GradientBuckets(communicator: workers, buffer: buffer, ranges: ranges)
             try buckets.allreduceAll()
             let wrong = (0..<count).filter { buffer[$0] != expected[$0] }
             check(wrong.isEmpty, "worker \(index) allreduceAll: \(wrong.count) wrong, first at \(wrong.first ?? -1)")

@@ -152,10 +152,15 @@ extension TrainCommand {
         arguments += ["-x", "LOCKSTEP_HANG_TIMEOUT_SECONDS=\(runConfig.faultTolerance.hangTimeoutSeconds)"]
         if let logLevel { arguments += ["-x", "\(Loggers.levelVariable)=\(logLevel)"] }
         if getuid() == 0 { arguments.append("--allow-run-as-root") }
-        // The ring allreduce: for gradient-sized buffers about twice the bandwidth of Open MPI's default choice
+        // The ring allreduce, blocking and non-blocking (the buckets): for gradient-sized buffers about twice the
+        // bandwidth of Open MPI's default choices, whose non-blocking one sends each bucket whole both ways
         // (docs/BENCHMARKS.md). An algorithm chosen in the environment wins.
-        if ProcessInfo.processInfo.environment["OMPI_MCA_coll_tuned_allreduce_algorithm"] == nil {
+        let environment = ProcessInfo.processInfo.environment
+        if environment["OMPI_MCA_coll_tuned_allreduce_algorithm"] == nil {
             arguments += ["--mca", "coll_tuned_use_dynamic_rules", "1", "--mca", "coll_tuned_allreduce_algorithm", "4"]
+        }
+        if environment["OMPI_MCA_coll_libnbc_iallreduce_algorithm"] == nil {
+            arguments += ["--mca", "coll_libnbc_iallreduce_algorithm", "1"]
         }
         if let hostfile = attempt.hostfile { arguments += ["--hostfile", hostfile.path] }
         arguments += ["-np", "1", binDirectory.appendingPathComponent("lockstep-coordinator").path, "--config", config]

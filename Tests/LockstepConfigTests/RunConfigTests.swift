@@ -139,6 +139,24 @@ struct RunConfigTests {
         #expect(stored == set)
     }
 
+    /// `distributed.progress_thread`: false by default, set by `--set`, only true or false; a stored config from
+    /// before the key existed decodes as false.
+    @Test func progressThreadDefaultsValidatesAndDecodesFromOldCheckpoints() throws {
+        #expect(try RunConfig(yaml: minimal, file: "run.yaml").distributed.progressThread == false)
+        let set = try RunConfig(yaml: minimal, file: "run.yaml", overrides: ["distributed.progress_thread=true"])
+        #expect(set.distributed.progressThread)
+        let error = #expect(throws: ConfigError.self) {
+            try RunConfig(yaml: minimal, file: "run.yaml", overrides: ["distributed.progress_thread=often"])
+        }
+        #expect(error?.key == "distributed.progress_thread", "\(String(describing: error))")
+        var json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(set)) as! [String: Any]
+        var distributed = json["distributed"] as! [String: Any]
+        distributed.removeValue(forKey: "progressThread")
+        json["distributed"] = distributed
+        let old = try JSONDecoder().decode(RunConfig.self, from: JSONSerialization.data(withJSONObject: json))
+        #expect(old.distributed.progressThread == false)
+    }
+
     /// `optimizer.kind`: adamw by default; muon with its rate and momentum (defaults 0.02, 0.95), set by file or
     /// `--set`; errors name the key; Muon keys under AdamW, and Muon with a sharded optimizer, are refused; a
     /// stored config from before the keys existed decodes as AdamW.

@@ -115,6 +115,22 @@ struct DistributedTrainingTests {
         }
     }
 
+    /// `distributed.progress_thread`: a thread of each worker moves the gradient buckets during backward. The
+    /// sums are the same MPI operations, so the model ends byte for byte as with polls between kernels; the
+    /// workers say the thread runs (MPI gave `MPI_THREAD_SERIALIZED`).
+    @Test func progressThreadTrainsTheSameModelAsPolls() throws {
+        let temporary = try TemporaryDirectory()
+        let directory = temporary.url
+        _ = try Self.setUp(directory)
+        let short = ["--set", "training.max_steps=10", "--set", "checkpoint.every=0", "--set", "evaluation.every=0"]
+        let polled = try Self.train(directory, workers: 2, output: "runs/polls", extra: short)
+        #expect(!polled.output.contains("progress on a thread"), "\(polled.output)")
+        let threaded = try Self.train(
+            directory, workers: 2, output: "runs/thread", extra: short + ["--set", "distributed.progress_thread=true"])
+        #expect(threaded.output.contains("gradient buckets progress on a thread"), "\(threaded.output)")
+        #expect(try Self.finalModel(directory, "runs/thread") == Self.finalModel(directory, "runs/polls"))
+    }
+
     /// SIGTERM to mpirun: mpirun passes it on, the coordinator finishes the step, saves and releases the workers.
     @Test func sigtermToMPIRunStopsCleanlyAfterSaving() throws {
         let temporary = try TemporaryDirectory()

@@ -109,7 +109,13 @@ public enum DistributedRun {
         let shards = momentShards(config, count: model.layout.count, workers: workers.size)
         let group = try MPIReplicaGroup(
             communicator: workers, model: model, bucketed: config.distributed.gradientSync == .bucketed,
-            sharded: shards != nil)
+            sharded: shards != nil, progressThread: config.distributed.progressThread)
+        if workerIndex == 0 && config.distributed.progressThread && config.distributed.gradientSync == .bucketed {
+            log.info(
+                group.hasProgressThread
+                    ? "gradient buckets progress on a thread of each worker's own (distributed.progress_thread)"
+                    : "distributed.progress_thread: MPI gave no MPI_THREAD_SERIALIZED; the buckets progress by polls")
+        }
         let replica = try RunSetup.replica(config, model: model, group: group)
         groups.setPhase("resume broadcast")
         if launch.resumes {

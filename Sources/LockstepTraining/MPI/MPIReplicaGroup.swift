@@ -54,8 +54,12 @@ public final class MPIReplicaGroup: ReplicaGroup {
     /// Whether the model has a position table, and so the `Bucket.positionTable` bucket.
     private let hasPositionTable: Bool
 
-    /// - Parameter sharded: reduce-scatter the gradients, for an optimizer that owns this worker's shard only.
-    public init(communicator: any Communicator, model: GPT, bucketed: Bool, sharded: Bool = false) throws {
+    /// - Parameters:
+    ///   - sharded: reduce-scatter the gradients, for an optimizer that owns this worker's shard only.
+    ///   - progressThread: the buckets in flight move from a thread of their own (`BucketRequests`).
+    public init(
+        communicator: any Communicator, model: GPT, bucketed: Bool, sharded: Bool = false, progressThread: Bool = false
+    ) throws {
         self.communicator = communicator
         self.bucketed = bucketed
         self.model = model
@@ -70,12 +74,14 @@ public final class MPIReplicaGroup: ReplicaGroup {
         if let wpeRange = layout.positionTableRange { ranges.append(wpeRange) }
         bucketCount = ranges.count
         if sharded {
-            let shardedBuckets = try ShardedGradientBuckets(communicator: communicator, buffer: model.gradients, ranges: ranges)
+            let shardedBuckets = try ShardedGradientBuckets(
+                communicator: communicator, buffer: model.gradients, ranges: ranges, progressThread: bucketed && progressThread)
             self.sharded = shardedBuckets
             buckets = shardedBuckets
         } else {
             self.sharded = nil
-            buckets = try GradientBuckets(communicator: communicator, buffer: model.gradients, ranges: ranges)
+            buckets = try GradientBuckets(
+                communicator: communicator, buffer: model.gradients, ranges: ranges, progressThread: bucketed && progressThread)
         }
         rowCapacity = model.batchSize * model.sequenceLength
         let (exchanged, overflow) = communicator.size.multipliedReportingOverflow(by: rowCapacity)
@@ -86,6 +92,9 @@ public final class MPIReplicaGroup: ReplicaGroup {
             tokenScratch = [Int32](repeating: 0, count: rowCapacity)
         }
     }
+
+    /// Whether a progress thread moves the buckets in flight (`distributed.progress_thread`, granted by MPI).
+    public var hasProgressThread: Bool { buckets.hasProgressThread }
 
     public var replicaCount: Int { communicator.size }
     public var replicaIndex: Int { communicator.rank }
@@ -118,8 +127,11 @@ public final class MPIReplicaGroup: ReplicaGroup {
     public func finishGradientSum() throws -> Float {
         if let error = bucketError {
             bucketError = nil
+            try? buckets.handBack()
             throw error
         }
+        // From here this thread makes MPI calls of its own: the progress thread, if any, stops.
+        try buckets.handBack()
         guard bucketed else {
             try buckets.sumAll()
             return 1 / Float(communicator.size)
