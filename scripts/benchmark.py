@@ -10,8 +10,9 @@ on the same cores:
     metrics.jsonl after the warm-up steps, over --repeats runs); the 2-worker runs with
     `distributed.gradient_sync: bucketed` and replicated optimizer state (the defaults);
   - 2 workers x 1 thread again with `gradient_sync: single` (one blocking allreduce after backward: nothing
-    overlaps), and with `shard_optimizer: true` (ZeRO-1; a binary that rejects the key as unknown gets
-    "n/a (binary lacks shard_optimizer)" in that column instead of a failure);
+    overlaps), with `progress_thread: true`, with `shard_optimizer: true` (ZeRO-1), and with both
+    `shard_optimizer: true` and `gradient_sync: single` (the efficiency table's second column); a binary that
+    rejects a key as unknown gets "n/a (binary lacks ...)" in that column instead of a failure;
   - PyTorch's (scripts/bench_pytorch.py) with 1 and 2 threads, when torch is installed and --skip-pytorch
     is not given;
   - the coordinator's CPU share in the 2 workers x 1 thread runs: the "coordinator CPU time while stepping:
@@ -24,7 +25,7 @@ on the same cores:
     the sum, as training folds the 1 / workers into the optimizer) against one raw in-place MPI_Allreduce
     sum of the same floats. GB/s = bytes / seconds; ratio = bucketed / raw.
 Then, for each --shaped rate (default 10gbit and 1gbit; needs root) and each --shaped-configs configuration
-(default small only): 2 workers x 1 thread, bucketed and single, across 2 network-namespace hosts whose veth
+(default small only): 2 workers x 1 thread, bucketed (polls, and progress thread) and single, across 2 network-namespace hosts whose veth
 links tbf shapes at that rate (scripts/shaped_hosts.sh: coordinator and worker 0 on host a, worker 1 on host
 b). The hosts of a rate are removed (`shaped_hosts.sh down`) when its runs end, fail or are interrupted; their
 namespaces use SHAPED_PREFIX (default lsbench here), so another run's lsh hosts are left alone.
@@ -35,8 +36,10 @@ counts them). Data-parallel efficiency = tokens/s of 2 workers x 1 thread / toke
 Hidden fraction (issue 18, item 1), per configuration and link (shm: one host, shared memory): exposed
 communication = median communication_seconds after the warm-up (the gradient averaging left exposed after
 backward); hidden fraction = 1 - exposed(bucketed) / exposed(single): the share of the single allreduce's
-cost that bucketing hid behind backward (negative when bucketing cost more). The table also
-gives backward_seconds (median) and tokens/s of both.
+cost that bucketing hid behind backward (negative when bucketing cost more). Bucketed runs twice: with the
+buckets progressed by polls between backward's kernels (the default), and with `progress_thread: true` (a thread
+of each worker's own tests them every 200 us). The table also gives backward_seconds (median) and tokens/s of
+each.
 Peak memory (issue 18): 2 workers x 1 thread, replicated against shard_optimizer: true: peak_rss_bytes (the
 largest worker's, the largest over the run's train records; median over runs) and tokens/s of each.
 
@@ -71,6 +74,9 @@ BATCH, SEQ = 4, 64
 # (prefix lsh) on the same machine is neither disturbed nor removed.
 os.environ.setdefault("SHAPED_PREFIX", "lsbench")
 SHARD_UNSUPPORTED = "n/a (binary lacks shard_optimizer)"
+THREAD_UNSUPPORTED = "n/a (binary lacks progress_thread)"
+# The bucketed exchange with a progress thread on each worker (issue 18, item 1).
+PROGRESS_THREAD = {"gradient_sync": "bucketed", "progress_thread": True}
 
 
 def run(args, env=None):
@@ -112,7 +118,7 @@ def lockstep_run(args, work, cfg, workers, threads, distributed=None, hosts=None
     """(the medians of metrics.jsonl's train records after the warm-up, the coordinator's CPU line as
     (cpu s, training s, % of one core) or None) of one `lockstep train` run, global batch B x T split over the
     workers; `distributed`: more keys of that config section; hosts: a ShapedHosts to run across. (None, None)
-    when the binary rejects shard_optimizer as an unknown key."""
+    when the binary rejects a key of `distributed` as unknown (shard_optimizer, progress_thread)."""
     out = tempfile.mkdtemp(prefix="run-", dir=work)
     config = os.path.join(work, "bench.yaml")
     write_train_config(config, work=work, out=out, model=cfg, seq=SEQ, steps=cfg["steps"],
@@ -121,7 +127,7 @@ def lockstep_run(args, work, cfg, workers, threads, distributed=None, hosts=None
     try:
         code, stdout, stderr = run_train(args.binary, config, threads=threads, hosts=hosts, timeout=args.timeout)
         if code != 0:
-            if "shard_optimizer: unknown key" in stdout + stderr:
+            if any(f"{key}: unknown key" in stdout + stderr for key in (distributed or {})):
                 return None, None
             where = f" across shaped hosts ({hosts.rate})" if hosts else ""
             raise RunFailed(f"lockstep train{where}, {workers} worker(s) x {threads} thread(s), "
@@ -262,9 +268,12 @@ def tables(args, shaped_rates):
                 if workers == 2:
                     coordinator, bucketed = lines, figures
             single, _ = repeated(args, work, cfg, 2, 1, {"gradient_sync": "single"})
-            hidden_rows.append((name, "shm", bucketed, single))
+            threaded, _ = repeated(args, work, cfg, 2, 1, PROGRESS_THREAD)
+            hidden_rows.append((name, "shm", bucketed, single, threaded))
             sharded, _ = repeated(args, work, cfg, 2, 1, {"shard_optimizer": True})
             memory_rows.append((name, bucketed, sharded))
+            # The fastest 2-worker setting on one host of 2 cores (docs/BENCHMARKS.md): sharded, one exchange.
+            sharded_single, _ = repeated(args, work, cfg, 2, 1, {"shard_optimizer": True, "gradient_sync": "single"})
         if coordinator:
             coordinator_rows.append((name, *(statistics.median(line[i] for line in coordinator) for i in range(3))))
         else:
@@ -296,7 +305,8 @@ def tables(args, shaped_rates):
             else:
                 cells += ["-", "-", "-"]
             print("| " + " | ".join(cells) + " |")
-        efficiency_rows.append((name, ours[(2, 1)], ours[(1, 2)]))
+        efficiency_rows.append(
+            (name, ours[(2, 1)], sharded_single["tokens_per_second"] if sharded_single else None, ours[(1, 2)]))
 
     # Bucketed against single across 2 shaped namespace hosts: one set of hosts per rate, removed when its runs
     # end, fail or are interrupted.
@@ -310,17 +320,21 @@ def tables(args, shaped_rates):
                     print(f"benchmark: {name} across 2 hosts at {rate}", file=sys.stderr)
                     bucketed, _ = repeated(args, work, cfg, 2, 1, {"gradient_sync": "bucketed"}, hosts)
                     single, _ = repeated(args, work, cfg, 2, 1, {"gradient_sync": "single"}, hosts)
-                    hidden_rows.append((name, rate, bucketed, single))
+                    threaded, _ = repeated(args, work, cfg, 2, 1, PROGRESS_THREAD, hosts)
+                    hidden_rows.append((name, rate, bucketed, single, threaded))
         except (RunFailed, RuntimeError) as error:
             print(f"benchmark: shaped hosts at {rate}: {error}", file=sys.stderr)
             measured = {row[0] for row in hidden_rows[done:]}
-            hidden_rows += [(name, rate, None, None) for name in args.shaped_configs if name not in measured]
+            hidden_rows += [(name, rate, None, None, None) for name in args.shaped_configs if name not in measured]
 
     print()
-    print("| config | 2 workers x 1 thread tok/s | 1 worker x 2 threads tok/s | data-parallel efficiency |")
-    print("|---|---|---|---|")
-    for name, processes, threads in efficiency_rows:
-        print(f"| {name} | {processes:.0f} | {threads:.0f} | {processes / threads:.2f} |")
+    print("| config | 2 workers x 1 thread tok/s | the same, sharded + single | 1 worker x 2 threads tok/s | "
+          "data-parallel efficiency | the same, sharded + single |")
+    print("|---|---|---|---|---|---|")
+    for name, processes, best, threads in efficiency_rows:
+        best_cells = [f"{best:.0f}", f"{best / threads:.2f}"] if best else [SHARD_UNSUPPORTED, "-"]
+        print(f"| {name} | {processes:.0f} | {best_cells[0]} | {threads:.0f} | {processes / threads:.2f} | "
+              f"{best_cells[1]} |")
     print()
     print("| config | coordinator CPU s while stepping | stepping s | coordinator share of one core |")
     print("|---|---|---|---|")
@@ -333,17 +347,22 @@ def tables(args, shaped_rates):
         print(f"| {name} | {record['bytes'] / 1e6:.1f} | {record['buckets']} | {record['bucketed_gb_per_s']:.2f} | "
               f"{record['raw_gb_per_s']:.2f} | {record['bucketed_over_raw']:.2f} |")
     print()
-    print("| config | link | backward s, bucketed | backward s, single | exposed comm. s, bucketed | "
-          "exposed comm. s, single | hidden fraction | tok/s bucketed | tok/s single |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, link, bucketed, single in hidden_rows:
+    print("| config | link | backward s, bucketed | backward s, thread | backward s, single | "
+          "exposed comm. s, bucketed | exposed comm. s, thread | exposed comm. s, single | hidden fraction, bucketed | "
+          "hidden fraction, thread | tok/s bucketed | tok/s thread | tok/s single |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, link, bucketed, single, threaded in hidden_rows:
         if bucketed is None or single is None:
-            print(f"| {name} | {link} | failed (see standard error) | | | | | | |")
+            print(f"| {name} | {link} | failed (see standard error) | | | | | | | | | | |")
             continue
-        print(f"| {name} | {link} | {seconds(bucketed, 'backward_seconds')} | {seconds(single, 'backward_seconds')} | "
-              f"{seconds(bucketed, 'communication_seconds')} | {seconds(single, 'communication_seconds')} | "
-              f"{hidden_fraction(bucketed, single)} | {bucketed['tokens_per_second']:.0f} | "
-              f"{single['tokens_per_second']:.0f} |")
+        thread_cells = ([seconds(threaded, "backward_seconds"), seconds(threaded, "communication_seconds"),
+                         hidden_fraction(threaded, single), f"{threaded['tokens_per_second']:.0f}"]
+                        if threaded else [THREAD_UNSUPPORTED] * 4)
+        print(f"| {name} | {link} | {seconds(bucketed, 'backward_seconds')} | {thread_cells[0]} | "
+              f"{seconds(single, 'backward_seconds')} | {seconds(bucketed, 'communication_seconds')} | "
+              f"{thread_cells[1]} | {seconds(single, 'communication_seconds')} | "
+              f"{hidden_fraction(bucketed, single)} | {thread_cells[2]} | {bucketed['tokens_per_second']:.0f} | "
+              f"{thread_cells[3]} | {single['tokens_per_second']:.0f} |")
     print()
     print("| config | peak RSS MiB, replicated | peak RSS MiB, sharded | sharded / replicated | tok/s replicated | "
           "tok/s sharded |")
