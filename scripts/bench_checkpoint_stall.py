@@ -27,7 +27,7 @@ from lockstep_runs import ROOT, run_train, train_records, write_random_shard, wr
 
 SIZES = {
     # The shakespeare-char preset's shape (0.8 M parameters, byte vocabulary): a short step, the hardest case.
-    "tiny": dict(layers=4, heads=4, channels=128, vocab=256, seq=128, micro_batch=16, global_tokens=4096),
+    "tiny": dict(layers=4, heads=4, channels=128, vocab=257, seq=128, micro_batch=16, global_tokens=4096),
     # benchmark.py's small configuration (16 M parameters): 3 x 64 MB of state per checkpoint.
     "small": dict(layers=4, heads=4, channels=256, vocab=50304, seq=64, micro_batch=2, global_tokens=256),
 }
