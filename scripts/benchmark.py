@@ -107,7 +107,7 @@ COORDINATOR_CPU = re.compile(
     r"coordinator CPU time while stepping: ([0-9.]+) s over ([0-9.]+) s \(([0-9.]+)% of one core\)")
 # What `lockstep train` passes to mpirun: Open MPI's ring allreduce.
 RING_ALLREDUCE = ["--mca", "coll_tuned_use_dynamic_rules", "1", "--mca", "coll_tuned_allreduce_algorithm", "4",
-                  "--mca", "coll_libnbc_iallreduce_algorithm", "1"]
+                  "--mca", "coll_libnbc_iallreduce_algorithm", "1", "--mca", "coll_libnbc_ireduce_algorithm", "2"]
 
 
 class RunFailed(Exception):

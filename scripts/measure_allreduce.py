@@ -45,7 +45,7 @@ from lockstep_runs import ROOT, SHAPED, shaped_dir
 
 # What `lockstep train` passes to mpirun: Open MPI's ring allreduce.
 RING_ALLREDUCE = ["--mca", "coll_tuned_use_dynamic_rules", "1", "--mca", "coll_tuned_allreduce_algorithm", "4",
-                  "--mca", "coll_libnbc_iallreduce_algorithm", "1"]
+                  "--mca", "coll_libnbc_iallreduce_algorithm", "1", "--mca", "coll_libnbc_ireduce_algorithm", "2"]
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 

@@ -162,6 +162,11 @@ extension TrainCommand {
         if environment["OMPI_MCA_coll_libnbc_iallreduce_algorithm"] == nil {
             arguments += ["--mca", "coll_libnbc_iallreduce_algorithm", "1"]
         }
+        // The sharded buckets' reductions to each shard's owner: binomial rather than the default's pipeline of
+        // small segments, which progresses only a segment per test (docs/BENCHMARKS.md, 2026-12-01).
+        if environment["OMPI_MCA_coll_libnbc_ireduce_algorithm"] == nil {
+            arguments += ["--mca", "coll_libnbc_ireduce_algorithm", "2"]
+        }
         if let hostfile = attempt.hostfile { arguments += ["--hostfile", hostfile.path] }
         arguments += ["-np", "1", binDirectory.appendingPathComponent("lockstep-coordinator").path, "--config", config]
         for override in self.overrides { arguments += ["--set", override] }
