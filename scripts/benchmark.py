@@ -49,6 +49,12 @@ Usage (as root for the shaped hosts, after `swift build -c release`; --binary fo
   python3 scripts/benchmark.py --shaped 10gbit 1gbit --shaped-configs small 124M    # 124M across hosts too
   python3 scripts/benchmark.py --configs small --repeats 1 --skip-pytorch --skip-shaped --steps 6 --warmup 2
                                                      # a quick run (without --skip-shaped: ~2 min on 2 cores)
+  python3 scripts/benchmark.py --variants bucketed shard shard-single --configs small 124M
+                                                     # only 1 worker x 2 threads and the named 2-worker settings
+With --variants, the run measures only 1 worker x 2 threads and 2 workers x 1 thread under each named setting
+of the `distributed` section (VARIANTS below), the settings interleaved repeat by repeat so that a drift of
+the machine's speed touches all of them alike, and prints one table: per setting the median tokens/s, its
+data-parallel efficiency, backward, exposed communication and optimizer seconds, and peak memory.
 """
 
 import argparse
@@ -77,6 +83,15 @@ SHARD_UNSUPPORTED = "n/a (binary lacks shard_optimizer)"
 THREAD_UNSUPPORTED = "n/a (binary lacks progress_thread)"
 # The bucketed exchange with a progress thread on each worker (issue 18, item 1).
 PROGRESS_THREAD = {"gradient_sync": "bucketed", "progress_thread": True}
+# The 2-worker settings --variants can compare (keys of the config's distributed section).
+VARIANTS = {
+    "bucketed": {"gradient_sync": "bucketed"},
+    "single": {"gradient_sync": "single"},
+    "thread": PROGRESS_THREAD,
+    "shard": {"shard_optimizer": True},
+    "shard-single": {"shard_optimizer": True, "gradient_sync": "single"},
+    "shard-thread": {"shard_optimizer": True, "progress_thread": True},
+}
 
 
 def run(args, env=None):
@@ -213,6 +228,9 @@ def main():
                              "124M's 495 MB gradient takes ~5 s per allreduce at 1gbit)")
     parser.add_argument("--skip-shaped", action="store_true", help="no runs across shaped hosts")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds for one training run")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS),
+                        help="only compare these 2-worker settings against 1 worker x 2 threads (no PyTorch, no "
+                             "shaped hosts, no bandwidth)")
     args = parser.parse_args()
     distributed_check = os.path.join(os.path.dirname(args.binary), "lockstep-distributed-check")
     for binary in (args.binary, distributed_check):
@@ -227,9 +245,41 @@ def main():
         print("benchmark: the shaped-host runs need root (ip netns, tc): skipped", file=sys.stderr)
         shaped_rates = []
     try:
-        tables(args, shaped_rates)
+        if args.variants:
+            variant_table(args)
+        else:
+            tables(args, shaped_rates)
     except RunFailed as error:
         sys.exit(f"benchmark: {error}")
+
+
+def variant_table(args):
+    """--variants: per configuration, 1 worker x 2 threads and each named 2-worker setting, --repeats rounds
+    of one run each, then every figure's median over the rounds."""
+    print("| config | setting | tok/s | data-parallel efficiency | backward s | exposed comm. s | optimizer s | "
+          "peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in args.configs:
+        cfg = config_of(name, args)
+        runs = {variant: [] for variant in ["1x2", *args.variants]}
+        with tempfile.TemporaryDirectory() as work:
+            write_shard(work, cfg)
+            for round_ in range(args.repeats):
+                for variant in runs:
+                    workers, threads, distributed = (1, 2, None) if variant == "1x2" else (2, 1, VARIANTS[variant])
+                    figures, _ = lockstep_run(args, work, cfg, workers, threads, distributed)
+                    if figures is None:
+                        sys.exit(f"benchmark: the binary lacks a key of {distributed}")
+                    runs[variant].append(figures)
+                    print(f"benchmark: {name} {variant} round {round_ + 1}: "
+                          f"{figures['tokens_per_second']:.0f} tok/s", file=sys.stderr)
+        threads = median_of_runs(runs["1x2"])["tokens_per_second"]
+        for variant, figures in runs.items():
+            figures = median_of_runs(figures)
+            print(f"| {name} | {variant} | {figures['tokens_per_second']:.0f} | "
+                  f"{figures['tokens_per_second'] / threads:.2f} | {seconds(figures, 'backward_seconds')} | "
+                  f"{seconds(figures, 'communication_seconds')} | {seconds(figures, 'optimizer_seconds')} | "
+                  f"{mib(figures)} |")
 
 
 def tables(args, shaped_rates):

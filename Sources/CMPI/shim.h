@@ -24,3 +24,7 @@ static inline MPI_Request _Nonnull cmpi_request_null(void) { return MPI_REQUEST_
 static inline MPI_Datatype _Nonnull cmpi_uint64(void) { return MPI_UINT64_T; }
 static inline MPI_Status * _Nullable cmpi_statuses_ignore(void) { return MPI_STATUSES_IGNORE; }
 static inline MPI_Errhandler _Nonnull cmpi_errors_return(void) { return MPI_ERRORS_RETURN; }
+static inline MPI_Info _Nonnull cmpi_info_null(void) { return MPI_INFO_NULL; }
+static inline MPI_Win _Nonnull cmpi_win_null(void) { return MPI_WIN_NULL; }
+static inline int cmpi_comm_type_shared(void) { return MPI_COMM_TYPE_SHARED; }
+static inline int cmpi_mode_nocheck(void) { return MPI_MODE_NOCHECK; }

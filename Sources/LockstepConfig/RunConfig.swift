@@ -224,6 +224,10 @@ public struct RunConfig: Codable, Equatable, Sendable {
         /// backward computes (MPI progresses a non-blocking transfer only inside MPI calls), instead of tests
         /// between backward's kernels alone.
         public var progressThread: Bool = false
+        /// With `shard_optimizer` and every worker on one host: the parameters (one copy) and every worker's
+        /// gradients live in memory all workers map, and each worker sums its shard of the gradients by reading
+        /// the others' where backward wrote them, instead of MPI's reduce-scatter and all-gather.
+        public var sharedMemory: Bool = true
     }
 
     public struct FaultToleranceSettings: Codable, Equatable, Sendable {
@@ -478,7 +482,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
             threadsPerWorker: try distributed.int("threads_per_worker", default: 1, minimum: 1),
             checkReplicasEvery: try distributed.int("check_replicas_every", default: 100, minimum: 0),
             shardOptimizer: try distributed.bool("shard_optimizer", default: false),
-            progressThread: try distributed.bool("progress_thread", default: false))
+            progressThread: try distributed.bool("progress_thread", default: false),
+            sharedMemory: try distributed.bool("shared_memory", default: true))
         if self.distributed.shardOptimizer && self.optimizer.kind == .muon {
             throw distributed.invalid(
                 "shard_optimizer",
@@ -620,7 +625,7 @@ extension KeyedDecodingContainer {
 
 extension RunConfig.DistributedSettings {
     /// `shard_optimizer` and `progress_thread` are missing in checkpoints written before they existed: false, as
-    /// they trained.
+    /// they trained. `shared_memory` too: true, its default (it changes how the sharded sums travel, not them).
     public init(from decoder: Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         self.init(
@@ -629,6 +634,7 @@ extension RunConfig.DistributedSettings {
             threadsPerWorker: try container.decode(Int.self, forKey: .threadsPerWorker),
             checkReplicasEvery: try container.decode(Int.self, forKey: .checkReplicasEvery),
             shardOptimizer: try container.decodeIfPresent(Bool.self, forKey: .shardOptimizer) ?? false,
-            progressThread: try container.decodeIfPresent(Bool.self, forKey: .progressThread) ?? false)
+            progressThread: try container.decodeIfPresent(Bool.self, forKey: .progressThread) ?? false,
+            sharedMemory: try container.decodeIfPresent(Bool.self, forKey: .sharedMemory) ?? true)
     }
 }

@@ -23,6 +23,8 @@ public final class GPT {
     public let parameters: UnsafeMutableBufferPointer<Float>
     /// Gradients in the same layout; `backward` adds into them, `zeroGradients` clears them.
     public let gradients: UnsafeMutableBufferPointer<Float>
+    /// Whether this model allocated `parameters` and `gradients` (and frees them), or was lent them.
+    private let ownsBuffers: Bool
 
     private let allocator = Activations.Allocator()
     private let acts: Activations
@@ -41,8 +43,15 @@ public final class GPT {
     private var lastLanguageModelBatch = 0
     private var lastClassifierBatch = 0
 
-    /// - Precondition: `config.problems` is empty, `1 ≤ sequenceLength ≤ contextLength`, `batchSize ≥ 1`.
-    public init(config: GPTConfig, batchSize: Int, sequenceLength: Int) {
+    /// - Parameter storage: buffers of `layout.count` Floats to use for the parameters and gradients, which
+    ///   the caller owns and keeps alive (workers of one host share them: `SharedTrainingMemory`); their
+    ///   contents are left as they are. Nil: the model allocates its own, zeroed.
+    /// - Precondition: `config.problems` is empty, `1 ≤ sequenceLength ≤ contextLength`, `batchSize ≥ 1`, and
+    ///   `storage`'s buffers hold `layout.count` Floats.
+    public init(
+        config: GPTConfig, batchSize: Int, sequenceLength: Int,
+        storage: (parameters: UnsafeMutableBufferPointer<Float>, gradients: UnsafeMutableBufferPointer<Float>)? = nil
+    ) {
         precondition(config.problems.isEmpty, "invalid GPTConfig: \(config.problems.joined(separator: "; "))")
         precondition(batchSize >= 1, "batchSize must be at least 1")
         precondition(
@@ -52,10 +61,20 @@ public final class GPT {
         self.layout = ParameterLayout(config: config)
         self.batchSize = batchSize
         self.sequenceLength = sequenceLength
-        parameters = .allocate(capacity: layout.count)
-        parameters.initialize(repeating: 0)
-        gradients = .allocate(capacity: layout.count)
-        gradients.initialize(repeating: 0)
+        if let storage {
+            precondition(
+                storage.parameters.count == layout.count && storage.gradients.count == layout.count,
+                "storage holds \(storage.parameters.count) and \(storage.gradients.count) Floats, the layout \(layout.count)")
+            parameters = storage.parameters
+            gradients = storage.gradients
+            ownsBuffers = false
+        } else {
+            parameters = .allocate(capacity: layout.count)
+            parameters.initialize(repeating: 0)
+            gradients = .allocate(capacity: layout.count)
+            gradients.initialize(repeating: 0)
+            ownsBuffers = true
+        }
         let layout = self.layout
         let rotary = config.family == .llama
             ? RotaryTable(headSize: config.headSize, maxPositions: config.contextLength, theta: config.ropeTheta) : nil
@@ -66,8 +85,10 @@ public final class GPT {
     }
 
     deinit {
-        parameters.deallocate()
-        gradients.deallocate()
+        if ownsBuffers {
+            parameters.deallocate()
+            gradients.deallocate()
+        }
         allocator.deallocate()
     }
 

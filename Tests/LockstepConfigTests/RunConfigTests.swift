@@ -139,22 +139,28 @@ struct RunConfigTests {
         #expect(stored == set)
     }
 
-    /// `distributed.progress_thread`: false by default, set by `--set`, only true or false; a stored config from
-    /// before the key existed decodes as false.
-    @Test func progressThreadDefaultsValidatesAndDecodesFromOldCheckpoints() throws {
-        #expect(try RunConfig(yaml: minimal, file: "run.yaml").distributed.progressThread == false)
-        let set = try RunConfig(yaml: minimal, file: "run.yaml", overrides: ["distributed.progress_thread=true"])
-        #expect(set.distributed.progressThread)
-        let error = #expect(throws: ConfigError.self) {
-            try RunConfig(yaml: minimal, file: "run.yaml", overrides: ["distributed.progress_thread=often"])
+    /// `distributed.progress_thread` (false by default) and `distributed.shared_memory` (true): set by `--set`,
+    /// only true or false; a stored config from before the key existed decodes as its default.
+    @Test func progressThreadAndSharedMemoryDefaultsValidateAndDecodeFromOldCheckpoints() throws {
+        let keys: [(key: String, field: String, defaultValue: Bool, value: (RunConfig) -> Bool)] = [
+            ("progress_thread", "progressThread", false, { $0.distributed.progressThread }),
+            ("shared_memory", "sharedMemory", true, { $0.distributed.sharedMemory }),
+        ]
+        for (key, field, defaultValue, value) in keys {
+            #expect(value(try RunConfig(yaml: minimal, file: "run.yaml")) == defaultValue, "\(key)")
+            let set = try RunConfig(yaml: minimal, file: "run.yaml", overrides: ["distributed.\(key)=\(!defaultValue)"])
+            #expect(value(set) == !defaultValue, "\(key)")
+            let error = #expect(throws: ConfigError.self) {
+                try RunConfig(yaml: minimal, file: "run.yaml", overrides: ["distributed.\(key)=often"])
+            }
+            #expect(error?.key == "distributed.\(key)", "\(String(describing: error))")
+            var json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(set)) as! [String: Any]
+            var distributed = json["distributed"] as! [String: Any]
+            distributed.removeValue(forKey: field)
+            json["distributed"] = distributed
+            let old = try JSONDecoder().decode(RunConfig.self, from: JSONSerialization.data(withJSONObject: json))
+            #expect(value(old) == defaultValue, "\(key)")
         }
-        #expect(error?.key == "distributed.progress_thread", "\(String(describing: error))")
-        var json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(set)) as! [String: Any]
-        var distributed = json["distributed"] as! [String: Any]
-        distributed.removeValue(forKey: "progressThread")
-        json["distributed"] = distributed
-        let old = try JSONDecoder().decode(RunConfig.self, from: JSONSerialization.data(withJSONObject: json))
-        #expect(old.distributed.progressThread == false)
     }
 
     /// `optimizer.kind`: adamw by default; muon with its rate and momentum (defaults 0.02, 0.95), set by file or

@@ -185,20 +185,23 @@ struct LossSpikeTests {
 }
 
 /// The same spiky run under mpirun with two workers, their parameters compared after every step: the spikes are
-/// skipped on both alike, the roll-back reaches both, and they stay in lockstep to the end.
+/// skipped on both alike, the roll-back reaches both, and they stay in lockstep to the end. Also with sharded
+/// optimizer state, whose workers share one parameter copy in shared memory: the roll-back's broadcast writes it.
 @Suite("Loss spikes over MPI", .serialized)
 struct DistributedLossSpikeTests {
-    @Test func twoWorkersSkipAndRollBackInLockstep() throws {
+    @Test(arguments: [false, true]) func twoWorkersSkipAndRollBackInLockstep(sharded: Bool) throws {
         let temporary = try TemporaryDirectory()
         let directory = temporary.url
         let data = try LossSpikeTests.writeSpikyData(in: directory)
         let output = directory.appendingPathComponent("run")
-        try (LossSpikeTests.yaml(data: data, output: output.path) + "\ndistributed: {check_replicas_every: 1}\n")
+        try (LossSpikeTests.yaml(data: data, output: output.path)
+            + "\ndistributed: {check_replicas_every: 1, shard_optimizer: \(sharded)}\n")
             .write(to: directory.appendingPathComponent("spiky.yaml"), atomically: true, encoding: .utf8)
         let result = try MPIRun.command(
             [DistributedTrainingTests.lockstep, "train", "--config", "spiky.yaml", "--workers", "2"],
             directory: directory, timeout: 300)
         #expect(result.status == 0, "lockstep train failed:\n\(result.output)")
+        #expect(result.output.contains("parameters and gradients in shared memory") == sharded, "\(result.output)")
         #expect(result.output.contains("step 31: loss"), "\(result.output)")
         #expect(result.output.contains("3 skipped loss spikes") && result.output.contains("1 roll-back"))
         let records = try MetricsLog.read(url: output.appendingPathComponent("metrics.jsonl"))

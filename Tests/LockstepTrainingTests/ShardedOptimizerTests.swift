@@ -130,7 +130,8 @@ struct ShardedOptimizerTests {
 }
 
 /// `lockstep train --workers 2 --set distributed.shard_optimizer=true` under mpirun: the replicated run's bits
-/// without clipping (two workers add a + b either way), the same checkpoints, and an exact resume.
+/// without clipping (two workers add a + b either way), the same checkpoints, and an exact resume; summed in
+/// shared memory (the default on one host) and through MPI alike.
 @Suite("Sharded optimizer state over MPI", .serialized)
 struct DistributedShardedOptimizerTests {
     @Test func twoShardedWorkersMatchReplicatedAndResumeExactly() throws {
@@ -142,10 +143,19 @@ struct DistributedShardedOptimizerTests {
         _ = try DistributedTrainingTests.train(directory, workers: 2, output: "runs/replicated", extra: short)
         let run = try DistributedTrainingTests.train(directory, workers: 2, output: "runs/sharded", extra: short + sharded)
         #expect(run.output.contains("optimizer state sharded over 2 workers"), "\(run.output)")
+        // Both workers on this host: the shards are summed in shared memory, not through MPI.
+        #expect(run.output.contains("parameters and gradients in shared memory"), "\(run.output)")
         #expect(
             try DistributedTrainingTests.finalModel(directory, "runs/sharded")
                 == DistributedTrainingTests.finalModel(directory, "runs/replicated"))
         #expect(try ShardedOptimizerTests.sameCheckpoints(directory, "runs/sharded", "runs/replicated", steps: [5, 10]))
+        // The MPI path (`distributed.shared_memory: false`, as across hosts): the same bits.
+        let overMPI = try DistributedTrainingTests.train(
+            directory, workers: 2, output: "runs/sharded-mpi", extra: short + sharded + ["--set", "distributed.shared_memory=false"])
+        #expect(!overMPI.output.contains("parameters and gradients in shared memory"), "\(overMPI.output)")
+        #expect(
+            try DistributedTrainingTests.finalModel(directory, "runs/sharded-mpi")
+                == DistributedTrainingTests.finalModel(directory, "runs/replicated"))
 
         try ShardedOptimizerTests.interrupt(directory, "runs/sharded", step: 5, into: "runs/resumed")
         _ = try DistributedTrainingTests.train(

@@ -105,11 +105,26 @@ public enum DistributedRun {
         ComputeThreads.set(config.distributed.threadsPerWorker)
         let tokenizer = try RunSetup.tokenizer(config)
         let modelConfig = try RunSetup.modelConfig(config, tokenizer: tokenizer)
-        let model = try RunSetup.model(config, modelConfig: modelConfig)
+        // Sharded optimizer state with every worker on one host: parameters and gradients in shared memory.
+        var shared: SharedTrainingMemory? = nil
+        if config.distributed.shardOptimizer && config.distributed.sharedMemory {
+            groups.setPhase("shared-memory set-up")
+            shared = try SharedTrainingMemory.allocate(
+                communicator: workers, count: ParameterLayout(config: modelConfig).count)
+            if workerIndex == 0 {
+                log.info(
+                    shared != nil
+                        ? "parameters and gradients in shared memory: the workers share one host (distributed.shared_memory)"
+                        : "distributed.shared_memory: the workers are on more than one host; the shards go through MPI")
+            }
+        }
+        let model = try RunSetup.model(config, modelConfig: modelConfig, shared: shared)
+        // Every worker wrote the same starting weights into the one shared copy: all done before anyone goes on.
+        try shared?.synchronize()
         let shards = momentShards(config, count: model.layout.count, workers: workers.size)
         let group = try MPIReplicaGroup(
             communicator: workers, model: model, bucketed: config.distributed.gradientSync == .bucketed,
-            sharded: shards != nil, progressThread: config.distributed.progressThread)
+            sharded: shards != nil, progressThread: config.distributed.progressThread, shared: shared)
         if workerIndex == 0 && config.distributed.progressThread && config.distributed.gradientSync == .bucketed {
             log.info(
                 group.hasProgressThread
@@ -122,7 +137,9 @@ public enum DistributedRun {
             let state = replica.state
             try state.broadcast(over: groups.world, root: ProcessGroups.coordinatorRank, momentShards: shards)
             replica.restore(from: state)
-        } else {
+            // With shared parameters every worker received the same bytes into the one copy.
+            try shared?.synchronize()
+        } else if shared == nil {
             // Identical replicas from the start, whatever each process computed on its own.
             groups.setPhase("initial parameter broadcast")
             try workers.broadcast(replica.model.parameters, root: 0)
@@ -143,6 +160,7 @@ public enum DistributedRun {
                 let state = replica.state
                 try state.broadcast(over: groups.world, root: ProcessGroups.coordinatorRank, momentShards: shards)
                 replica.rollBack(to: state)
+                try shared?.synchronize()
             }
             groups.setPhase("gradient sync of step \(step)")
             let report = try replica.execute(plan)
@@ -166,5 +184,8 @@ public enum DistributedRun {
             if plan.stop { break }
             planPhase = "the plan after step \(step)"
         }
+        // Every worker ends here together (a failing one aborts the job instead): free the shared windows.
+        groups.setPhase("shared-memory release")
+        try shared?.release()
     }
 }

@@ -22,7 +22,10 @@ import LockstepOptimizer
 ///
 /// With `distributed.shard_optimizer` (ZeRO-1) the same buckets are reduce-scattered instead
 /// (`ShardedGradientBuckets`): each worker receives the sum of its own shard of the gradients, updates that
-/// shard of the parameters, and `shareUpdatedParameters` all-gathers them.
+/// shard of the parameters, and `shareUpdatedParameters` all-gathers them. When the workers share one host
+/// (`SharedTrainingMemory`), no gradient or parameter goes through MPI at all: after backward each worker adds
+/// its shard of every worker's gradients, read in place, into its own, and after the update a barrier publishes
+/// the one shared parameter copy.
 public final class MPIReplicaGroup: ReplicaGroup {
     let communicator: any Communicator
     let buckets: any BucketedGradientSum
@@ -32,6 +35,8 @@ public final class MPIReplicaGroup: ReplicaGroup {
     let model: GPT
     let layerCount: Int
     let bucketed: Bool
+    /// Parameters and gradients in memory shared by the workers of one host (sharded optimizer state only).
+    let shared: SharedTrainingMemory?
     /// Whether the last micro-step's backward defers the token lookup's rows (see the type's comment).
     let defersTokenLookup: Bool
     /// The deferred lookup rows of every worker, slot w for worker w: `(workers, rowCapacity, C)` rows and
@@ -57,10 +62,15 @@ public final class MPIReplicaGroup: ReplicaGroup {
     /// - Parameters:
     ///   - sharded: reduce-scatter the gradients, for an optimizer that owns this worker's shard only.
     ///   - progressThread: the buckets in flight move from a thread of their own (`BucketRequests`).
+    ///   - shared: with `sharded`, the memory `model`'s parameters and gradients live in, shared by all workers.
     public init(
-        communicator: any Communicator, model: GPT, bucketed: Bool, sharded: Bool = false, progressThread: Bool = false
+        communicator: any Communicator, model: GPT, bucketed: Bool, sharded: Bool = false, progressThread: Bool = false,
+        shared: SharedTrainingMemory? = nil
     ) throws {
         self.communicator = communicator
+        self.shared = sharded ? shared : nil
+        // Shared memory: the sums happen after backward, with nothing in flight during it.
+        let bucketed = bucketed && self.shared == nil
         self.bucketed = bucketed
         self.model = model
         let layout = model.layout
@@ -85,7 +95,9 @@ public final class MPIReplicaGroup: ReplicaGroup {
         }
         rowCapacity = model.batchSize * model.sequenceLength
         let (exchanged, overflow) = communicator.size.multipliedReportingOverflow(by: rowCapacity)
-        defersTokenLookup = bucketed && communicator.size > 1 && !overflow && exchanged <= config.vocabularySize
+        // Shared memory defers the rows too, so that its sums add in the replicated run's order.
+        defersTokenLookup = (bucketed || self.shared != nil) && communicator.size > 1 && !overflow
+            && exchanged <= config.vocabularySize
         if defersTokenLookup {
             lookupRows = [Float](repeating: 0, count: exchanged * config.channels)
             lookupTokens = [Double](repeating: 0, count: communicator.size * (1 + rowCapacity))
@@ -109,6 +121,7 @@ public final class MPIReplicaGroup: ReplicaGroup {
     }
 
     public var backwardEvents: BackwardEvents {
+        if shared != nil { return BackwardEvents(defersTokenLookup: defersTokenLookup) }
         guard bucketed else { return BackwardEvents() }
         return BackwardEvents(
             headReady: { [self] in
@@ -132,6 +145,15 @@ public final class MPIReplicaGroup: ReplicaGroup {
         }
         // From here this thread makes MPI calls of its own: the progress thread, if any, stops.
         try buckets.handBack()
+        if let shared, let sharded {
+            try shared.synchronize()
+            Self.addShard(sharded.shard, of: shared.gradients, into: shared.rank)
+            if defersTokenLookup {
+                try exchangeTokenLookups()
+                addTokenLookups(within: sharded.shard)
+            }
+            return 1 / Float(communicator.size)
+        }
         guard bucketed else {
             try buckets.sumAll()
             return 1 / Float(communicator.size)
@@ -150,8 +172,26 @@ public final class MPIReplicaGroup: ReplicaGroup {
         if defersTokenLookup { try exchangeTokenLookups() }
         try buckets.finishSum()
         // Sharded, only this worker's shard of wte holds sums; rows added elsewhere land in gradients no one reads.
-        if defersTokenLookup { addTokenLookups() }
+        if defersTokenLookup { addTokenLookups(within: nil) }
         return 1 / Float(communicator.size)
+    }
+
+    /// Adds `shard` of every worker's gradients, in rank order, into worker `me`'s own (the sum an in-process
+    /// group computes; with two workers also MPI's, as a + b = b + a).
+    private static func addShard(_ shard: Range<Int>, of gradients: [UnsafeMutableBufferPointer<Float>], into me: Int) {
+        let sources = gradients.compactMap { $0.baseAddress.map { UnsafePointer($0 + shard.lowerBound) } }
+        guard sources.count == gradients.count, sources.count > 1, !shard.isEmpty,
+            let own = gradients[me].baseAddress.map({ $0 + shard.lowerBound })
+        else { return }
+        if sources.count == 2 {
+            Residual.forward(out: own, a: sources[0], b: sources[1], count: shard.count)
+            return
+        }
+        for i in 0..<shard.count {
+            var sum = sources[0][i]
+            for source in sources.dropFirst() { sum += source[i] }
+            own[i] = sum
+        }
     }
 
     /// Sums every worker's deferred lookup rows into `lookupRows` / `lookupTokens` (each worker's in its slot).
@@ -173,8 +213,10 @@ public final class MPIReplicaGroup: ReplicaGroup {
     }
 
     /// Adds the exchanged lookup rows to the summed `wte` gradient, worker 0's first, so every worker adds the
-    /// same numbers in the same order.
-    private func addTokenLookups() {
+    /// same numbers in the same order. `within`: only the elements in this range of the gradient buffer (shared
+    /// memory: the other workers may still be reading the rest of this worker's gradients); each element gets
+    /// the same additions in the same order as `Embedding.backward` gives it.
+    private func addTokenLookups(within limit: Range<Int>?) {
         let C = model.config.channels
         let wte = model.gradients.baseAddress! + model.layout.wte
         for worker in 0..<communicator.size {
@@ -183,9 +225,18 @@ public final class MPIReplicaGroup: ReplicaGroup {
             if count == 0 { continue }
             for i in 0..<count { tokenScratch[i] = Int32(lookupTokens[slot + 1 + i]) }
             lookupRows.withUnsafeBufferPointer { rows in
-                Embedding.backward(
-                    dWte: wte, dWpe: nil, dOut: rows.baseAddress! + worker * rowCapacity * C, tokens: tokenScratch,
-                    batch: 1, time: count, channels: C)
+                let workerRows = rows.baseAddress! + worker * rowCapacity * C
+                guard let limit else {
+                    Embedding.backward(
+                        dWte: wte, dWpe: nil, dOut: workerRows, tokens: tokenScratch, batch: 1, time: count, channels: C)
+                    return
+                }
+                let gradients = model.gradients.baseAddress!
+                for n in 0..<count {
+                    let start = model.layout.wte + Int(tokenScratch[n]) * C
+                    let columns = (start..<(start + C)).clamped(to: limit)
+                    for i in columns { gradients[i] += workerRows[n * C + i - start] }
+                }
             }
         }
     }
@@ -223,6 +274,12 @@ public final class MPIReplicaGroup: ReplicaGroup {
     }
 
     public func shareUpdatedParameters(_ parameters: UnsafeMutableBufferPointer<Float>) throws {
+        if let shared {
+            // Every shard of the one copy is written: visible to all before anyone reads the parameters, and no
+            // worker reads another's gradients after this.
+            try shared.synchronize()
+            return
+        }
         guard let sharded, let base = parameters.baseAddress else { return }
         try communicator.allgather(base, counts: sharded.shards.map(\.count))
     }

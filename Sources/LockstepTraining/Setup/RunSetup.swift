@@ -7,6 +7,7 @@ import LockstepConfig
 import LockstepCheckpoints
 import LockstepEvaluation
 import LockstepOptimizer
+import LockstepDistributed
 
 /// Turns a `RunConfig` into the objects a run needs. Shared by every role so that the coordinator and the
 /// workers derive the same model shape and data order from the same config.
@@ -165,10 +166,13 @@ public enum RunSetup {
     /// A replica's model with its starting weights: `init_from`'s, or fresh ones from `model.seed`.
     /// Every replica that calls this with the same config gets the same parameters. A classifier started from
     /// a language model gets a fresh head from `model.seed`.
-    public static func model(_ config: RunConfig, modelConfig: GPTConfig) throws -> GPT {
+    /// - Parameter shared: parameters and gradients in memory the workers of one host share; every worker then
+    ///   writes the same starting weights into the one copy (synchronise before reading them).
+    public static func model(_ config: RunConfig, modelConfig: GPTConfig, shared: SharedTrainingMemory? = nil) throws -> GPT {
         let model = GPT(
             config: modelConfig, batchSize: config.training.microBatchSize,
-            sequenceLength: config.training.sequenceLength)
+            sequenceLength: config.training.sequenceLength,
+            storage: shared.map { ($0.parameters, $0.gradients[$0.rank]) })
         guard let path = config.model.initFrom else {
             model.initializeRandomly(seed: config.model.seed)
             return model
