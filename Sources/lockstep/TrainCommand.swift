@@ -38,6 +38,7 @@ struct TrainCommand: ParsableCommand {
     var maxRestarts: Int?
 
     func run() throws {
+        Self.shortenOpenBLASSpinning()
         try Loggers.bootstrap(level: logLevel)
         var overrides = overrides
         if let workers { overrides.append("distributed.workers=\(workers)") }
@@ -89,6 +90,25 @@ struct TrainCommand: ParsableCommand {
 }
 
 extension TrainCommand {
+    /// OpenBLAS's own threads spin, yielding the core, for 2^28 cycles after each product before they sleep;
+    /// meanwhile the kernels' threads (AdamW, GELU, softmax) want the same cores. `OPENBLAS_THREAD_TIMEOUT=4`
+    /// (2^4 cycles) made 1 worker x 2 threads of GPT-2 124M 6-7% faster here (docs/BENCHMARKS.md). OpenBLAS reads
+    /// it only as it loads, so when it is not set this process sets it and starts itself again (`execv`, same
+    /// arguments); every process it launches inherits it (mpirun passes it on with `-x`). Set it yourself to
+    /// choose another value.
+    static func shortenOpenBLASSpinning() {
+        guard getenv(openBLASTimeout) == nil else { return }
+        setenv(openBLASTimeout, "4", 1)
+        let path = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var arguments = CommandLine.arguments.map { strdup($0) }
+        arguments.append(nil)
+        execv(path, arguments)
+        // Only on failure: go on without it.
+        warn("could not restart with \(openBLASTimeout) set (\(String(cString: strerror(errno)))); OpenBLAS keeps its default")
+    }
+
+    static let openBLASTimeout = "OPENBLAS_THREAD_TIMEOUT"
+
     /// Runs the job under a `JobSupervisor`: relaunched after a failure up to `fault_tolerance.max_restarts`
     /// times, stopped cleanly (and not relaunched) on SIGINT, SIGTERM or SIGUSR1. Exits with the job's status.
     func supervise(
@@ -151,6 +171,7 @@ extension TrainCommand {
         // The workers keep the config's deadline while they wait for the config itself.
         arguments += ["-x", "LOCKSTEP_HANG_TIMEOUT_SECONDS=\(runConfig.faultTolerance.hangTimeoutSeconds)"]
         if let logLevel { arguments += ["-x", "\(Loggers.levelVariable)=\(logLevel)"] }
+        if getenv(Self.openBLASTimeout) != nil { arguments += ["-x", Self.openBLASTimeout] }
         if getuid() == 0 { arguments.append("--allow-run-as-root") }
         // The ring allreduce, blocking and non-blocking (the buckets): for gradient-sized buffers about twice the
         // bandwidth of Open MPI's default choices, whose non-blocking one sends each bucket whole both ways
