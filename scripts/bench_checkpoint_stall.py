@@ -10,7 +10,12 @@ wait for an earlier save, and the background writer competing for the cores. The
 
   - the median step without checkpoints;
   - the cost per checkpoint: (mean step with - mean step without) x every, from the medians over pairs;
-  - that cost as a fraction of a step (the goal: under 2%).
+  - that cost as a fraction of a step (the goal: under 2%);
+  - the stall the coordinator measures itself (`checkpoint_stall_seconds` of the handoff steps' train records:
+    the time the replicas could not go on because of the checkpoint, waiting for the previous save to be done
+    with the snapshot and receiving the state), its median over all handoffs, and that as a fraction of a
+    step. The first figure also holds what the background writer takes from the workers' cores; it moves with
+    the machine's noise, which on a shared VM is often larger than the effect (compare several pairs).
 
 Usage (after `swift build -c release`; nothing else should be running):
   python3 scripts/bench_checkpoint_stall.py
@@ -41,6 +46,11 @@ def step_seconds(metrics, warmup, steps):
     return [times[s] - times[s - 1] for s in range(warmup + 1, steps) if s in times and s - 1 in times]
 
 
+def stalls(metrics):
+    """checkpoint_stall_seconds of every train record that has one (the handoff steps)."""
+    return [r["checkpoint_stall_seconds"] for r in train_records(metrics, 0) if "checkpoint_stall_seconds" in r]
+
+
 def run(args, work, size, every, index):
     out = os.path.join(work, f"run-{every}-{index}")
     config = os.path.join(work, f"run-{every}-{index}.yaml")
@@ -54,7 +64,8 @@ def run(args, work, size, every, index):
     code, _, err = run_train(args.binary, config, timeout=1200)
     if code != 0:
         sys.exit(f"bench_checkpoint_stall.py: lockstep train failed ({code}):\n{err[-3000:]}")
-    return step_seconds(os.path.join(out, "metrics.jsonl"), args.warmup, args.steps)
+    metrics = os.path.join(out, "metrics.jsonl")
+    return step_seconds(metrics, args.warmup, args.steps), stalls(metrics)
 
 
 def main():
@@ -69,25 +80,30 @@ def main():
     if args.every < 1 or args.steps <= args.warmup + 2 * args.every or args.pairs < 1:
         sys.exit("bench_checkpoint_stall.py: need --every >= 1, --steps > --warmup + 2 x --every, --pairs >= 1")
 
-    print("| model | median step without (s) | mean step without / with (s) | cost per checkpoint (s) | of a step |")
-    print("|---|---|---|---|---|")
+    print("| model | median step without (s) | mean step without / with (s) | cost per checkpoint (s) | of a step | "
+          "stall per checkpoint (s) | of a step |")
+    print("|---|---|---|---|---|---|---|")
     for size in args.sizes:
         with tempfile.TemporaryDirectory(prefix="lockstep-ckpt-") as work:
             cfg = SIZES[size]
             tokens = max(200_000, cfg["global_tokens"] * (args.steps + 2))
             write_random_shard(os.path.join(work, "train_000000.bin"), cfg["vocab"], tokens, seed=1)
-            without, with_saves, medians = [], [], []
+            without, with_saves, medians, handoffs = [], [], [], []
             for index in range(args.pairs):
                 order = [0, args.every] if index % 2 == 0 else [args.every, 0]
                 for every in order:
-                    seconds = run(args, work, size, every, index)
+                    seconds, stall = run(args, work, size, every, index)
                     (with_saves if every else without).append(statistics.fmean(seconds))
+                    if every:
+                        handoffs += stall
                     if not every:
                         medians.append(statistics.median(seconds))
         mean_without, mean_with = statistics.median(without), statistics.median(with_saves)
         cost = (mean_with - mean_without) * args.every
         step = statistics.median(medians)
-        print(f"| {size} | {step:.4f} | {mean_without:.4f} / {mean_with:.4f} | {cost:.4f} | {100 * cost / step:.1f}% |")
+        stall = statistics.median(handoffs) if handoffs else float("nan")
+        print(f"| {size} | {step:.4f} | {mean_without:.4f} / {mean_with:.4f} | {cost:.4f} | {100 * cost / step:.1f}% | "
+              f"{stall:.4f} | {100 * stall / step:.1f}% |")
         print(f"  {size}: per-run means without {['%.4f' % s for s in without]}, with {['%.4f' % s for s in with_saves]}",
               file=sys.stderr)
 

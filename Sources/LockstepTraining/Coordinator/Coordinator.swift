@@ -136,7 +136,8 @@ public final class Coordinator {
 
         while progress.step < config.training.maxSteps {
             let plan = try nextPlan(&progress, elapsed: log.time)
-            let summary = try link.execute(plan, snapshot: checkpointer.snapshot)
+            // The previous save has until the handoff's state arrives, a whole step later than the plan.
+            let summary = try link.execute(plan, snapshot: checkpointer.snapshot, snapshotFree: checkpointer.waitForSave)
             steppingSeconds = Date().timeIntervalSince(log.started)
             steppingCPUSeconds = processCPUSeconds() - cpuAtStart
             progress.step += 1
@@ -228,8 +229,6 @@ public final class Coordinator {
         let handoff = checkpointer.isDue(step: step + 1, isLast: isLast) || (evaluate && validator.mayPickBest)
         let rollBack = progress.rollBackNext
         progress.rollBackNext = false
-        // The snapshot is about to be overwritten: the previous save must be done with it.
-        if handoff { try checkpointer.waitForSave() }
         let checkEvery = config.distributed.checkReplicasEvery
         return StepPlan(
             step: step, learningRate: schedule.learningRate(atStep: step), evaluate: evaluate, checkpoint: handoff,

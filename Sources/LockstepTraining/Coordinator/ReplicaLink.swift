@@ -1,3 +1,4 @@
+import Dispatch
 import LockstepDistributed
 import LockstepModel
 import LockstepCheckpoints
@@ -6,9 +7,11 @@ import LockstepCheckpoints
 public protocol ReplicaLink: AnyObject {
     var replicaCount: Int { get }
     /// Runs one step on every replica and combines their reports. With `plan.checkpoint`, `snapshot` holds
-    /// replica 0's state after the update when this returns. With `plan.rollBack`, every replica first takes
-    /// `snapshot`'s parameters and optimizer state (`WorkerReplica.rollBack(to:)`).
-    func execute(_ plan: StepPlan, snapshot: WorkerState) throws -> StepSummary
+    /// replica 0's state after the update when this returns: `snapshotFree` is called first, as late as it can
+    /// be (the previous save may still be reading the snapshot), and the summary's `checkpointStallSeconds`
+    /// says how long the two took. With `plan.rollBack`, every replica first takes `snapshot`'s parameters and
+    /// optimizer state (`WorkerReplica.rollBack(to:)`).
+    func execute(_ plan: StepPlan, snapshot: WorkerState, snapshotFree: () throws -> Void) throws -> StepSummary
     /// Lets the replicas go without another step (a resumed run that had nothing left to do).
     func release() throws
 }
@@ -23,14 +26,28 @@ public final class LocalReplicaLink: ReplicaLink {
 
     public var replicaCount: Int { 1 }
 
-    public func execute(_ plan: StepPlan, snapshot: WorkerState) throws -> StepSummary {
+    public func execute(_ plan: StepPlan, snapshot: WorkerState, snapshotFree: () throws -> Void) throws -> StepSummary {
         if plan.rollBack { replica.rollBack(to: snapshot) }
         let report = try replica.execute(plan)
-        if plan.checkpoint { snapshot.copy(from: replica.state) }
         var summary = StepSummary([report])
+        if plan.checkpoint {
+            summary.checkpointStallSeconds = try ReplicaLinkTiming.seconds {
+                try snapshotFree()
+                snapshot.copy(from: replica.state)
+            }
+        }
         summary.evaluationLogits = replica.evaluationLogits
         return summary
     }
 
     public func release() throws {}
+}
+
+/// Wall seconds of a piece of the coordinator's work.
+enum ReplicaLinkTiming {
+    static func seconds(_ body: () throws -> Void) rethrows -> Double {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try body()
+        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    }
 }

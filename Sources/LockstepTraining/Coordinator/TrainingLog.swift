@@ -76,6 +76,7 @@ final class TrainingLog {
             "optimizer_seconds": .double(summary.optimizerSeconds), "time": .double(time),
         ]
         if let peak = summary.peakResidentBytes { record["peak_rss_bytes"] = .int(peak) }
+        if let stall = summary.checkpointStallSeconds { record["checkpoint_stall_seconds"] = .double(stall) }
         try metrics.write(record)
         tensorBoard?.addScalars(
             [

@@ -27,9 +27,9 @@ public final class MPIReplicaLink: ReplicaLink {
     /// own timeouts (theirs start after a step's computation, the coordinator's at the plan).
     private var lastStepSeconds = 0.0
 
-    public func execute(_ plan: StepPlan, snapshot: WorkerState) throws -> StepSummary {
+    public func execute(_ plan: StepPlan, snapshot: WorkerState, snapshotFree: () throws -> Void) throws -> StepSummary {
         try diagnosingHangs {
-            let summary = try executeStep(plan, snapshot: snapshot)
+            let summary = try executeStep(plan, snapshot: snapshot, snapshotFree: snapshotFree)
             lastStepSeconds = summary.stepSeconds
             return summary
         }
@@ -46,7 +46,7 @@ public final class MPIReplicaLink: ReplicaLink {
         }
     }
 
-    private func executeStep(_ plan: StepPlan, snapshot: WorkerState) throws -> StepSummary {
+    private func executeStep(_ plan: StepPlan, snapshot: WorkerState, snapshotFree: () throws -> Void) throws -> StepSummary {
         let step = plan.step + 1
         groups.setPhase("plan of step \(step)")
         _ = try groups.broadcastOrder(.step(plan))
@@ -64,8 +64,11 @@ public final class MPIReplicaLink: ReplicaLink {
             summary.evaluationLogits = try receiveEvaluationLogits(examples: examples, classes: classes)
         }
         if plan.checkpoint {
-            groups.setPhase("checkpoint handoff of step \(step)")
-            try snapshot.receive(over: groups.world, from: 1, momentShards: momentShards)
+            summary.checkpointStallSeconds = try ReplicaLinkTiming.seconds {
+                try snapshotFree()
+                groups.setPhase("checkpoint handoff of step \(step)")
+                try snapshot.receive(over: groups.world, from: 1, momentShards: momentShards)
+            }
         }
         return summary
     }

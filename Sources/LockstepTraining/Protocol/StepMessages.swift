@@ -137,6 +137,9 @@ public struct StepSummary: Equatable, Sendable {
     /// Classifier runs, on evaluation steps: the dev set's class logits in dev order (K per example), put
     /// together by the link from every worker's share; empty otherwise.
     public var evaluationLogits: [Float] = []
+    /// On a checkpoint handoff: the seconds the coordinator spent on it while the replicas could not go on,
+    /// waiting for the previous save to be done with the snapshot and receiving the state; nil otherwise.
+    public var checkpointStallSeconds: Double?
 
     /// Combines the reports of one step.
     /// - Precondition: `reports` is not empty.
