@@ -10,9 +10,10 @@ on the same cores:
     metrics.jsonl after the warm-up steps, over --repeats runs); the 2-worker runs with
     `distributed.gradient_sync: bucketed` and replicated optimizer state (the defaults);
   - 2 workers x 1 thread again with `gradient_sync: single` (one blocking allreduce after backward: nothing
-    overlaps), with `progress_thread: true`, with `shard_optimizer: true` (ZeRO-1), and with both
-    `shard_optimizer: true` and `gradient_sync: single` (the efficiency table's second column); a binary that
-    rejects a key as unknown gets "n/a (binary lacks ...)" in that column instead of a failure;
+    overlaps), with `progress_thread: true`, and with `shard_optimizer: true` (ZeRO-1; on one host its workers
+    share parameters and gradients in shared memory, `distributed.shared_memory`: the efficiency table's second
+    column); a binary that rejects a key as unknown gets "n/a (binary lacks ...)" in that column instead of a
+    failure;
   - PyTorch's (scripts/bench_pytorch.py) with 1 and 2 threads, when torch is installed and --skip-pytorch
     is not given;
   - the coordinator's CPU share in the 2 workers x 1 thread runs: the "coordinator CPU time while stepping:
@@ -320,10 +321,10 @@ def tables(args, shaped_rates):
             single, _ = repeated(args, work, cfg, 2, 1, {"gradient_sync": "single"})
             threaded, _ = repeated(args, work, cfg, 2, 1, PROGRESS_THREAD)
             hidden_rows.append((name, "shm", bucketed, single, threaded))
+            # On one host the sharded workers share parameters and gradients in shared memory (shared_memory:
+            # true, the default): the efficiency table's second setting.
             sharded, _ = repeated(args, work, cfg, 2, 1, {"shard_optimizer": True})
             memory_rows.append((name, bucketed, sharded))
-            # The fastest 2-worker setting on one host of 2 cores (docs/BENCHMARKS.md): sharded, one exchange.
-            sharded_single, _ = repeated(args, work, cfg, 2, 1, {"shard_optimizer": True, "gradient_sync": "single"})
         if coordinator:
             coordinator_rows.append((name, *(statistics.median(line[i] for line in coordinator) for i in range(3))))
         else:
@@ -356,7 +357,7 @@ def tables(args, shaped_rates):
                 cells += ["-", "-", "-"]
             print("| " + " | ".join(cells) + " |")
         efficiency_rows.append(
-            (name, ours[(2, 1)], sharded_single["tokens_per_second"] if sharded_single else None, ours[(1, 2)]))
+            (name, ours[(2, 1)], sharded["tokens_per_second"] if sharded else None, ours[(1, 2)]))
 
     # Bucketed against single across 2 shaped namespace hosts: one set of hosts per rate, removed when its runs
     # end, fail or are interrupted.
@@ -378,8 +379,8 @@ def tables(args, shaped_rates):
             hidden_rows += [(name, rate, None, None, None) for name in args.shaped_configs if name not in measured]
 
     print()
-    print("| config | 2 workers x 1 thread tok/s | the same, sharded + single | 1 worker x 2 threads tok/s | "
-          "data-parallel efficiency | the same, sharded + single |")
+    print("| config | 2 workers x 1 thread tok/s | the same, sharded | 1 worker x 2 threads tok/s | "
+          "data-parallel efficiency | the same, sharded |")
     print("|---|---|---|---|---|---|")
     for name, processes, best, threads in efficiency_rows:
         best_cells = [f"{best:.0f}", f"{best / threads:.2f}"] if best else [SHARD_UNSUPPORTED, "-"]

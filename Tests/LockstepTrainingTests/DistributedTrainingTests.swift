@@ -58,6 +58,9 @@ struct DistributedTrainingTests {
         let records = try MetricsLog.read(url: directory.appendingPathComponent("runs/full/metrics.jsonl"))
         let evaluations = records.filter { $0["kind"] == .string("eval") }
         #expect(evaluations.count == 3)
+        // Every logged step (5, 10, ...) hands its state over for a checkpoint, and says how long that held it up.
+        let stalls = records.filter { $0["kind"] == .string("train") }.map { $0["checkpoint_stall_seconds"]?.doubleValue }
+        #expect(stalls.count == 6 && stalls.allSatisfy { ($0 ?? -1) >= 0 && ($0 ?? .infinity) < 60 }, "\(stalls)")
         let firstLoss = try #require(records.first?["loss"]?.doubleValue)
         let lastLoss = try Self.lastTrainLoss(directory, "runs/full")
         #expect(lastLoss < firstLoss - 0.5, "loss \(firstLoss) -> \(lastLoss)")
