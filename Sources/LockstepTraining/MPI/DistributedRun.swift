@@ -179,7 +179,9 @@ public enum DistributedRun {
             // Worker 0 hands over the state; with sharded optimizer state every worker its shard of the moments.
             if plan.checkpoint && (workerIndex == 0 || shards != nil) {
                 groups.setPhase("checkpoint handoff of step \(step)")
-                try replica.state.send(over: groups.world, to: ProcessGroups.coordinatorRank, withParameters: workerIndex == 0)
+                try groups.spinning {
+                    try replica.state.send(over: groups.world, to: ProcessGroups.coordinatorRank, withParameters: workerIndex == 0)
+                }
             }
             if plan.stop { break }
             planPhase = "the plan after step \(step)"

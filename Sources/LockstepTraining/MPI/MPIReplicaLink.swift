@@ -67,7 +67,7 @@ public final class MPIReplicaLink: ReplicaLink {
             summary.checkpointStallSeconds = try ReplicaLinkTiming.seconds {
                 try snapshotFree()
                 groups.setPhase("checkpoint handoff of step \(step)")
-                try snapshot.receive(over: groups.world, from: 1, momentShards: momentShards)
+                try groups.spinning { try snapshot.receive(over: groups.world, from: 1, momentShards: momentShards) }
             }
         }
         return summary
