@@ -1,6 +1,7 @@
 # Lockstep on Debian with Swift: a release build, mpirun as the entry point.
 # Build: docker build -t lockstep .
 # Run:   docker run --rm lockstep -np 1 lockstep-coordinator --config configs/shakespeare-char.yaml : -np 2 lockstep-worker
+# (Sharded optimizer state shares memory between the workers through /dev/shm: give it room with --shm-size=2g.)
 FROM swift:6.1-bookworm AS build
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         libopenblas-dev libopenmpi-dev openmpi-bin pkg-config \

@@ -1,4 +1,5 @@
 import CMPI
+import Foundation
 
 /// The parameters (one copy) and every worker's gradients in memory that all workers of one host map: two
 /// MPI-3 shared-memory windows (`MPI_Win_allocate_shared`, backed by /dev/shm).
@@ -24,12 +25,19 @@ public final class SharedTrainingMemory {
     private let nodeComm: MPI_Comm
     private var windows: [MPI_Win?]
 
-    /// Allocates the two windows over `communicator` (collective). Nil when its ranks are not all on one host
-    /// (the memory could not be shared), when `communicator` is not MPI's, or when there is only one worker.
-    /// - Throws: `MPIError` when MPI fails to create the windows (for instance /dev/shm too small for
-    ///   `count` Floats times the workers plus one).
-    public static func allocate(communicator: any Communicator, count: Int) throws -> SharedTrainingMemory? {
-        guard let mpi = communicator as? MPICommunicator, mpi.size > 1, count > 0 else { return nil }
+    /// Why the workers could not share memory; training then sums the shards through MPI.
+    public struct Unavailable: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Allocates the two windows over `communicator` (collective), or says why not: its ranks are not all on
+    /// one host, the backing directory (Open MPI's `osc_sm_backing_directory`, /dev/shm by default) has less
+    /// room than (workers + 1) × `count` Floats, `communicator` is not MPI's, or there is only one worker.
+    /// - Throws: `MPIError` when MPI fails to create the windows all the same.
+    public static func allocate(communicator: any Communicator, count: Int) throws -> Result<SharedTrainingMemory, Unavailable> {
+        guard let mpi = communicator as? MPICommunicator, mpi.size > 1, count > 0 else {
+            return .failure(Unavailable(description: "only over MPI, with more than one worker"))
+        }
         let watch = mpi.hangTimeout.map {
             HangWatchdog.shared.arm(rank: mpi.worldRank, phase: "\(mpi.phase) (shared-memory windows)", seconds: $0)
         }
@@ -41,14 +49,34 @@ public final class SharedTrainingMemory {
         guard let node else { throw MPIError(call: "MPI_Comm_split_type", code: -1, message: "returned no communicator") }
         var nodeSize: Int32 = 0
         try checkMPI(MPI_Comm_size(node, &nodeSize), "MPI_Comm_size(shared)")
-        // Every worker must agree on the answer, so all of them take the same path.
+        // Every worker must agree on each answer, so all of them take the same path.
         let oneHost = try mpi.allAgree(flag: Int(nodeSize) == mpi.size)
-        guard oneHost else {
+        let directory = getenv("OMPI_MCA_osc_sm_backing_directory").map { String(cString: $0) } ?? "/dev/shm"
+        let needed = (mpi.size + 1) * count * MemoryLayout<Float>.stride
+        let room = Self.freeBytes(directory)
+        let fits = try mpi.allAgree(flag: (room ?? 0) >= needed)
+        guard oneHost && fits else {
             var handle: MPI_Comm? = node
             try checkMPI(MPI_Comm_free(&handle), "MPI_Comm_free(shared)")
-            return nil
+            let reason = !oneHost
+                ? "the workers are on more than one host"
+                : "\(directory) has \(room.map(Self.mebibytes) ?? "no readable room") free, "
+                    + "\(Self.mebibytes(needed)) needed (in Docker: --shm-size)"
+            return .failure(Unavailable(description: reason))
         }
-        return try SharedTrainingMemory(communicator: mpi, node: node, count: count)
+        return .success(try SharedTrainingMemory(communicator: mpi, node: node, count: count))
+    }
+
+    private static func mebibytes(_ bytes: Int) -> String {
+        String(format: "%.1f MiB", Double(bytes) / 1_048_576)
+    }
+
+    /// Bytes an unprivileged process may still write under `path`; nil when it cannot be read.
+    private static func freeBytes(_ path: String) -> Int? {
+        var stats = statvfs()
+        guard statvfs(path, &stats) == 0 else { return nil }
+        let (bytes, overflow) = Int(stats.f_bavail).multipliedReportingOverflow(by: Int(stats.f_frsize))
+        return overflow ? Int.max : bytes
     }
 
     private init(communicator: MPICommunicator, node: MPI_Comm, count: Int) throws {

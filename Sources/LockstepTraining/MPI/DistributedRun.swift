@@ -109,13 +109,16 @@ public enum DistributedRun {
         var shared: SharedTrainingMemory? = nil
         if config.distributed.shardOptimizer && config.distributed.sharedMemory {
             groups.setPhase("shared-memory set-up")
-            shared = try SharedTrainingMemory.allocate(
-                communicator: workers, count: ParameterLayout(config: modelConfig).count)
-            if workerIndex == 0 {
-                log.info(
-                    shared != nil
-                        ? "parameters and gradients in shared memory: the workers share one host (distributed.shared_memory)"
-                        : "distributed.shared_memory: the workers are on more than one host; the shards go through MPI")
+            switch try SharedTrainingMemory.allocate(communicator: workers, count: ParameterLayout(config: modelConfig).count) {
+            case .success(let memory):
+                shared = memory
+                if workerIndex == 0 {
+                    log.info("parameters and gradients in shared memory: the workers share one host (distributed.shared_memory)")
+                }
+            case .failure(let unavailable):
+                if workerIndex == 0 {
+                    log.notice("distributed.shared_memory: not used, \(unavailable); the shards go through MPI")
+                }
             }
         }
         let model = try RunSetup.model(config, modelConfig: modelConfig, shared: shared)
