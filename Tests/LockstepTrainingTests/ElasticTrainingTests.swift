@@ -9,7 +9,9 @@ import Testing
 /// Elastic continuation (issue 15, part 3): three "hosts" made of network namespaces, as MultiHostTests builds
 /// them. A 3-worker run loses host c mid-run (its link goes down, its processes die, its namespace goes), and
 /// `lockstep train --max-restarts 2 --hostfile` probes the hosts, leaves c out and finishes on a and b with
-/// 2 workers, on the same global data stream: its final loss is the uninterrupted run's to rounding.
+/// 2 workers, on the same global data stream: its final loss is the uninterrupted run's to rounding. Both runs
+/// shard the optimizer state, so this also checks that workers on several hosts sum their shards through MPI
+/// (and say why), and that they end where workers sharing memory on one host do.
 extension DistributedTrainingTests {
     @Test(.requires(.networkNamespaces)) func lostHostLeavesTheJobAndTheRunFinishesOnTheOthers() throws {
         try TestEnvironment.require(.networkNamespaces)
@@ -65,8 +67,11 @@ extension DistributedTrainingTests {
         try "10.78.0.1 slots=2\n10.78.0.2 slots=1\n10.78.0.3 slots=1\n"
             .write(to: directory.appendingPathComponent("hosts"), atomically: true, encoding: .utf8)
 
-        // The uninterrupted run, 3 workers on this machine.
-        _ = try Self.train(directory, workers: 3, output: "runs/full")
+        // The uninterrupted run, 3 workers on this machine. Both runs shard the optimizer state: here the workers
+        // share memory, across the hosts the shards go through MPI.
+        let sharded = ["--set", "distributed.shard_optimizer=true"]
+        let full = try Self.train(directory, workers: 3, output: "runs/full", extra: sharded)
+        #expect(full.output.contains("parameters and gradients in shared memory"), "\(full.output)")
         let expectedLoss = try Self.lastTrainLoss(directory, "runs/full")
 
         let output = "runs/elastic"
@@ -78,7 +83,7 @@ extension DistributedTrainingTests {
              "hostname \(prefix)-host-a; exec \"$@\"", "sh",
              Self.lockstep, "train", "--config", "run.yaml", "--hostfile", "hosts", "--workers", "3",
              "--max-restarts", "2", "--set", "output.directory=\(output)", "--set", "output.log_every=1",
-             "--set", "fault_tolerance.hang_timeout_seconds=10"],
+             "--set", "fault_tolerance.hang_timeout_seconds=10"] + sharded,
             directory: directory, log: log)
         defer { Self.cleanUp(Self.descendants(of: process.processIdentifier) + [process.processIdentifier]) }
         // Host c goes once the run is past its second checkpoint (step 10).
@@ -97,6 +102,7 @@ extension DistributedTrainingTests {
         #expect(process.terminationStatus == 0, "\(text)")
         #expect(text.contains("host 10.78.0.3 did not answer: continuing on 10.78.0.1, 10.78.0.2"), "\(text)")
         #expect(text.contains("with 2 workers"), "\(text)")
+        #expect(text.contains("distributed.shared_memory: not used, the workers are on more than one host"), "\(text)")
         let restarts = Self.records(directory, output, kind: "restart")
         #expect(restarts.count == 1 && restarts.first?["lost_hosts"] == "10.78.0.3", "\(restarts)\n\(text)")
         let reason = restarts.first?["reason"]?.jsonText ?? ""

@@ -107,7 +107,7 @@ public enum DistributedRun {
         let modelConfig = try RunSetup.modelConfig(config, tokenizer: tokenizer)
         // Sharded optimizer state with every worker on one host: parameters and gradients in shared memory.
         var shared: SharedTrainingMemory? = nil
-        if config.distributed.shardOptimizer && config.distributed.sharedMemory {
+        if config.distributed.shardOptimizer && config.distributed.sharedMemory && workers is MPICommunicator && workers.size > 1 {
             groups.setPhase("shared-memory set-up")
             switch try SharedTrainingMemory.allocate(communicator: workers, count: ParameterLayout(config: modelConfig).count) {
             case .success(let memory):
