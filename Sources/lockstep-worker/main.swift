@@ -8,9 +8,12 @@ import LockstepTraining
 // mpirun killed with SIGKILL leaves its ranks running: leave with it.
 ParentWatchdog.start(label: "lockstep-worker (pid \(getpid()))")
 let logger = Loggers.logger("worker")
+/// This rank's roles once MPI is up: a failure names the rank and the phase it failed in.
+var roles: ProcessGroups? = nil
 do {
     try MPIRuntime.initialize()
     let groups = try ProcessGroups.fromMPI()
+    roles = groups
     // Ctrl-C reaches the whole process group, and mpirun passes SIGTERM and SIGUSR1 on to every rank; the
     // coordinator alone decides when to stop (after the step and a save), and then releases the workers.
     signal(SIGINT, SIG_IGN)
@@ -19,6 +22,7 @@ do {
     try DistributedRun.worker(groups: groups)
     try MPIRuntime.finalize()
 } catch {
-    logger.critical("lockstep-worker: error: \(error)")
+    let place = roles.map { " (world rank \($0.worldRank), \($0.world.phase))" } ?? ""
+    logger.critical("lockstep-worker\(place): error: \(error)")
     MPIRuntime.abort(code: 1)
 }
