@@ -52,7 +52,8 @@ public final class SharedTrainingMemory {
         // Every worker must agree on each answer, so all of them take the same path.
         let oneHost = try mpi.allAgree(flag: Int(nodeSize) == mpi.size)
         let directory = getenv("OMPI_MCA_osc_sm_backing_directory").map { String(cString: $0) } ?? "/dev/shm"
-        let needed = (mpi.size + 1) * count * MemoryLayout<Float>.stride
+        let (floats, overflow) = (mpi.size + 1).multipliedReportingOverflow(by: count)
+        let needed = overflow || floats > Int.max / MemoryLayout<Float>.stride ? Int.max : floats * MemoryLayout<Float>.stride
         let room = Self.freeBytes(directory)
         let fits = try mpi.allAgree(flag: (room ?? 0) >= needed)
         guard oneHost && fits else {
