@@ -38,7 +38,7 @@ struct TrainCommand: ParsableCommand {
     var maxRestarts: Int?
 
     func run() throws {
-        Self.shortenOpenBLASSpinning()
+        shortenOpenBLASSpinning()
         try Loggers.bootstrap(level: logLevel)
         var overrides = overrides
         if let workers { overrides.append("distributed.workers=\(workers)") }
@@ -96,15 +96,14 @@ extension TrainCommand {
     /// it only as it loads, so when it is not set this process sets it and starts itself again (`execv`, same
     /// arguments); every process it launches inherits it (mpirun passes it on with `-x`). Set it yourself to
     /// choose another value.
-    static func shortenOpenBLASSpinning() {
-        guard getenv(openBLASTimeout) == nil else { return }
-        setenv(openBLASTimeout, "4", 1)
-        let path = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    func shortenOpenBLASSpinning() {
+        guard getenv(Self.openBLASTimeout) == nil else { return }
+        setenv(Self.openBLASTimeout, "4", 1)
         var arguments = CommandLine.arguments.map { strdup($0) }
         arguments.append(nil)
-        execv(path, arguments)
+        execv(executable.path, arguments)
         // Only on failure: go on without it.
-        warn("could not restart with \(openBLASTimeout) set (\(String(cString: strerror(errno)))); OpenBLAS keeps its default")
+        warn("could not restart with \(Self.openBLASTimeout) set (\(String(cString: strerror(errno)))); OpenBLAS keeps its default")
     }
 
     static let openBLASTimeout = "OPENBLAS_THREAD_TIMEOUT"
