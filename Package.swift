@@ -44,7 +44,7 @@ let package = Package(
         // MARK: - Libraries, bottom up, one per stage of the data flow (docs/ARCHITECTURE.md draws the graph).
         // Each folder's README.md says its purpose in one line.
         .target(
-            name: "LockstepKernels", dependencies: ["COpenBLAS", numerics], exclude: readme,
+            name: "LockstepKernels", dependencies: ["COpenBLAS", "LockstepRandom", numerics], exclude: readme,
             swiftSettings: kernelSettings),
         .target(name: "LockstepRandom", exclude: readme),
         .target(name: "LockstepFormats", exclude: readme),
@@ -75,7 +75,7 @@ let package = Package(
         .target(
             name: "LockstepTraining",
             dependencies: [
-                "LockstepModel", "LockstepOptimizer", "LockstepData", "LockstepDistributed", "LockstepTokenizer",
+                "LockstepModel", "LockstepKernels", "LockstepOptimizer", "LockstepData", "LockstepDistributed", "LockstepTokenizer",
                 "LockstepConfig", "LockstepCheckpoints", "LockstepEvaluation", "LockstepLogging", logging,
             ],
             exclude: readme),

@@ -130,6 +130,37 @@ public struct RunConfig: Codable, Equatable, Sendable {
         public var gradClip: Double
         /// Consecutive non-finite updates (skipped) after which the run stops.
         public var maxNonFiniteSteps: Int
+        /// The probability of zeroing each output of a block's attention and MLP branches before its residual
+        /// add, and each feature a classifier's head reads, while training (0: none). Evaluation never drops.
+        public var dropout: Double = 0
+
+        public init(
+            maxSteps: Int, timeBudgetMinutes: Double?, sequenceLength: Int, microBatchSize: Int, globalBatchTokens: Int,
+            gradClip: Double, maxNonFiniteSteps: Int, dropout: Double = 0
+        ) {
+            self.maxSteps = maxSteps
+            self.timeBudgetMinutes = timeBudgetMinutes
+            self.sequenceLength = sequenceLength
+            self.microBatchSize = microBatchSize
+            self.globalBatchTokens = globalBatchTokens
+            self.gradClip = gradClip
+            self.maxNonFiniteSteps = maxNonFiniteSteps
+            self.dropout = dropout
+        }
+
+        /// `dropout` missing in checkpoints written before it existed: they trained without.
+        public init(from decoder: Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(
+                maxSteps: try container.decode(Int.self, forKey: .maxSteps),
+                timeBudgetMinutes: try container.decodeIfPresent(Double.self, forKey: .timeBudgetMinutes),
+                sequenceLength: try container.decode(Int.self, forKey: .sequenceLength),
+                microBatchSize: try container.decode(Int.self, forKey: .microBatchSize),
+                globalBatchTokens: try container.decode(Int.self, forKey: .globalBatchTokens),
+                gradClip: try container.decode(Double.self, forKey: .gradClip),
+                maxNonFiniteSteps: try container.decode(Int.self, forKey: .maxNonFiniteSteps),
+                dropout: try container.decodeIfPresent(Double.self, forKey: .dropout) ?? 0)
+        }
     }
 
     /// Which optimizer updates the parameters (`optimizer.kind`).
@@ -425,7 +456,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
             globalBatchTokens: try training.int(
                 "global_batch_tokens", default: defaultGlobalTokens.partialValue, minimum: 1, maximum: Self.tokenLimit),
             gradClip: try training.double("grad_clip", default: 1.0, minimum: 0),
-            maxNonFiniteSteps: try training.int("max_nonfinite_steps", default: 5, minimum: 1))
+            maxNonFiniteSteps: try training.int("max_nonfinite_steps", default: 5, minimum: 1),
+            dropout: try training.double("dropout", default: 0, minimum: 0, below: 1))
 
         let optimizer = try root.section("optimizer")
         self.optimizer = OptimizerSettings(

@@ -34,9 +34,9 @@ public final class GPT {
 
     private enum Pending {
         case none
-        case languageModel(batch: Int, counted: Int)
+        case languageModel(batch: Int, counted: Int, dropout: Dropout.Draw?)
         /// `weighted`: `acts.classRowWeights` holds each row's share of the weighted mean.
-        case classifier(batch: Int, time: Int, counted: Int, weighted: Bool)
+        case classifier(batch: Int, time: Int, counted: Int, weighted: Bool, dropout: Dropout.Draw?)
     }
 
     private var pending = Pending.none
@@ -145,14 +145,18 @@ public final class GPT {
     /// Runs the language model on `tokens (batch, T)`.
     /// - Parameters:
     ///   - targets: `(batch, T)` next-token ids, `-100` for positions not to count; nil for logits only.
+    ///   - dropout: the masks of a training pass (a fresh draw per micro-batch; `forwardTrunk` says which part
+    ///     masks what); nil for none, as evaluation always is.
     /// - Returns: the mean cross-entropy over counted targets (0 when none counts), or NaN when `targets` is
     ///   nil (no loss was computed, and `backward` may not follow).
     @discardableResult
-    public func forward(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>?, batch: Int) -> Float {
+    public func forward(
+        tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>?, batch: Int, dropout: Dropout.Draw? = nil
+    ) -> Float {
         let B = batch, T = sequenceLength, C = config.channels, V = config.vocabularySize
         let N = B * T
         precondition((1...batchSize).contains(batch), "batch \(batch) must be in 1...\(batchSize)")
-        forwardTrunk(tokens: tokens, batch: B, time: T)
+        forwardTrunk(tokens: tokens, batch: B, time: T, dropout: dropout)
 
         // LM head (the token table when tied): logits (N, V) = lnf (N, C) · headᵀ.
         let p = parameters.baseAddress!
@@ -172,7 +176,7 @@ public final class GPT {
         let (meanLoss, counted) = SoftmaxCrossEntropy.forward(
             losses: acts.losses, probabilities: acts.probabilities, logits: acts.logits, targets: acts.targets, rows: N,
             vocab: V)
-        pending = .languageModel(batch: B, counted: counted)
+        pending = .languageModel(batch: B, counted: counted, dropout: dropout)
         return meanLoss
     }
 
@@ -181,7 +185,7 @@ public final class GPT {
     /// - Parameter events: told as gradients become final and between kernels (see `BackwardEvents`).
     /// - Precondition: the last call was `forward` with targets.
     public func backward(lossScale: Float = 1, events: BackwardEvents = BackwardEvents()) {
-        guard case .languageModel(let B, let counted) = pending else {
+        guard case .languageModel(let B, let counted, let dropout) = pending else {
             preconditionFailure("backward needs a forward with targets just before it")
         }
         pending = .none
@@ -200,7 +204,7 @@ public final class GPT {
             dInput: acts.scratch.dNormed, dWeight: g + layout.head, dBias: nil, dOut: acts.probabilities, input: acts.lnf,
             weight: p + layout.head, rows: N, inChannels: C, outChannels: V, layout: .outputMajor)
         events.progress?()
-        backwardTrunk(batch: B, time: T, events: events)
+        backwardTrunk(batch: B, time: T, dropout: dropout, events: events)
     }
 
     // MARK: - Classifier
@@ -212,12 +216,13 @@ public final class GPT {
     ///   - time: the rows' length, at most `sequenceLength` (the default). Causal attention makes a row's
     ///     logits independent of what follows its last real token, so a batch of short texts may be cut to its
     ///     longest row: the same logits for less work.
+    ///   - dropout: as in `forward`; it also masks the pooled features the head reads.
     /// - Returns: the mean cross-entropy over counted rows (weighted by `classWeights` when set; 0 when no row
     ///   counts), or NaN when `labels` is nil.
     @discardableResult
     public func classify(
         tokens: UnsafePointer<Int32>, lengths: UnsafePointer<Int32>, labels: UnsafePointer<Int32>?, batch: Int,
-        time: Int? = nil
+        time: Int? = nil, dropout: Dropout.Draw? = nil
     ) -> Float {
         guard let K = config.labelCount, let score = layout.score else {
             preconditionFailure("classify needs a model with labelCount")
@@ -229,10 +234,11 @@ public final class GPT {
             precondition((1...Int32(T)).contains(lengths[b]), "length \(lengths[b]) of row \(b) must be in 1...\(T)")
             acts.lengths[b] = lengths[b]
         }
-        forwardTrunk(tokens: tokens, batch: B, time: T)
+        forwardTrunk(tokens: tokens, batch: B, time: T, dropout: dropout)
 
         // score: pooled (B, C) = lnf at each row's last real token; class logits (B, K) = pooled · scoreᵀ.
         LastTokenGather.forward(out: acts.pooled, hidden: acts.lnf, lengths: acts.lengths, batch: B, time: T, channels: C)
+        if let dropout { Dropout.forward(acts.pooled, count: B * C, draw: dropout.part(config.layerCount)) }
         Matmul.forward(
             out: acts.classLogits, input: acts.pooled, weight: parameters.baseAddress! + score, bias: nil, rows: B,
             inChannels: C, outChannels: K, layout: .outputMajor)
@@ -249,7 +255,7 @@ public final class GPT {
             losses: acts.classLosses, probabilities: acts.classProbabilities, logits: acts.classLogits,
             targets: acts.labels, rows: B, vocab: K)
         guard let classWeights else {
-            pending = .classifier(batch: B, time: T, counted: counted, weighted: false)
+            pending = .classifier(batch: B, time: T, counted: counted, weighted: false, dropout: dropout)
             return meanLoss
         }
         // Weighted mean in Double, serially (as the kernel's plain mean); each row's share w[y_b] / Σw is kept
@@ -263,7 +269,7 @@ public final class GPT {
         for b in 0..<B {
             acts.classRowWeights[b] = labels[b] == -100 ? 0 : Float(Double(classWeights[Int(labels[b])]) / weightSum)
         }
-        pending = .classifier(batch: B, time: T, counted: counted, weighted: true)
+        pending = .classifier(batch: B, time: T, counted: counted, weighted: true, dropout: dropout)
         return counted == 0 ? 0 : Float(weightedLoss / weightSum)
     }
 
@@ -278,7 +284,7 @@ public final class GPT {
     public func backwardClassification(
         lossScale: Float = 1, headOnly: Bool = false, events: BackwardEvents = BackwardEvents()
     ) {
-        guard case .classifier(let B, let T, let counted, let weighted) = pending, let K = config.labelCount,
+        guard case .classifier(let B, let T, let counted, let weighted, let dropout) = pending, let K = config.labelCount,
             let score = layout.score
         else {
             preconditionFailure("backwardClassification needs a classify with labels just before it")
@@ -313,15 +319,17 @@ public final class GPT {
             dInput: acts.dPooled, dWeight: gradients.baseAddress! + score, dBias: nil, dOut: acts.classProbabilities,
             input: acts.pooled, weight: parameters.baseAddress! + score, rows: B, inChannels: C, outChannels: K,
             layout: .outputMajor)
+        if let dropout { Dropout.backward(acts.dPooled, count: B * C, draw: dropout.part(config.layerCount)) }
         acts.scratch.dNormed.update(repeating: 0, count: B * T * C)
         LastTokenGather.backward(dHidden: acts.scratch.dNormed, dOut: acts.dPooled, lengths: acts.lengths, batch: B, time: T, channels: C)
-        backwardTrunk(batch: B, time: T, events: events)
+        backwardTrunk(batch: B, time: T, dropout: dropout, events: events)
     }
 
     // MARK: - Shared trunk
 
-    /// Embeddings, the L blocks and the final norm: leaves `acts.lnf (B, T, C)`.
-    private func forwardTrunk(tokens source: UnsafePointer<Int32>, batch B: Int, time T: Int) {
+    /// Embeddings, the L blocks and the final norm: leaves `acts.lnf (B, T, C)`. With `dropout`, block l masks
+    /// its branches with `dropout.part(l)`; part L masks a classifier's pooled features.
+    private func forwardTrunk(tokens source: UnsafePointer<Int32>, batch B: Int, time T: Int, dropout: Dropout.Draw?) {
         let C = config.channels, V = Int32(config.vocabularySize)
         let N = B * T
         for i in 0..<N {
@@ -334,8 +342,9 @@ public final class GPT {
             out: acts.encoded, tokens: acts.tokens, wte: p + layout.wte, wpe: layout.wpe.map { p + $0 }, batch: B,
             time: T, channels: C)
         var residual = UnsafePointer(acts.encoded)
-        for (block, a) in zip(blocks, acts.layers) {
-            block.forward(a, residual: residual, projection: acts.projection, p: p, batch: B, time: T)
+        for (l, (block, a)) in zip(blocks, acts.layers).enumerated() {
+            block.forward(
+                a, residual: residual, projection: acts.projection, p: p, batch: B, time: T, dropout: dropout?.part(l))
             residual = UnsafePointer(a.residual3)
         }
         finalNorm.forward(out: acts.lnf, mean: acts.lnfMean, rstd: acts.lnfRstd, input: residual, p: p, rows: N)
@@ -343,7 +352,7 @@ public final class GPT {
 
     /// The trunk's backward, from `acts.scratch.dNormed` holding dL/d(final norm output) `(B, T, C)` down to
     /// the embeddings. The residual stream's gradient lives in one buffer, `scratch.dResidual`.
-    private func backwardTrunk(batch B: Int, time T: Int, events: BackwardEvents) {
+    private func backwardTrunk(batch B: Int, time T: Int, dropout: Dropout.Draw?, events: BackwardEvents) {
         let C = config.channels
         let N = B * T
         let p = UnsafePointer(parameters.baseAddress!), g = gradients.baseAddress!
@@ -359,7 +368,7 @@ public final class GPT {
             let residual = UnsafePointer(l == 0 ? acts.encoded : acts.layers[l - 1].residual3)
             blocks[l].backward(
                 acts.layers[l], residual: residual, scratch: acts.scratch, p: p, g: g, batch: B, time: T,
-                progress: events.progress)
+                dropout: dropout?.part(l), progress: events.progress)
             events.blockReady?(l)
         }
         if let pad = config.embeddingPaddingToken {
@@ -486,7 +495,7 @@ private struct Activations {
         scratch = BackwardScratch(
             dResidual: plan.take(N * C), dNormed: plan.take(N * C), dAttention: plan.take(N * C),
             dQKV: plan.take(N * qkvWidth), dFc: plan.take(N * fcWidth), dActivated: plan.take(N * I),
-            attentionScratch: plan.take(B * NH * T * T))
+            attentionScratch: plan.take(B * NH * T * T), dBranch: plan.take(N * C))
         dPooled = plan.take(B * C)
     }
 }

@@ -159,10 +159,11 @@ struct TransformerBlock {
     }
 
     /// Reads the block's input `residual (B, T, C)` and fills `a` (its output in `a.residual3`); `projection
-    /// (B, T, C)` is scratch.
+    /// (B, T, C)` is scratch. `dropout`: this block's draw while training (`Dropout`), whose parts 0 and 1 mask
+    /// the attention and MLP branches' outputs before their residual adds; nil for none.
     func forward(
         _ a: LayerActivations, residual: UnsafePointer<Float>, projection: UnsafeMutablePointer<Float>,
-        p: UnsafePointer<Float>, batch B: Int, time T: Int
+        p: UnsafePointer<Float>, batch B: Int, time T: Int, dropout: Dropout.Draw? = nil
     ) {
         let N = B &* T, C = attention.channels
         norm1.forward(out: a.norm1, mean: a.norm1Mean, rstd: a.norm1Rstd, input: residual, p: p, rows: N)
@@ -176,25 +177,36 @@ struct TransformerBlock {
             out: a.attention, att: a.attentionProbabilities, qkv: a.qkv, batch: B, time: T, channels: C,
             heads: attention.heads, keyValueHeads: attention.keyValueHeads)
         attention.projection.forward(out: projection, input: a.attention, p: p, rows: N)
+        if let dropout { Dropout.forward(projection, count: N &* C, draw: dropout.part(Self.attentionBranch)) }
         Residual.forward(out: a.residual2, a: residual, b: projection, count: N &* C)
         norm2.forward(out: a.norm2, mean: a.norm2Mean, rstd: a.norm2Rstd, input: a.residual2, p: p, rows: N)
         mlp.forward(out: projection, fcOut: a.fc, activated: a.fcActivated, input: a.norm2, p: p, rows: N)
+        if let dropout { Dropout.forward(projection, count: N &* C, draw: dropout.part(Self.mlpBranch)) }
         Residual.forward(out: a.residual3, a: a.residual2, b: projection, count: N &* C)
     }
 
     /// From `dResidual` holding dL/d(block output) `(B, T, C)`, adds the block's parameter gradients into `g`
     /// and leaves dL/d(block input) in `dResidual`. A residual connection passes its output gradient unchanged
     /// to both inputs, so each branch reads `dResidual` as its output gradient and its norm's backward adds
-    /// the branch's input gradient into it.
+    /// the branch's input gradient into it. With the forward's `dropout`, a branch reads the gradient through
+    /// its mask instead (`s.dBranch`).
     func backward(
         _ a: LayerActivations, residual: UnsafePointer<Float>, scratch s: BackwardScratch, p: UnsafePointer<Float>,
-        g: UnsafeMutablePointer<Float>, batch B: Int, time T: Int, progress: (() -> Void)?
+        g: UnsafeMutablePointer<Float>, batch B: Int, time T: Int, dropout: Dropout.Draw? = nil,
+        progress: (() -> Void)?
     ) {
         let N = B &* T, C = attention.channels
+        // dL/d(branch output before its mask): `dResidual` itself without dropout.
+        func branchGradient(_ branch: Int) -> UnsafeMutablePointer<Float> {
+            guard let dropout else { return s.dResidual }
+            s.dBranch.update(from: s.dResidual, count: N &* C)
+            Dropout.backward(s.dBranch, count: N &* C, draw: dropout.part(branch))
+            return s.dBranch
+        }
         // MLP branch; dResidual is dL/d(residual3).
         s.dNormed.update(repeating: 0, count: N &* C)
         mlp.backward(
-            dInput: s.dNormed, dOut: s.dResidual, input: a.norm2, fcOut: a.fc, activated: a.fcActivated,
+            dInput: s.dNormed, dOut: branchGradient(Self.mlpBranch), input: a.norm2, fcOut: a.fc, activated: a.fcActivated,
             dActivated: s.dActivated, dFc: s.dFc, p: p, g: g, rows: N, progress: progress)
         norm2.backward(
             dInput: s.dResidual, dOut: s.dNormed, input: a.residual2, mean: a.norm2Mean, rstd: a.norm2Rstd, p: p, g: g,
@@ -202,7 +214,8 @@ struct TransformerBlock {
 
         // Attention branch; dResidual is now dL/d(residual2).
         s.dAttention.update(repeating: 0, count: N &* C)
-        attention.projection.backward(dInput: s.dAttention, dOut: s.dResidual, input: a.attention, p: p, g: g, rows: N)
+        attention.projection.backward(
+            dInput: s.dAttention, dOut: branchGradient(Self.attentionBranch), input: a.attention, p: p, g: g, rows: N)
         progress?()
         s.dQKV.update(repeating: 0, count: N &* attention.qkvWidth)
         Attention.backward(
@@ -220,6 +233,12 @@ struct TransformerBlock {
             dInput: s.dResidual, dOut: s.dNormed, input: residual, mean: a.norm1Mean, rstd: a.norm1Rstd, p: p, g: g,
             rows: N)
     }
+}
+
+extension TransformerBlock {
+    /// The parts of a block's `Dropout.Draw` that mask each branch.
+    static let attentionBranch = 0
+    static let mlpBranch = 1
 }
 
 /// One block's saved activations, views into the model's one activation buffer.
@@ -253,4 +272,6 @@ struct BackwardScratch {
     var dFc, dActivated: UnsafeMutablePointer<Float>
     /// `(B, NH, T, T)`.
     var attentionScratch: UnsafeMutablePointer<Float>
+    /// A branch's output gradient through its dropout mask `(B, T, C)`.
+    var dBranch: UnsafeMutablePointer<Float>
 }

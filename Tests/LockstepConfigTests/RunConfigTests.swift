@@ -163,6 +163,26 @@ struct RunConfigTests {
         }
     }
 
+    /// `training.dropout`: 0 by default, a probability in [0, 1) by file or `--set`, errors naming the key, 0 for a
+    /// stored config from before the key existed.
+    @Test func dropoutDefaultsValidatesAndDecodesFromOldCheckpoints() throws {
+        #expect(try RunConfig(yaml: minimal, file: "run.yaml").training.dropout == 0)
+        let set = try RunConfig(yaml: minimal, file: "run.yaml", overrides: ["training.dropout=0.1"])
+        #expect(set.training.dropout == 0.1)
+        for bad in ["1", "-0.1", "often"] {
+            let error = #expect(throws: ConfigError.self) {
+                try RunConfig(yaml: minimal, file: "run.yaml", overrides: ["training.dropout=\(bad)"])
+            }
+            #expect(error?.key == "training.dropout", "\(bad): \(String(describing: error))")
+        }
+        var json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(set)) as! [String: Any]
+        var training = json["training"] as! [String: Any]
+        training.removeValue(forKey: "dropout")
+        json["training"] = training
+        let old = try JSONDecoder().decode(RunConfig.self, from: JSONSerialization.data(withJSONObject: json))
+        #expect(old.training.dropout == 0)
+    }
+
     /// `optimizer.kind`: adamw by default; muon with its rate and momentum (defaults 0.02, 0.95), set by file or
     /// `--set`; errors name the key; Muon keys under AdamW, and Muon with a sharded optimizer, are refused; a
     /// stored config from before the keys existed decodes as AdamW.

@@ -295,7 +295,8 @@ struct FineTuningTests {
 
     // MARK: - Distributed
 
-    @Test func twoWorkersFineTuneAndResumeBitIdentical() throws {
+    /// Also with `training.dropout`, whose masks a resumed run must draw again exactly.
+    @Test(arguments: [0, 0.2]) func twoWorkersFineTuneAndResumeBitIdentical(dropout: Double) throws {
         let temporary = try TemporaryDirectory()
         let directory = temporary.url
         try Self.setUp(directory)
@@ -305,7 +306,8 @@ struct FineTuningTests {
         func train(_ output: String, resume: Bool = false) throws -> MPIRun.Result {
             try MPIRun.command(
                 [lockstep, "train", "--config", "ft.yaml", "--workers", "2", "--set", "training.max_steps=20",
-                 "--set", "output.directory=\(output)"] + (resume ? ["--resume", "auto"] : []),
+                 "--set", "output.directory=\(output)", "--set", "training.dropout=\(dropout)"]
+                    + (resume ? ["--resume", "auto"] : []),
                 directory: directory, timeout: 300)
         }
         let full = try train("runs/full")

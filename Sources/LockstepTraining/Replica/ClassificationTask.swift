@@ -1,4 +1,5 @@
 import LockstepData
+import LockstepKernels
 import LockstepModel
 
 /// Fine-tuning a classifier: rows of T tokens (truncated, right-padded) with one label each, loss on the
@@ -17,9 +18,16 @@ final class ClassificationTask: ReplicaTask {
     let tokens: UnsafeMutableBufferPointer<Int32>
     let lengths: UnsafeMutableBufferPointer<Int32>
     let labels: UnsafeMutableBufferPointer<Int32>
+    let dropout: TrainingDropout?
+    /// Where the loaded batch began in the data order, for its dropout masks.
+    private var batchStart = DataCursor(epoch: 0, position: 0)
 
-    init(model: GPT, stream: LabeledBatchStream, dev: [LabeledExample], headOnly: Bool, tokenize: @escaping (String) -> [Int32]) {
+    init(
+        model: GPT, stream: LabeledBatchStream, dev: [LabeledExample], headOnly: Bool, dropout: TrainingDropout?,
+        tokenize: @escaping (String) -> [Int32]
+    ) {
         self.model = model
+        self.dropout = dropout
         self.stream = stream
         self.dev = dev
         self.headOnly = headOnly
@@ -49,6 +57,7 @@ final class ClassificationTask: ReplicaTask {
     /// (a random draw of short SST-2 phrases pads to about 3 times its tokens). The step's gradient is the sum
     /// over all its rows, so only the order of that sum changes.
     func loadNextBatch() {
+        batchStart = stream.cursor
         stream.nextBatch(tokens: tokens.baseAddress!, lengths: lengths.baseAddress!, labels: labels.baseAddress!)
         let rows = stream.localBatchSize
         let order = (0..<rows).sorted { (lengths[$0], $0) < (lengths[$1], $1) }
@@ -66,7 +75,7 @@ final class ClassificationTask: ReplicaTask {
         let shortTime = compact(rows, lengths: lengths.baseAddress! + row, count: microBatch)
         return model.classify(
             tokens: rows, lengths: lengths.baseAddress! + row, labels: labels.baseAddress! + row, batch: microBatch,
-            time: shortTime)
+            time: shortTime, dropout: dropout?.draw(batchStart: batchStart, microBatch: index))
     }
 
     func backward(lossScale: Float, events: BackwardEvents) {

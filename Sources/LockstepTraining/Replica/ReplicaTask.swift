@@ -1,4 +1,6 @@
+import LockstepConfig
 import LockstepData
+import LockstepKernels
 import LockstepModel
 
 /// What a replica learns, and from which data: next tokens over token windows (`LanguageModelTask`) or one
@@ -19,6 +21,25 @@ protocol ReplicaTask: AnyObject {
     func backward(lossScale: Float, events: BackwardEvents)
     /// Evaluation over this replica's share of the validation set: item i belongs to replica i mod N.
     func evaluate(replicaIndex: Int, replicaCount: Int) -> TaskEvaluation
+}
+
+/// `training.dropout` on one replica: a fresh mask for every micro-batch of every step. Its seed mixes
+/// `data.seed`, the cursor at which the step's global batch begins (saved with checkpoints, so a resumed run
+/// draws the same masks), the replica and the micro-batch.
+struct TrainingDropout {
+    let base: Dropout.Draw
+    let replicaIndex: Int
+
+    /// Nil when the config trains without dropout.
+    init?(_ config: RunConfig, replicaIndex: Int) {
+        guard config.training.dropout > 0 else { return nil }
+        base = Dropout.Draw(rate: Float(config.training.dropout), seed: config.data.seed)
+        self.replicaIndex = replicaIndex
+    }
+
+    func draw(batchStart: DataCursor, microBatch: Int) -> Dropout.Draw {
+        base.part(batchStart.epoch).part(batchStart.position).part(replicaIndex).part(microBatch)
+    }
 }
 
 /// A replica's part of one evaluation.
@@ -44,8 +65,16 @@ final class LanguageModelTask: ReplicaTask {
     let inputs: UnsafeMutableBufferPointer<Int32>
     let targets: UnsafeMutableBufferPointer<Int32>
 
-    init(model: GPT, stream: PretrainingStream, validation: TokenWindowDataset?, maxValidationWindows: Int) {
+    let dropout: TrainingDropout?
+    /// Where the loaded batch began in the data order, for its dropout masks.
+    private var batchStart = DataCursor(epoch: 0, position: 0)
+
+    init(
+        model: GPT, stream: PretrainingStream, validation: TokenWindowDataset?, maxValidationWindows: Int,
+        dropout: TrainingDropout?
+    ) {
         self.model = model
+        self.dropout = dropout
         self.stream = stream
         self.validation = validation
         self.maxValidationWindows = maxValidationWindows
@@ -68,12 +97,15 @@ final class LanguageModelTask: ReplicaTask {
     var tokensPerStep: Int { stream.localBatchWindows * time }
 
     func loadNextBatch() {
+        batchStart = stream.cursor
         stream.nextBatch(inputs: inputs.baseAddress!, targets: targets.baseAddress!)
     }
 
     func forward(microBatch index: Int) -> Float {
         let offset = index * microBatch * time
-        return model.forward(tokens: inputs.baseAddress! + offset, targets: targets.baseAddress! + offset, batch: microBatch)
+        return model.forward(
+            tokens: inputs.baseAddress! + offset, targets: targets.baseAddress! + offset, batch: microBatch,
+            dropout: dropout?.draw(batchStart: batchStart, microBatch: index))
     }
 
     func backward(lossScale: Float, events: BackwardEvents) {

@@ -45,7 +45,8 @@ extension RunSetup {
             globalBatchSize: config.globalBatchWindows, seed: config.data.seed, shuffle: config.data.shuffle,
             rank: group.replicaIndex, worldSize: group.replicaCount, tokenize: tokenize)
         return ClassificationTask(
-            model: model, stream: stream, dev: dev?.examples ?? [], headOnly: settings.freezeBackbone, tokenize: tokenize)
+            model: model, stream: stream, dev: dev?.examples ?? [], headOnly: settings.freezeBackbone,
+            dropout: TrainingDropout(config, replicaIndex: group.replicaIndex), tokenize: tokenize)
     }
 
     /// Each tensor's learning rate relative to the schedule's: 1 for pretraining. For fine-tuning, the head

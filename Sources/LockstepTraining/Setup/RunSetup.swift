@@ -226,7 +226,8 @@ public enum RunSetup {
                 dataset: train, globalBatchWindows: config.globalBatchWindows, seed: config.data.seed,
                 shuffle: config.data.shuffle, rank: group.replicaIndex, worldSize: group.replicaCount)
             task = LanguageModelTask(
-                model: model, stream: stream, validation: validation, maxValidationWindows: config.evaluation.maxWindows)
+                model: model, stream: stream, validation: validation, maxValidationWindows: config.evaluation.maxWindows,
+                dropout: TrainingDropout(config, replicaIndex: group.replicaIndex))
         case .classification:
             task = try classificationTask(config, model: model, group: group)
         }
