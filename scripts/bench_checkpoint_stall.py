@@ -11,11 +11,13 @@ wait for an earlier save, and the background writer competing for the cores. The
   - the median step without checkpoints;
   - the cost per checkpoint: (mean step with - mean step without) x every, from the medians over pairs;
   - that cost as a fraction of a step (the goal: under 2%);
-  - the stall the coordinator measures itself (`checkpoint_stall_seconds` of the handoff steps' train records:
-    the time the replicas could not go on because of the checkpoint, waiting for the previous save to be done
-    with the snapshot and receiving the state), its median over all handoffs, and that as a fraction of a
-    step. The first figure also holds what the background writer takes from the workers' cores; it moves with
-    the machine's noise, which on a shared VM is often larger than the effect (compare several pairs).
+  - the stall the run measures itself, per handoff: the handoff step's `checkpoint_stall_seconds` (the
+    coordinator holding the next plan back: waiting for the previous save to be done with the snapshot,
+    receiving the state's counters) plus the next step's `handoff_wait_seconds` (the workers waiting, before
+    their update, for the state's buffers to be copied out), its median over all handoffs, and that as a
+    fraction of a step. The cost per checkpoint also holds what the background writer and the coordinator's
+    copy take from the workers' cores; it moves with the machine's noise, which on a shared VM is often larger
+    than the effect (compare several pairs).
 
 Usage (after `swift build -c release`; nothing else should be running):
   python3 scripts/bench_checkpoint_stall.py
@@ -47,8 +49,11 @@ def step_seconds(metrics, warmup, steps):
 
 
 def stalls(metrics):
-    """checkpoint_stall_seconds of every train record that has one (the handoff steps)."""
-    return [r["checkpoint_stall_seconds"] for r in train_records(metrics, 0) if "checkpoint_stall_seconds" in r]
+    """Per handoff step (a train record with checkpoint_stall_seconds): that, plus the handoff_wait_seconds of
+    the next step's record (logged every step; none after the last step)."""
+    records = {r["step"]: r for r in train_records(metrics, 0)}
+    return [r["checkpoint_stall_seconds"] + records.get(step + 1, {}).get("handoff_wait_seconds", 0.0)
+            for step, r in sorted(records.items()) if "checkpoint_stall_seconds" in r]
 
 
 def run(args, work, size, every, index):

@@ -133,34 +133,6 @@ public struct RunConfig: Codable, Equatable, Sendable {
         /// The probability of zeroing each output of a block's attention and MLP branches before its residual
         /// add, and each feature a classifier's head reads, while training (0: none). Evaluation never drops.
         public var dropout: Double = 0
-
-        public init(
-            maxSteps: Int, timeBudgetMinutes: Double?, sequenceLength: Int, microBatchSize: Int, globalBatchTokens: Int,
-            gradClip: Double, maxNonFiniteSteps: Int, dropout: Double = 0
-        ) {
-            self.maxSteps = maxSteps
-            self.timeBudgetMinutes = timeBudgetMinutes
-            self.sequenceLength = sequenceLength
-            self.microBatchSize = microBatchSize
-            self.globalBatchTokens = globalBatchTokens
-            self.gradClip = gradClip
-            self.maxNonFiniteSteps = maxNonFiniteSteps
-            self.dropout = dropout
-        }
-
-        /// `dropout` missing in checkpoints written before it existed: they trained without.
-        public init(from decoder: Decoder) throws {
-            let container = try decoder.container(keyedBy: CodingKeys.self)
-            self.init(
-                maxSteps: try container.decode(Int.self, forKey: .maxSteps),
-                timeBudgetMinutes: try container.decodeIfPresent(Double.self, forKey: .timeBudgetMinutes),
-                sequenceLength: try container.decode(Int.self, forKey: .sequenceLength),
-                microBatchSize: try container.decode(Int.self, forKey: .microBatchSize),
-                globalBatchTokens: try container.decode(Int.self, forKey: .globalBatchTokens),
-                gradClip: try container.decode(Double.self, forKey: .gradClip),
-                maxNonFiniteSteps: try container.decode(Int.self, forKey: .maxNonFiniteSteps),
-                dropout: try container.decodeIfPresent(Double.self, forKey: .dropout) ?? 0)
-        }
     }
 
     /// Which optimizer updates the parameters (`optimizer.kind`).
@@ -668,5 +640,21 @@ extension RunConfig.DistributedSettings {
             shardOptimizer: try container.decodeIfPresent(Bool.self, forKey: .shardOptimizer) ?? false,
             progressThread: try container.decodeIfPresent(Bool.self, forKey: .progressThread) ?? false,
             sharedMemory: try container.decodeIfPresent(Bool.self, forKey: .sharedMemory) ?? true)
+    }
+}
+
+extension RunConfig.TrainingSettings {
+    /// `dropout` missing in checkpoints written before it existed: they trained without.
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            maxSteps: try container.decode(Int.self, forKey: .maxSteps),
+            timeBudgetMinutes: try container.decodeIfPresent(Double.self, forKey: .timeBudgetMinutes),
+            sequenceLength: try container.decode(Int.self, forKey: .sequenceLength),
+            microBatchSize: try container.decode(Int.self, forKey: .microBatchSize),
+            globalBatchTokens: try container.decode(Int.self, forKey: .globalBatchTokens),
+            gradClip: try container.decode(Double.self, forKey: .gradClip),
+            maxNonFiniteSteps: try container.decode(Int.self, forKey: .maxNonFiniteSteps),
+            dropout: try container.decodeIfPresent(Double.self, forKey: .dropout) ?? 0)
     }
 }

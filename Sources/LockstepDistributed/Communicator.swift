@@ -7,8 +7,9 @@ public enum ReductionOp: Sendable {
 ///
 /// `MPICommunicator` is the real one; `InProcessCommunicator` (ranks as threads of one process,
 /// `InProcessGroup`) and `LocalCommunicator` (a group of one) make every distributed code path testable without
-/// mpirun. Every method but `send`, `receive`, `receiveFromEach` and `probe` is collective: every rank of the
-/// group calls it, in the same order, with the same counts.
+/// mpirun. Every method but the point-to-point ones (`send`, `receive`, `startSend`, `finish`, `receiveFromEach`,
+/// `probe`) is collective: every rank of the group calls it, in the same order, with the same
+/// counts.
 public protocol Communicator: AnyObject {
     /// This process's index in the group, `0 ..< size`.
     var rank: Int { get }
@@ -50,6 +51,15 @@ public protocol Communicator: AnyObject {
     func send(_ buffer: UnsafeRawPointer, byteCount: Int, to destination: Int, tag: Int) throws
     /// Receives `byteCount` bytes sent by rank `source` with `tag`.
     func receive(_ buffer: UnsafeMutableRawPointer, byteCount: Int, from source: Int, tag: Int) throws
+
+    /// Starts sending `byteCount` bytes to `destination`, which receives them with `receive` and the same `tag`;
+    /// added to `transfers`, which `finish` completes. The checkpoint handoff's state, sent while the next step
+    /// computes.
+    func startSend(
+        _ buffer: UnsafeRawPointer, byteCount: Int, to destination: Int, tag: Int, adding transfers: inout PendingTransfers
+    ) throws
+    /// Completes every send of `transfers` under `hangTimeout`, and empties it.
+    func finish(_ transfers: inout PendingTransfers) throws
 
     /// Receives from each of `sources` one message of `byteCount` bytes with `tag`, into `buffers[i]` from
     /// `sources[i]`, under one deadline: on a timeout the error names every source not heard from (the

@@ -219,27 +219,40 @@ func idleCPU(_ groups: ProcessGroups, seconds: Double, maxShare: Double) throws 
 }
 
 /// Workers start from different parameters and take worker 0's (so the replica check passes); then worker 0
-/// hands them to the coordinator (as for a checkpoint) in pieces of `maxCount` bytes, while it sleep-waits.
+/// hands them to the coordinator (as for a checkpoint) in pieces of `maxCount` bytes, twice: with blocking calls,
+/// and started before a barrier the coordinator receives after, as the training handoff overlaps the next step.
 func handoff(_ groups: ProcessGroups, count: Int, maxCount: Int) throws {
     let expected = smallIntegers(count: count, seed: 5)
     (groups.world as? MPICommunicator)?.maxCountPerCall = maxCount
+    var parameters = [Float](repeating: .nan, count: count)
     if let index = groups.workerIndex, let workers = groups.workers {
-        var parameters = index == 0 ? expected : smallIntegers(count: count, seed: UInt64(100 + index))
+        parameters = index == 0 ? expected : smallIntegers(count: count, seed: UInt64(100 + index))
         try parameters.withUnsafeMutableBufferPointer { try workers.broadcast($0, root: 0) }
         try workers.verifyReplicasAgree(checksum: parameters.withUnsafeBufferPointer(parameterChecksum), step: 0)
-        if index == 0 {
-            try parameters.withUnsafeBytes {
-                try groups.world.send($0.baseAddress!, byteCount: $0.count, to: ProcessGroups.coordinatorRank, tag: 7)
-            }
+    }
+    let sends = groups.workerIndex == 0, receives = groups.isCoordinator
+    try parameters.withUnsafeMutableBytes { bytes in
+        if sends { try groups.world.send(bytes.baseAddress!, byteCount: bytes.count, to: ProcessGroups.coordinatorRank, tag: 7) }
+        if receives {
+            bytes.initializeMemory(as: UInt8.self, repeating: 0xff)
+            try groups.world.receive(bytes.baseAddress!, byteCount: bytes.count, from: 1, tag: 7)
         }
     }
-    if groups.isCoordinator {
-        var received = [Float](repeating: .nan, count: count)
-        try received.withUnsafeMutableBytes {
-            try groups.world.receive($0.baseAddress!, byteCount: $0.count, from: 1, tag: 7)
+    if receives { check(parameters == expected, "coordinator received other parameters than worker 0 holds") }
+    var transfers = PendingTransfers()
+    try parameters.withUnsafeMutableBytes { bytes in
+        if sends {
+            try groups.world.startSend(
+                bytes.baseAddress!, byteCount: bytes.count, to: ProcessGroups.coordinatorRank, tag: 8, adding: &transfers)
         }
-        check(received == expected, "coordinator received other parameters than worker 0 holds")
+        try groups.world.barrier()
+        if receives {
+            bytes.initializeMemory(as: UInt8.self, repeating: 0xff)
+            try groups.world.receive(bytes.baseAddress!, byteCount: bytes.count, from: 1, tag: 8)
+        }
+        try groups.world.finish(&transfers)
     }
+    if receives { check(parameters == expected, "coordinator received other parameters than worker 0 started sending") }
     try groups.world.barrier()
     print("\(role(groups)) of \(groups.workerCount) workers: handoff ok for \(count) floats")
 }

@@ -61,6 +61,10 @@ struct DistributedTrainingTests {
         // Every logged step (5, 10, ...) hands its state over for a checkpoint, and says how long that held it up.
         let stalls = records.filter { $0["kind"] == .string("train") }.map { $0["checkpoint_stall_seconds"]?.doubleValue }
         #expect(stalls.count == 6 && stalls.allSatisfy { ($0 ?? -1) >= 0 && ($0 ?? .infinity) < 60 }, "\(stalls)")
+        // Each handoff's buffers travel during the next step, whose workers wait for them before their update:
+        // every record after the first holds that wait for the handoff five steps before.
+        let waits = records.filter { $0["kind"] == .string("train") }.map { $0["handoff_wait_seconds"]?.doubleValue }
+        #expect(waits.first == .some(nil) && waits.dropFirst().allSatisfy { ($0 ?? -1) > 0 && ($0 ?? .infinity) < 60 }, "\(waits)")
         let firstLoss = try #require(records.first?["loss"]?.doubleValue)
         let lastLoss = try Self.lastTrainLoss(directory, "runs/full")
         #expect(lastLoss < firstLoss - 0.5, "loss \(firstLoss) -> \(lastLoss)")

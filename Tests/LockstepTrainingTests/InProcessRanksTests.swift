@@ -35,11 +35,15 @@ struct InProcessRanksTests {
             var reports: [[WorkerReport]] = []
             var log = WorkerLog()
             if groups.isCoordinator {
+                // The handoff's buffers are received after the next plan went out, as `MPIReplicaLink` does.
+                var arriving = false
                 for plan in plans {
                     groups.setPhase("plan of step \(plan.step + 1)")
                     _ = try groups.broadcastOrder(.step(plan))
+                    if arriving { try snapshot.receiveBuffers(over: groups.world, from: 1, momentShards: nil) }
                     reports.append(try groups.gatherReports(nil) ?? [])
-                    if plan.checkpoint { try snapshot.receive(over: groups.world, from: 1) }
+                    if plan.checkpoint { try snapshot.receiveCounters(over: groups.world, from: 1) }
+                    arriving = plan.checkpoint
                 }
                 _ = try groups.broadcastOrder(.release)
                 return (reports, log)
@@ -54,7 +58,9 @@ struct InProcessRanksTests {
                     for index in 0..<5 { state.parameters[index] = Float(index) * 1.5 }
                     state.optimizerStep = plan.step + 1
                     state.cursor = DataCursor(epoch: 1, position: 42)
-                    try state.send(over: groups.world, to: ProcessGroups.coordinatorRank)
+                    var sending = PendingTransfers()
+                    try state.startSend(over: groups.world, to: ProcessGroups.coordinatorRank, withParameters: true, adding: &sending)
+                    try groups.world.finish(&sending)
                 }
             }
             log.released = true

@@ -28,7 +28,7 @@ import Testing
         let report = WorkerReport(
             step: 12, loss: 3.5, tokens: 4096, gradNorm: 1.25, computeSeconds: 0.5, communicationSeconds: 0.125,
             optimizerSeconds: 0.0625, stepSeconds: 0.75, skippedNonFinite: true, evaluationLossSum: 10, evaluationTokens: 4,
-            skippedSpike: true)
+            skippedSpike: true, backwardSeconds: 0.25, peakResidentBytes: 1 << 30, handoffWaitSeconds: 0.03125)
         #expect(report.fields.count == WorkerReport.fieldCount)
         #expect(WorkerReport(fields: report.fields) == report)
         #expect(WorkerReport(fields: [1, 2]) == nil)

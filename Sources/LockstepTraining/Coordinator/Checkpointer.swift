@@ -10,7 +10,7 @@ import LockstepTokenizer
 ///
 /// `@unchecked Sendable`: the save queue reads `snapshot` and sets `saveError` only between `save` and the next
 /// `waitForSave`, during which the coordinator's thread touches neither.
-final class Checkpointer: @unchecked Sendable {
+final class Checkpointer: CheckpointSnapshot, @unchecked Sendable {
     let directory: CheckpointDirectory
     let layout: ParameterLayout
     let every: Int
@@ -21,6 +21,10 @@ final class Checkpointer: @unchecked Sendable {
     /// Entered while a save's thread runs.
     private let saving = DispatchGroup()
     private var saveError: Error?
+    /// Between `arriving()` and `arrived()`: the snapshot's buffers are still being received.
+    private var isArriving = false
+    /// A save asked for while the snapshot was arriving, started by `arrived()`.
+    private var deferredSave: (state: CheckpointState, isBest: Bool)?
 
     init(config: RunConfig, layout: ParameterLayout) {
         directory = CheckpointDirectory(
@@ -44,13 +48,30 @@ final class Checkpointer: @unchecked Sendable {
         if FileManager.default.fileExists(atPath: best.path) { try directory.setBest(best) }
     }
 
+    func arriving() {
+        isArriving = true
+    }
+
+    func arrived() {
+        isArriving = false
+        if let (state, isBest) = deferredSave {
+            deferredSave = nil
+            save(state, isBest: isBest)
+        }
+    }
+
     /// Writes `snapshot` with `state` on a thread of its own; training continues meanwhile. The snapshot is not
-    /// touched again until `waitForSave()` has returned. `isBest`: point `best` at it once written.
+    /// touched again until `waitForSave()` has returned. `isBest`: point `best` at it once written. While the
+    /// snapshot is still arriving, the save starts when it has arrived.
     ///
     /// The thread runs at the lowest priority (nice 19; on Linux a thread's own): where the workers keep every
     /// core busy, as on a small machine, serialising, hashing and writing then take the time they leave idle
     /// instead of slowing their steps.
     func save(_ state: CheckpointState, isBest: Bool) {
+        if isArriving {
+            deferredSave = (state, isBest)
+            return
+        }
         saving.enter()
         let writer = Thread { [self] in
             defer { saving.leave() }

@@ -136,8 +136,9 @@ public final class Coordinator {
 
         while progress.step < config.training.maxSteps {
             let plan = try nextPlan(&progress, elapsed: log.time)
-            // The previous save has until the handoff's state arrives, a whole step later than the plan.
-            let summary = try link.execute(plan, snapshot: checkpointer.snapshot, snapshotFree: checkpointer.waitForSave)
+            // The previous save has until the next handoff, a whole step later than the plan at least; a
+            // handoff's buffers arrive while the next step computes, and its save starts then.
+            let summary = try link.execute(plan, checkpoints: checkpointer)
             steppingSeconds = Date().timeIntervalSince(log.started)
             steppingCPUSeconds = processCPUSeconds() - cpuAtStart
             progress.step += 1
@@ -164,12 +165,12 @@ public final class Coordinator {
                     "step \(progress.step): no better dev \(settings?.metric.rawValue ?? "metric") in "
                         + "\(settings?.patience ?? 0) evaluations; stopping early")
                 progress.stopReason = .earlyStopping
-                try checkpointer.waitForSave()
+                try finishSaving()
                 try link.release()
                 break
             }
             if progress.skippedInARow >= config.training.maxNonFiniteSteps && !plan.stop {
-                try checkpointer.waitForSave()
+                try finishSaving()
                 throw TrainingStopped(
                     description: """
                         \(progress.skippedInARow) steps in a row had a non-finite loss or gradient norm (last at step \(progress.step)); \
@@ -180,7 +181,7 @@ public final class Coordinator {
             if plan.stop { break }
             if rollBackDue { try rollBack(&progress, log: log) }
         }
-        try checkpointer.waitForSave()
+        try finishSaving()
         if progress.step == firstStep { try link.release() }
         console.finish()
 
@@ -204,10 +205,16 @@ public final class Coordinator {
             steppingCPUSeconds: steppingCPUSeconds, modelDirectory: modelDirectory, best: validator.judge?.selection)
     }
 
+    /// Waits for the last handoff's state to arrive and for its save, if any, to be written.
+    func finishSaving() throws {
+        try link.finishHandoff()
+        try checkpointer.waitForSave()
+    }
+
     /// After loss spikes in a row: loads the checkpoint to roll back to into the snapshot (once any save is done
     /// with it), which the next plan sends to every replica.
     func rollBack(_ progress: inout Progress, log: TrainingLog) throws {
-        try checkpointer.waitForSave()
+        try finishSaving()
         let inARow = spikeGuard.counts.inARow
         let checkpoint = try spikeGuard.prepareRollBack(into: checkpointer.snapshot, model: modelConfig, step: progress.step)
         try log.recordRollBack(step: progress.step, to: checkpoint.step, spikes: inARow)

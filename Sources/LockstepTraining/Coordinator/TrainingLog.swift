@@ -19,6 +19,8 @@ final class TrainingLog {
     let elapsedBefore: Double
     let started = Date()
     private var tokensSinceRecord = 0.0
+    /// The steps' `handoffWaitSeconds` since the last record: what checkpoint handoffs held them up.
+    private var handoffWaitSinceRecord = 0.0
     private var timeOfLastRecord = Date()
 
     /// Opens the run's logs. A run resumed from the checkpoint of step S holds each step once: `metrics.jsonl`
@@ -53,6 +55,7 @@ final class TrainingLog {
     func recordStep(_ plan: StepPlan, _ summary: StepSummary) throws {
         let step = plan.step + 1
         tokensSinceRecord += Double(summary.tokens)
+        handoffWaitSinceRecord += summary.handoffWaitSeconds
         if summary.skippedNonFinite {
             console.message("step \(step): non-finite loss or gradient norm on some worker; update skipped on all")
         }
@@ -77,6 +80,8 @@ final class TrainingLog {
         ]
         if let peak = summary.peakResidentBytes { record["peak_rss_bytes"] = .int(peak) }
         if let stall = summary.checkpointStallSeconds { record["checkpoint_stall_seconds"] = .double(stall) }
+        if handoffWaitSinceRecord > 0 { record["handoff_wait_seconds"] = .double(handoffWaitSinceRecord) }
+        handoffWaitSinceRecord = 0
         try metrics.write(record)
         tensorBoard?.addScalars(
             [

@@ -160,6 +160,8 @@ public enum DistributedRun {
             let step = plan.step + 1
             if plan.rollBack {
                 groups.setPhase("roll-back broadcast before step \(step)")
+                // The state about to be overwritten may still be on its way to the coordinator.
+                _ = try group.finishHandoff()
                 let state = replica.state
                 try state.broadcast(over: groups.world, root: ProcessGroups.coordinatorRank, momentShards: shards)
                 replica.rollBack(to: state)
@@ -180,15 +182,20 @@ public enum DistributedRun {
                 }
             }
             // Worker 0 hands over the state; with sharded optimizer state every worker its shard of the moments.
+            // The buffers travel during the next step, until its update (`MPIReplicaGroup.finishGradientSum`).
             if plan.checkpoint && (workerIndex == 0 || shards != nil) {
                 groups.setPhase("checkpoint handoff of step \(step)")
-                try groups.spinning {
-                    try replica.state.send(over: groups.world, to: ProcessGroups.coordinatorRank, withParameters: workerIndex == 0)
+                try group.startHandoff(over: groups.world) { transfers in
+                    try replica.state.startSend(
+                        over: groups.world, to: ProcessGroups.coordinatorRank, withParameters: workerIndex == 0,
+                        adding: &transfers)
                 }
             }
             if plan.stop { break }
             planPhase = "the plan after step \(step)"
         }
+        groups.setPhase("checkpoint handoff at the end")
+        _ = try group.finishHandoff()
         // Every worker ends here together (a failing one aborts the job instead): free the shared windows.
         groups.setPhase("shared-memory release")
         try shared?.release()

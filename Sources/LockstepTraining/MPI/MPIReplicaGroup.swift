@@ -137,6 +137,37 @@ public final class MPIReplicaGroup: ReplicaGroup {
             defersTokenLookup: defersTokenLookup)
     }
 
+    /// The sends of a checkpoint handoff in flight from this worker's parameters and moments, over the world
+    /// communicator (`startHandoff`); empty when none.
+    private var handoff = PendingTransfers()
+    private var handoffCommunicator: (any Communicator)?
+    public private(set) var handoffWaitSeconds = 0.0
+
+    /// Starts this worker's side of a checkpoint handoff (`start` adds the sends to the transfers), which then
+    /// overlaps the next step's forward and backward: on one host the coordinator copies the bytes out on its
+    /// own CPU. `finishGradientSum` completes the sends first, before this or, in shared memory, any other
+    /// worker can change the buffers, or else `finishHandoff` (a roll-back, the end of the run).
+    public func startHandoff(
+        over world: any Communicator, _ start: (inout PendingTransfers) throws -> Void
+    ) throws {
+        _ = try finishHandoff()
+        handoffCommunicator = world
+        try start(&handoff)
+    }
+
+    /// Completes the handoff in flight, if any.
+    /// - Returns: the seconds it waited.
+    public func finishHandoff() throws -> Double {
+        guard let world = handoffCommunicator else { return 0 }
+        let phase = world.phase
+        world.phase = "checkpoint handoff's sends, before \(phase)"
+        defer { world.phase = phase }
+        let started = monotonicSeconds()
+        try world.finish(&handoff)
+        handoffCommunicator = nil
+        return monotonicSeconds() - started
+    }
+
     public func finishGradientSum() throws -> Float {
         if let error = bucketError {
             bucketError = nil
@@ -145,6 +176,8 @@ public final class MPIReplicaGroup: ReplicaGroup {
         }
         // From here this thread makes MPI calls of its own: the progress thread, if any, stops.
         try buckets.handBack()
+        // Before the update, and in shared memory before the barrier after which the others update theirs.
+        handoffWaitSeconds = try finishHandoff()
         if let shared, let sharded {
             try shared.synchronize()
             Self.addShard(sharded.shard, of: shared.gradients, into: shared.rank)

@@ -8,7 +8,9 @@ import LockstepLogging
 import LockstepCheckpoints
 
 /// The coordinator's link to worker processes: plans are broadcast over the world communicator, reports
-/// gathered, and a checkpoint's state sent by worker 0. The coordinator sleeps while it waits.
+/// gathered, and a checkpoint's state sent by worker 0. The coordinator sleeps while it waits, except for the
+/// handoff's buffers: it receives them after the next plan has gone out, while the workers compute, and on one
+/// host copies them itself out of worker 0's memory (Open MPI's single copy).
 public final class MPIReplicaLink: ReplicaLink {
     let groups: ProcessGroups
     /// Classifier runs with a dev set: its size and K, so that evaluation steps collect the workers' logits.
@@ -27,9 +29,12 @@ public final class MPIReplicaLink: ReplicaLink {
     /// own timeouts (theirs start after a step's computation, the coordinator's at the plan).
     private var lastStepSeconds = 0.0
 
-    public func execute(_ plan: StepPlan, snapshot: WorkerState, snapshotFree: () throws -> Void) throws -> StepSummary {
+    /// The snapshot of a handoff whose counters are in and whose buffers are yet to be received.
+    private var arriving: CheckpointSnapshot?
+
+    public func execute(_ plan: StepPlan, checkpoints: CheckpointSnapshot) throws -> StepSummary {
         try diagnosingHangs {
-            let summary = try executeStep(plan, snapshot: snapshot, snapshotFree: snapshotFree)
+            let summary = try executeStep(plan, checkpoints: checkpoints)
             lastStepSeconds = summary.stepSeconds
             return summary
         }
@@ -46,13 +51,29 @@ public final class MPIReplicaLink: ReplicaLink {
         }
     }
 
-    private func executeStep(_ plan: StepPlan, snapshot: WorkerState, snapshotFree: () throws -> Void) throws -> StepSummary {
+    public func finishHandoff() throws {
+        try diagnosingHangs { try receiveArriving(beforeStep: nil) }
+    }
+
+    /// Receives the buffers of the handoff in flight, if any, and tells its snapshot.
+    private func receiveArriving(beforeStep step: Int?) throws {
+        guard let checkpoints = arriving else { return }
+        groups.setPhase("checkpoint handoff" + (step.map { " during step \($0)" } ?? ""))
+        try groups.spinning {
+            try checkpoints.snapshot.receiveBuffers(over: groups.world, from: 1, momentShards: momentShards)
+        }
+        arriving = nil
+        checkpoints.arrived()
+    }
+
+    private func executeStep(_ plan: StepPlan, checkpoints: CheckpointSnapshot) throws -> StepSummary {
         let step = plan.step + 1
         groups.setPhase("plan of step \(step)")
         _ = try groups.broadcastOrder(.step(plan))
+        try receiveArriving(beforeStep: step)
         if plan.rollBack {
             groups.setPhase("roll-back broadcast before step \(step)")
-            try snapshot.broadcast(over: groups.world, root: ProcessGroups.coordinatorRank, momentShards: momentShards)
+            try checkpoints.snapshot.broadcast(over: groups.world, root: ProcessGroups.coordinatorRank, momentShards: momentShards)
         }
         groups.setPhase("report of step \(step)")
         guard let reports = try groups.gatherReports(nil) else {
@@ -65,9 +86,11 @@ public final class MPIReplicaLink: ReplicaLink {
         }
         if plan.checkpoint {
             summary.checkpointStallSeconds = try ReplicaLinkTiming.seconds {
-                try snapshotFree()
+                try checkpoints.waitForSave()
                 groups.setPhase("checkpoint handoff of step \(step)")
-                try groups.spinning { try snapshot.receive(over: groups.world, from: 1, momentShards: momentShards) }
+                try groups.spinning { try checkpoints.snapshot.receiveCounters(over: groups.world, from: 1) }
+                checkpoints.arriving()
+                arriving = checkpoints
             }
         }
         return summary

@@ -10,7 +10,8 @@ import LockstepCheckpoints
 //             WorkerReport                                     every worker -> coordinator
 //             evaluation logits (classifier dev sets)          every worker -> coordinator
 //             WorkerState (when the plan asks for a handoff)   worker 0 -> coordinator
-//               (sharded optimizer state: each worker sends its shard of the moments)
+//               (sharded optimizer state: each worker sends its shard of the moments; the buffers travel
+//               while the next step computes, before its update)
 
 /// What the coordinator tells the workers before the first step.
 struct RunLaunch: Codable {
@@ -41,37 +42,34 @@ func momentShards(_ config: RunConfig, count: Int, workers: Int) -> [Range<Int>]
 }
 
 extension WorkerState {
-    /// A worker's side of the checkpoint handoff. Worker 0 (`withParameters`) sends the three buffers, then the
-    /// optimizer step, cursor and loss-window length, then the loss window. With sharded optimizer state every
-    /// other worker sends its moments too (`withParameters` false), which are its shard's.
-    func send(over communicator: any Communicator, to destination: Int, withParameters: Bool = true) throws {
-        if withParameters { try communicator.send(parameters, to: destination, tag: HandoffTag.state) }
-        for (offset, buffer) in moments.enumerated() {
-            try communicator.send(buffer, to: destination, tag: HandoffTag.state + 1 + offset)
-        }
-        guard withParameters else { return }
-        var counters = counterFields
-        try counters.withUnsafeMutableBytes {
-            try communicator.send(UnsafeRawPointer($0.baseAddress!), byteCount: $0.count, to: destination, tag: HandoffTag.state + 3)
-        }
-        if !lossWindow.isEmpty {
-            try lossWindow.withUnsafeBytes {
-                try communicator.send($0.baseAddress!, byteCount: $0.count, to: destination, tag: HandoffTag.lossWindow)
+    /// A worker's side of the checkpoint handoff. Worker 0 (`withParameters`) sends the optimizer step, cursor
+    /// and loss-window length, then the loss window, and starts sending the parameters and both moments; with
+    /// sharded optimizer state every other worker starts sending its moments too (`withParameters` false),
+    /// which are its shard's. The buffers must not change until `finish(transfers)`: the replica completes them
+    /// before its next update (`MPIReplicaGroup.finishGradientSum`).
+    func startSend(
+        over communicator: any Communicator, to destination: Int, withParameters: Bool, adding transfers: inout PendingTransfers
+    ) throws {
+        if withParameters {
+            var counters = counterFields
+            try counters.withUnsafeMutableBytes {
+                try communicator.send(UnsafeRawPointer($0.baseAddress!), byteCount: $0.count, to: destination, tag: HandoffTag.state + 3)
             }
+            if !lossWindow.isEmpty {
+                try lossWindow.withUnsafeBytes {
+                    try communicator.send($0.baseAddress!, byteCount: $0.count, to: destination, tag: HandoffTag.lossWindow)
+                }
+            }
+            try communicator.startSend(parameters, to: destination, tag: HandoffTag.state, adding: &transfers)
+        }
+        for (offset, buffer) in moments.enumerated() {
+            try communicator.startSend(buffer, to: destination, tag: HandoffTag.state + 1 + offset, adding: &transfers)
         }
     }
 
-    /// The coordinator's side of the checkpoint handoff, into this whole state: everything from `source`
-    /// (world rank 1, worker 0), except that with `momentShards` (sharded optimizer state) shard w of the
-    /// moments comes from world rank `source + w`.
-    func receive(over communicator: any Communicator, from source: Int, momentShards: [Range<Int>]? = nil) throws {
-        try communicator.receive(parameters, from: source, tag: HandoffTag.state)
-        for (offset, buffer) in moments.enumerated() {
-            for (worker, range) in (momentShards ?? [0..<count]).enumerated() {
-                try communicator.receive(
-                    UnsafeMutableBufferPointer(rebasing: buffer[range]), from: source + worker, tag: HandoffTag.state + 1 + offset)
-            }
-        }
+    /// The coordinator's side of the checkpoint handoff, into this whole state, first part: the optimizer step,
+    /// cursor and loss window from `source` (world rank 1, worker 0), which the checkpoint's `state.json` needs.
+    func receiveCounters(over communicator: any Communicator, from source: Int) throws {
         var counters = counterFields
         try counters.withUnsafeMutableBytes {
             try communicator.receive($0.baseAddress!, byteCount: $0.count, from: source, tag: HandoffTag.state + 3)
@@ -80,6 +78,20 @@ extension WorkerState {
         if !lossWindow.isEmpty {
             try lossWindow.withUnsafeMutableBytes {
                 try communicator.receive($0.baseAddress!, byteCount: $0.count, from: source, tag: HandoffTag.lossWindow)
+            }
+        }
+    }
+
+    /// The second part: the parameters and both moments, from `source` too, except that with `momentShards`
+    /// (sharded optimizer state) shard w of the moments comes from world rank `source + w`. The coordinator
+    /// takes them once the next plan has gone out: Open MPI copies a large message when its receive is posted
+    /// (on one host straight from the sender's memory), so posting it earlier would hold the plan back.
+    func receiveBuffers(over communicator: any Communicator, from source: Int, momentShards: [Range<Int>]?) throws {
+        try communicator.receive(parameters, from: source, tag: HandoffTag.state)
+        for (offset, buffer) in moments.enumerated() {
+            for (worker, range) in (momentShards ?? [0..<count]).enumerated() {
+                try communicator.receive(
+                    UnsafeMutableBufferPointer(rebasing: buffer[range]), from: source + worker, tag: HandoffTag.state + 1 + offset)
             }
         }
     }
@@ -136,6 +148,13 @@ extension Communicator {
 
     func receive(_ buffer: UnsafeMutableBufferPointer<Float>, from source: Int, tag: Int) throws {
         try receive(UnsafeMutableRawPointer(buffer.baseAddress!), byteCount: buffer.count * 4, from: source, tag: tag)
+    }
+
+    func startSend(
+        _ buffer: UnsafeMutableBufferPointer<Float>, to destination: Int, tag: Int, adding transfers: inout PendingTransfers
+    ) throws {
+        try startSend(
+            UnsafeRawPointer(buffer.baseAddress!), byteCount: buffer.count * 4, to: destination, tag: tag, adding: &transfers)
     }
 }
 

@@ -63,12 +63,16 @@ public struct WorkerReport: Codable, Equatable, Sendable {
     public var evaluationTokens: Int
     /// This worker's peak resident set so far (`VmHWM`), nil where the system does not tell.
     public var peakResidentBytes: Int?
+    /// Seconds this step waited, before its update, for the previous step's checkpoint handoff to be copied
+    /// out of this worker's buffers; 0 when none was in flight. Counted in no other timing.
+    public var handoffWaitSeconds: Double
 
     public init(
         step: Int, loss: Double, tokens: Int, gradNorm: Double = 0, computeSeconds: Double = 0,
         communicationSeconds: Double = 0, optimizerSeconds: Double = 0, stepSeconds: Double = 0,
         skippedNonFinite: Bool = false, evaluationLossSum: Double = 0, evaluationTokens: Int = 0,
-        skippedSpike: Bool = false, backwardSeconds: Double = 0, peakResidentBytes: Int? = nil
+        skippedSpike: Bool = false, backwardSeconds: Double = 0, peakResidentBytes: Int? = nil,
+        handoffWaitSeconds: Double = 0
     ) {
         self.step = step
         self.loss = loss
@@ -84,9 +88,10 @@ public struct WorkerReport: Codable, Equatable, Sendable {
         self.evaluationTokens = evaluationTokens
         self.backwardSeconds = backwardSeconds
         self.peakResidentBytes = peakResidentBytes
+        self.handoffWaitSeconds = handoffWaitSeconds
     }
 
-    public static let fieldCount = 14
+    public static let fieldCount = 15
 
     /// The fixed layout: the stored properties in declaration order, Bools as 0/1, an unknown peak resident
     /// set as -1.
@@ -94,7 +99,7 @@ public struct WorkerReport: Codable, Equatable, Sendable {
         [
             Double(step), loss, Double(tokens), gradNorm, computeSeconds, communicationSeconds, optimizerSeconds,
             stepSeconds, skippedNonFinite ? 1 : 0, evaluationLossSum, Double(evaluationTokens), skippedSpike ? 1 : 0,
-            backwardSeconds, peakResidentBytes.map(Double.init) ?? -1,
+            backwardSeconds, peakResidentBytes.map(Double.init) ?? -1, handoffWaitSeconds,
         ]
     }
 
@@ -108,7 +113,7 @@ public struct WorkerReport: Codable, Equatable, Sendable {
             step: step, loss: f[1], tokens: tokens, gradNorm: f[3], computeSeconds: f[4], communicationSeconds: f[5],
             optimizerSeconds: f[6], stepSeconds: f[7], skippedNonFinite: f[8] != 0, evaluationLossSum: f[9],
             evaluationTokens: evaluationTokens, skippedSpike: f[11] != 0, backwardSeconds: f[12],
-            peakResidentBytes: peak >= 0 ? peak : nil)
+            peakResidentBytes: peak >= 0 ? peak : nil, handoffWaitSeconds: f[14])
     }
 }
 
@@ -137,9 +142,13 @@ public struct StepSummary: Equatable, Sendable {
     /// Classifier runs, on evaluation steps: the dev set's class logits in dev order (K per example), put
     /// together by the link from every worker's share; empty otherwise.
     public var evaluationLogits: [Float] = []
-    /// On a checkpoint handoff: the seconds the coordinator spent on it while the replicas could not go on,
-    /// waiting for the previous save to be done with the snapshot and receiving the state; nil otherwise.
+    /// On a checkpoint handoff: the seconds the coordinator spent on it before it could send the next plan,
+    /// waiting for the previous save to be done with the snapshot and receiving the state's counters (its
+    /// buffers arrive while the next step computes); nil otherwise.
     public var checkpointStallSeconds: Double?
+    /// The slowest worker's `WorkerReport.handoffWaitSeconds`: what the previous step's handoff still held
+    /// this step up.
+    public var handoffWaitSeconds: Double
 
     /// Combines the reports of one step.
     /// - Precondition: `reports` is not empty.
@@ -156,6 +165,7 @@ public struct StepSummary: Equatable, Sendable {
         peakResidentBytes = reports.compactMap(\.peakResidentBytes).max()
         optimizerSeconds = largest(reports.map(\.optimizerSeconds))
         stepSeconds = largest(reports.map(\.stepSeconds))
+        handoffWaitSeconds = largest(reports.map(\.handoffWaitSeconds))
         skippedNonFinite = reports.contains { $0.skippedNonFinite }
         skippedSpike = reports.contains { $0.skippedSpike }
         evaluationTokens = reports.reduce(0) { $0 + $1.evaluationTokens }

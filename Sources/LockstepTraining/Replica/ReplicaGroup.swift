@@ -13,6 +13,9 @@ public protocol ReplicaGroup: UpdateExchange {
     /// returned factor, 1 / `replicaCount`, which the caller folds into clipping and the optimizer step instead
     /// of spending a pass over the gradients on it.
     func finishGradientSum() throws -> Float
+    /// Seconds the last `finishGradientSum` waited, before anything else, for the previous step's checkpoint
+    /// handoff to be copied out of this replica's buffers (`MPIReplicaGroup.startHandoff`); 0 after none.
+    var handoffWaitSeconds: Double { get }
     /// True only when `flag` is true on every replica.
     func allAgree(_ flag: Bool) throws -> Bool
     /// The mean of `value` over the replicas, the same bits on every replica (the loss-spike decision rests on it).
@@ -37,6 +40,7 @@ public final class LoneReplica: ReplicaGroup {
     public var replicaIndex: Int { 0 }
     public var backwardEvents: BackwardEvents { BackwardEvents() }
     public func finishGradientSum() throws -> Float { 1 }
+    public var handoffWaitSeconds: Double { 0 }
     public func allAgree(_ flag: Bool) throws -> Bool { flag }
     public func mean(_ value: Double) throws -> Double { value }
     public var gradientShard: (range: Range<Int>, sums: UnsafeMutableBufferPointer<Float>)? { nil }

@@ -124,7 +124,8 @@ public final class WorkerReplica {
         }
         let syncStart = Date()
         let meanFactor = try group.finishGradientSum()
-        let syncSeconds = Date().timeIntervalSince(syncStart)
+        let handoffWaitSeconds = group.handoffWaitSeconds
+        let syncSeconds = Date().timeIntervalSince(syncStart) - handoffWaitSeconds
         let optimizerStart = Date()
 
         // What this replica updates from: the whole gradient sum, or with sharded optimizer state its shard's.
@@ -151,11 +152,11 @@ public final class WorkerReplica {
         let end = Date()
         return WorkerReport(
             step: 0, loss: loss, tokens: task.tokensPerStep, gradNorm: Double(norm),
-            computeSeconds: optimizerStart.timeIntervalSince(start) - syncSeconds,
+            computeSeconds: optimizerStart.timeIntervalSince(start) - syncSeconds - handoffWaitSeconds,
             communicationSeconds: syncSeconds + gatherSeconds,
             optimizerSeconds: end.timeIntervalSince(optimizerStart) - gatherSeconds, stepSeconds: end.timeIntervalSince(start),
             skippedNonFinite: !everyoneFinite, skippedSpike: spike, backwardSeconds: backwardSeconds,
-            peakResidentBytes: ProcessMemory.peakResidentBytes())
+            peakResidentBytes: ProcessMemory.peakResidentBytes(), handoffWaitSeconds: handoffWaitSeconds)
     }
 
     /// This replica's share of the validation set (item i belongs to replica i mod N).
