@@ -95,7 +95,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"), logging,
             ]),
         .executableTarget(
-            name: "lockstep-worker", dependencies: ["LockstepTraining", "LockstepDistributed", "LockstepLogging", logging]),
+            name: "lockstep-worker", dependencies: ["LockstepTraining", "LockstepDistributed", "LockstepKernels", "LockstepLogging", logging]),
         .executableTarget(name: "mpi-allreduce-check", dependencies: ["LockstepDistributed"]),
         // Scenarios for the LockstepDistributed tests, each run under mpirun: `lockstep-distributed-check <scenario>`.
         .executableTarget(

@@ -108,7 +108,7 @@ def main():
         step = statistics.median(medians)
         stall = statistics.median(handoffs) if handoffs else float("nan")
         print(f"| {size} | {step:.4f} | {mean_without:.4f} / {mean_with:.4f} | {cost:.4f} | {100 * cost / step:.1f}% | "
-              f"{stall:.4f} | {100 * stall / step:.1f}% |")
+              f"{stall:.6f} | {100 * stall / step:.2f}% |")
         print(f"  {size}: per-run means without {['%.4f' % s for s in without]}, with {['%.4f' % s for s in with_saves]}",
               file=sys.stderr)
 

@@ -7,7 +7,8 @@ taken in the same harness run). This script is a cross-check from Python with tw
           built with DYNAMIC_ARCH), which is NOT the system library Lockstep links (Debian 12's
           libopenblas0-pthread, 0.3.21); the JSON names the library that was actually loaded and its core.
   system  cblas_sgemm of the system OpenBLAS (libopenblas.so.0), called through ctypes on numpy buffers:
-          the same library Lockstep uses, so its figure should match Lockstep's probe closely.
+          the same library Lockstep uses, with the kernels Lockstep chooses (OPENBLAS_CORETYPE where OpenBLAS
+          does not know the CPU), so its figure should match Lockstep's probe closely.
 Each (source, thread count) runs in a fresh subprocess with OPENBLAS_NUM_THREADS (and OMP_NUM_THREADS) set
 before numpy is imported, which is the robust way to pin OpenBLAS's thread pool (threadpoolctl need not be
 installed). For each square size n, C = A B (row-major, alpha 1, beta 0) is timed --repeats times, each
@@ -96,6 +97,22 @@ def time_calls(call, flops_per_call, repeats, min_seconds):
     return statistics.median(rates)
 
 
+def core_type_lockstep_sets(core):
+    """The OPENBLAS_CORETYPE that `lockstep` sets for itself on this CPU when OpenBLAS took it for a Prescott
+    (the rule of Sources/LockstepKernels/OpenBLASEnvironment.swift), or None: the peak Lockstep's MFU is taken
+    against must come from the kernels Lockstep runs."""
+    if os.environ.get("OPENBLAS_CORETYPE") or (core or "").lower() != "prescott":
+        return None
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = set(next((line.split(":", 1)[1] for line in cpuinfo if line.startswith("flags")), "").split())
+    except OSError:
+        return None
+    if {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"} <= flags:
+        return "SkylakeX"
+    return "Haswell" if {"avx2", "fma"} <= flags else None
+
+
 def child(source, sizes, repeats, min_seconds):
     """Runs in a subprocess whose OPENBLAS_NUM_THREADS is already set; prints one JSON object."""
     try:
@@ -110,6 +127,9 @@ def child(source, sizes, repeats, min_seconds):
         except OSError as error:
             sys.exit(f"bench_sgemm.py: cannot load the system OpenBLAS ({SYSTEM_OPENBLAS}): {error}; "
                      "install it with: apt-get install libopenblas-dev")
+        core_type = core_type_lockstep_sets(openblas_info(blas)[0])
+        if core_type:
+            os.execve(sys.executable, [sys.executable, *sys.argv], dict(os.environ, OPENBLAS_CORETYPE=core_type))
         sgemm = blas.cblas_sgemm
         pointer = ctypes.c_void_p
         sgemm.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,

@@ -1,10 +1,16 @@
 import Foundation
 import LockstepDistributed
+import LockstepKernels
 import LockstepLogging
 import LockstepTraining
 
 // World ranks 1...N of a run: `mpirun -np 1 lockstep-coordinator --config run.yaml : -np N lockstep-worker`.
 // Workers take everything from the coordinator; they have no options.
+// OpenBLAS's kernels for this host's CPU where OpenBLAS did not know it (`lockstep train` sets them for the
+// workers on its own host; a worker on another host starts itself again with them, before MPI starts).
+if let setting = OpenBLASEnvironment.coreTypeSetting(), let failure = OpenBLASEnvironment.restart(setting: [setting]) {
+    FileHandle.standardError.write(Data("lockstep-worker: could not restart with \(setting.name) set (\(failure))\n".utf8))
+}
 // mpirun killed with SIGKILL leaves its ranks running: leave with it.
 ParentWatchdog.start(label: "lockstep-worker (pid \(getpid()))")
 let logger = Loggers.logger("worker")

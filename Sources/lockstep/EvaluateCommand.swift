@@ -49,6 +49,7 @@ struct EvaluateCommand: ParsableCommand {
     }
 
     func run() throws {
+        restartForOpenBLAS(setting: openBLASCoreSetting())
         ComputeThreads.set(threads)
         let location = try ModelLocation.resolve(URL(fileURLWithPath: model))
         if try location.hasClassifierHead() {

@@ -42,6 +42,7 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func run() throws {
+        restartForOpenBLAS(setting: openBLASCoreSetting())
         let directory = URL(fileURLWithPath: model)
         let config = try HuggingFaceModel.loadConfig(directory: directory)
         let gpt = GPT(config: config, batchSize: 1, sequenceLength: 1)

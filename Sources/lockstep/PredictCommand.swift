@@ -63,6 +63,7 @@ struct PredictCommand: ParsableCommand {
     }
 
     func run() throws {
+        restartForOpenBLAS(setting: openBLASCoreSetting())
         ComputeThreads.set(threads)
         let classifier = try TrainedClassifier(contentsOf: URL(fileURLWithPath: model), tokenizer: try file.tokenizerOverride())
         let inputURL = URL(fileURLWithPath: input)

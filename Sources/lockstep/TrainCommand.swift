@@ -38,7 +38,7 @@ struct TrainCommand: ParsableCommand {
     var maxRestarts: Int?
 
     func run() throws {
-        shortenOpenBLASSpinning()
+        prepareOpenBLAS()
         try Loggers.bootstrap(level: logLevel)
         var overrides = overrides
         if let workers { overrides.append("distributed.workers=\(workers)") }
@@ -93,17 +93,12 @@ extension TrainCommand {
     /// OpenBLAS's own threads spin, yielding the core, for 2^28 cycles after each product before they sleep;
     /// meanwhile the kernels' threads (AdamW, GELU, softmax) want the same cores. `OPENBLAS_THREAD_TIMEOUT=4`
     /// (2^4 cycles) made 1 worker x 2 threads of GPT-2 124M 6-7% faster here (docs/BENCHMARKS.md). OpenBLAS reads
-    /// it only as it loads, so when it is not set this process sets it and starts itself again (`execv`, same
-    /// arguments); every process it launches inherits it (mpirun passes it on with `-x`). Set it yourself to
-    /// choose another value.
-    func shortenOpenBLASSpinning() {
-        guard getenv(Self.openBLASTimeout) == nil else { return }
-        setenv(Self.openBLASTimeout, "4", 1)
-        var arguments = CommandLine.arguments.map { strdup($0) }
-        arguments.append(nil)
-        execv(executable.path, arguments)
-        // Only on failure: go on without it.
-        warn("could not restart with \(Self.openBLASTimeout) set (\(String(cString: strerror(errno)))); OpenBLAS keeps its default")
+    /// it only as it loads, so when it is not set this process sets it and starts itself again, with
+    /// `OPENBLAS_CORETYPE` where OpenBLAS did not know this CPU (`useOpenBLASKernelsForThisCPU`); every process
+    /// it launches inherits them (mpirun passes the timeout on with `-x`; a worker on another host chooses its
+    /// kernels itself). Set them yourself to choose other values.
+    func prepareOpenBLAS() {
+        restartForOpenBLAS(setting: [(Self.openBLASTimeout, "4")] + openBLASCoreSetting())
     }
 
     static let openBLASTimeout = "OPENBLAS_THREAD_TIMEOUT"
@@ -207,6 +202,23 @@ extension TrainCommand {
         if let resume = attempt.resume { arguments += ["--resume", resume] }
         if attempt.number > 0 { warn("running: " + arguments.joined(separator: " ")) }
         return try runChild(arguments, supervisor: supervisor, childlessGrace: nil)
+    }
+}
+
+/// `OPENBLAS_CORETYPE` where OpenBLAS took this CPU for a Prescott (`OpenBLASEnvironment`), said on standard
+/// error since it restarts the process; none otherwise.
+func openBLASCoreSetting() -> [(name: String, value: String)] {
+    guard let setting = OpenBLASEnvironment.coreTypeSetting() else { return [] }
+    FileHandle.standardError.write(Data(
+        "lockstep: OpenBLAS does not know this CPU and chose its Prescott (SSE3) kernels; restarting with \(setting.name)=\(setting.value)\n".utf8))
+    return [setting]
+}
+
+/// Starts this command again with `settings` in the environment when one is missing (`OpenBLASEnvironment.restart`);
+/// goes on as it is if that fails, saying why.
+func restartForOpenBLAS(setting settings: [(name: String, value: String)]) {
+    if let failure = OpenBLASEnvironment.restart(setting: settings) {
+        warn("could not restart with \(settings.map(\.name).joined(separator: " and ")) set (\(failure)); OpenBLAS keeps its defaults")
     }
 }
 
