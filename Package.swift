@@ -103,7 +103,7 @@ let package = Package(
 
         // MARK: - Tests
         .target(
-            name: "LockstepTestSupport", dependencies: ["LockstepDistributed"], path: "Tests/LockstepTestSupport"),
+            name: "LockstepTestSupport", dependencies: ["LockstepDistributed", "LockstepKernels"], path: "Tests/LockstepTestSupport"),
         .testTarget(
             name: "LockstepKernelsTests",
             dependencies: [
@@ -124,7 +124,7 @@ let package = Package(
             name: "LockstepTrainingTests",
             dependencies: [
                 "LockstepTraining", "LockstepDistributed", "LockstepConfig", "LockstepCheckpoints", "LockstepEvaluation",
-                "LockstepLogging", "LockstepOptimizer", "LockstepTestSupport",
+                "LockstepLogging", "LockstepOptimizer", "LockstepKernels", "LockstepTestSupport",
             ]),
     ]
 )

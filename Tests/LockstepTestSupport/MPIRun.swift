@@ -1,4 +1,5 @@
 import Foundation
+import LockstepKernels
 
 /// Starting `mpirun` from tests: finds built executables and passes the flags this platform needs
 /// (running as root, more ranks than cores, one OpenBLAS thread per rank).
@@ -25,15 +26,22 @@ public enum MPIRun {
                 + arguments, timeout: timeout)
     }
 
-    /// An environment for starting mpirun from a test process.
+    /// An environment for starting mpirun, or any command, from a test process.
     ///
     /// A test process that called MPI itself is a singleton MPI job, and Open MPI put its PMIx server and
     /// "singleton" settings into this environment; an mpirun that inherits them fails without a word.
+    ///
+    /// The commands run the OpenBLAS kernels this process runs (`OPENBLAS_CORETYPE`), so that what a test
+    /// computes here and what they compute agree bit for bit: on a CPU OpenBLAS does not know they would
+    /// otherwise choose faster ones than this process has (`OpenBLASEnvironment`).
     public static var environment: [String: String] {
         var environment = ProcessInfo.processInfo.environment.filter { key, _ in !isJobVariable(key) }
         environment["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
         environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
         environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        if environment[OpenBLASEnvironment.coreTypeVariable] == nil {
+            environment[OpenBLASEnvironment.coreTypeVariable] = OpenBLASEnvironment.detectedCore
+        }
         return environment
     }
 

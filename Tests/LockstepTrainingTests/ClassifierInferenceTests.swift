@@ -1,5 +1,6 @@
 import Foundation
 import LockstepData
+import LockstepKernels
 import LockstepModel
 import LockstepTestSupport
 import LockstepTokenizer
@@ -220,10 +221,13 @@ import LockstepEvaluation
         var error: String
     }
 
-    func lockstep(_ arguments: [String]) throws -> Run {
+    /// Runs the `lockstep` command with the test environment (`MPIRun.environment`: this process's OpenBLAS
+    /// kernels), less the variables named in `unsetting`.
+    func lockstep(_ arguments: [String], unsetting: [String] = []) throws -> Run {
         let process = Process()
         process.executableURL = Self.binary
         process.arguments = arguments
+        process.environment = MPIRun.environment.filter { !unsetting.contains($0.key) }
         let stdout = Pipe(), stderr = Pipe()
         process.standardOutput = stdout
         process.standardError = stderr
@@ -243,6 +247,25 @@ import LockstepEvaluation
     final class DataBox: @unchecked Sendable {
         var data: Data
         init(_ data: Data) { self.data = data }
+    }
+
+    /// Left to choose, a command takes OpenBLAS's kernels for this CPU: where OpenBLAS took the CPU for a
+    /// Prescott it says so and starts itself again with `OPENBLAS_CORETYPE` set, then does its work (here, the
+    /// clear error for a missing model); elsewhere it says nothing of it.
+    @Test func commandsChooseOpenBLASKernelsForThisCPU() throws {
+        try requireBinary()
+        let folder = try TemporaryDirectory()
+        let missing = folder.url.appendingPathComponent("no-model").path
+        let run = try lockstep(
+            ["evaluate", "--model", missing, "--data", missing], unsetting: [OpenBLASEnvironment.coreTypeVariable])
+        #expect(run.status != 0 && run.error.contains(missing), "\(run.error)")
+        // This process's own choice is OpenBLAS's unless the variable was set for the whole test run.
+        let native = ProcessInfo.processInfo.environment[OpenBLASEnvironment.coreTypeVariable] == nil
+        let expected = OpenBLASEnvironment.coreTypeForUnknownCPU(
+            detectedCore: OpenBLASEnvironment.detectedCore, cpuFlags: OpenBLASEnvironment.cpuFlags())
+        let said = run.error.components(separatedBy: "restarting with OPENBLAS_CORETYPE=").dropFirst().first?
+            .prefix { !$0.isNewline }
+        if native { #expect(said.map(String.init) == expected, "\(run.error)") }
     }
 
     /// `swift test` builds every product, so a missing `lockstep` binary is a failure, not a reason to skip.
