@@ -55,13 +55,13 @@ public final class MPIReplicaLink: ReplicaLink {
         try diagnosingHangs { try receiveArriving(beforeStep: nil) }
     }
 
-    /// Receives the buffers of the handoff in flight, if any, and tells its snapshot.
+    /// Receives the buffers of the handoff in flight, if any, and tells its snapshot. The workers compute
+    /// meanwhile, so this waits without spinning: on one host the copy is made as the receive is posted, and
+    /// over TCP the bytes come only as fast as worker 0's MPI calls move them.
     private func receiveArriving(beforeStep step: Int?) throws {
         guard let checkpoints = arriving else { return }
         groups.setPhase("checkpoint handoff" + (step.map { " during step \($0)" } ?? ""))
-        try groups.spinning {
-            try checkpoints.snapshot.receiveBuffers(over: groups.world, from: 1, momentShards: momentShards)
-        }
+        try checkpoints.snapshot.receiveBuffers(over: groups.world, from: 1, momentShards: momentShards)
         arriving = nil
         checkpoints.arrived()
     }
