@@ -24,6 +24,15 @@ public enum ComputeThreads {
 
     /// Threads the kernels use (OpenBLAS is set to the same count by `set`).
     public static var current: Int { kernelThreads.load(ordering: .relaxed) }
+
+    /// Sets every value of `buffer` to zero on `current` threads. A GPT-2 124M gradient is 0.5 GB: one thread's
+    /// memset of it was 4.6% of a 2-thread training step.
+    public static func zero(_ buffer: UnsafeMutableBufferPointer<Float>) {
+        guard let base = buffer.baseAddress else { return }
+        Parallel.forEachRange(buffer.count, minimumChunk: 1 << 16) { range in
+            (base + range.lowerBound).update(repeating: 0, count: range.count)
+        }
+    }
 }
 
 /// Splits kernel loops into contiguous chunks and runs them on `ComputeThreads.current` threads.

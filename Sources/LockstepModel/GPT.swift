@@ -123,7 +123,7 @@ public final class GPT {
     }
 
     public func zeroGradients() {
-        gradients.update(repeating: 0)
+        ComputeThreads.zero(gradients)
     }
 
     /// L2 norm of all gradients (accumulated in Double).

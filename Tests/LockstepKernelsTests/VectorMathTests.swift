@@ -245,4 +245,22 @@ import Testing
             }
         }
     }
+
+    /// `ComputeThreads.zero` clears every value of its buffer and nothing beside it, whatever the thread count,
+    /// for a size that the chunks do not divide and for an empty buffer.
+    @Test func zeroClearsExactlyTheBufferOnAnyThreadCount() {
+        let before = ComputeThreads.current
+        defer { ComputeThreads.setKernelThreads(before) }
+        for threads in [1, 2, 3] {
+            ComputeThreads.setKernelThreads(threads)
+            for count in [0, 7, 200_001] {
+                var values = [Float](repeating: 1.5, count: count + 2)
+                values.withUnsafeMutableBufferPointer { all in
+                    ComputeThreads.zero(UnsafeMutableBufferPointer(rebasing: all[1..<(count + 1)]))
+                }
+                #expect(values.first == 1.5 && values.last == 1.5, "\(threads) threads, \(count) values")
+                #expect(values.dropFirst().dropLast().allSatisfy { $0 == 0 }, "\(threads) threads, \(count) values")
+            }
+        }
+    }
 }
