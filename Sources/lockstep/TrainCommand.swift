@@ -94,7 +94,7 @@ extension TrainCommand {
     /// meanwhile the kernels' threads (AdamW, GELU, softmax) want the same cores. `OPENBLAS_THREAD_TIMEOUT=4`
     /// (2^4 cycles) made 1 worker x 2 threads of GPT-2 124M 6-7% faster here (docs/BENCHMARKS.md). OpenBLAS reads
     /// it only as it loads, so when it is not set this process sets it and starts itself again, with
-    /// `OPENBLAS_CORETYPE` where OpenBLAS did not know this CPU (`useOpenBLASKernelsForThisCPU`); every process
+    /// `OPENBLAS_CORETYPE` where OpenBLAS did not know this CPU (`openBLASCoreSetting`); every process
     /// it launches inherits them (mpirun passes the timeout on with `-x`; a worker on another host chooses its
     /// kernels itself). Set them yourself to choose other values.
     func prepareOpenBLAS() {
