@@ -25,7 +25,8 @@ extension TrainingCheckpoint {
     ///              optimizer.safetensors  zero AdamW moments
     ///              state.json             step 0; a config whose model section matches config.json and whose
     ///                                     data.tokenizer is this directory; labelNames from id2label;
-    ///                                     temperature from calibration_temperature
+    ///                                     temperature from calibration_temperature; classification.echo
+    ///                                     from echo_inputs
     ///              vocab.json, merges.txt copied (absent with `.bytes`)
     ///              checksums.json
     /// ```
@@ -69,6 +70,7 @@ extension TrainingCheckpoint {
             labelNames = names
         }
         let temperature = try ModelExport.temperature(directory: directory)
+        let echoInputs = try ModelExport.echoInputs(directory: directory)
 
         // The tokenizer: its files are loaded here to check them, and copied as they are.
         let tokenizer: BPETokenizer
@@ -102,7 +104,7 @@ extension TrainingCheckpoint {
 
         let final = checkpoint.standardizedFileURL
         let config = try importedRunConfig(
-            model: model, labelNames: labelNames, source: directory,
+            model: model, labelNames: labelNames, echoInputs: echoInputs, source: directory,
             tokenizer: tokenizerFiles == nil ? "bytes" : final.path)
         let state = CheckpointState(
             formatVersion: CheckpointState.currentFormatVersion, step: 0, optimizerStep: 0,
@@ -125,9 +127,9 @@ extension TrainingCheckpoint {
     /// The config recorded in an imported checkpoint: its model section matches the imported model and its
     /// tokenizer is the checkpoint's. It names no training data (an import has trained on none); a run starting
     /// from the checkpoint uses its own config.
-    public static func importedRunConfig(model: GPTConfig, labelNames: [String]?, source: URL, tokenizer: String) throws
-        -> RunConfig
-    {
+    public static func importedRunConfig(
+        model: GPTConfig, labelNames: [String]?, echoInputs: Bool = false, source: URL, tokenizer: String
+    ) throws -> RunConfig {
         // JSON strings are valid YAML double-quoted scalars, so any path or label name reads back as written.
         var llamaKeys = ""
         if model.family == .llama {
@@ -148,6 +150,7 @@ extension TrainingCheckpoint {
                 task: classification
                 classification:
                   labels: [\(labelNames.map(JSONText.quoted).joined(separator: ", "))]
+                  echo: \(echoInputs)
 
                 """
         }

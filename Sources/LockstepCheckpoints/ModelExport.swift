@@ -8,7 +8,8 @@ import LockstepConfig
 ///
 /// ```
 /// DIR/  config.json        GPT2LMHeadModel, or GPT2ForSequenceClassification with id2label/label2id,
-///                          pad_token_id and (when fitted) calibration_temperature
+///                          pad_token_id, (when fitted) calibration_temperature and (with
+///                          classification.echo) echo_inputs
 ///       model.safetensors  F32 tensors under Hugging Face GPT-2 names
 ///       vocab.json, merges.txt
 /// ```
@@ -33,6 +34,23 @@ public enum ModelExport {
         return number.doubleValue
     }
 
+    /// The config.json key set (true) on a classifier fine-tuned with `classification.echo`: it reads each text
+    /// twice (`LabeledBatchStream.classifierText`). `transformers` keeps it but does not act on it; a caller
+    /// of the exported model writes each text twice itself.
+    public static let echoInputsKey = "echo_inputs"
+
+    /// `echo_inputs` from `directory`'s config.json; false when absent.
+    /// - Throws: `HuggingFaceError` naming config.json when the value is not true or false.
+    public static func echoInputs(directory: URL) throws -> Bool {
+        let url = directory.appendingPathComponent(HuggingFaceModel.configFile)
+        let object = (try? JSONSerialization.jsonObject(with: Data(contentsOf: url))) as? [String: Any]
+        guard let value = object?[echoInputsKey], !(value is NSNull) else { return false }
+        guard let flag = value as? Bool else {
+            throw HuggingFaceError(file: url.path, "key '\(echoInputsKey)' is \(value), expected true or false")
+        }
+        return flag
+    }
+
     /// Writes config.json, model.safetensors, vocab.json and merges.txt into `directory`, replacing it if it
     /// exists.
     /// - Parameters:
@@ -40,11 +58,12 @@ public enum ModelExport {
     ///   - labelNames: a classifier's label names in id order (nil: `LABEL_0`, `LABEL_1`, …); nil for a
     ///     language model.
     ///   - temperature: a classifier's calibration temperature, written as `calibration_temperature`.
+    ///   - echoInputs: a classifier that reads each text twice (`classification.echo`), written as `echo_inputs`.
     /// - Throws: `HuggingFaceError` naming the path that cannot be written or the argument that does not fit
     ///   the model; `TokenizerError`, `SafeTensorsError` or `FileWriteError` from the writers.
     public static func writeHuggingFace(
         parameters: UnsafeBufferPointer<Float>, model: GPTConfig, labelNames: [String]?, temperature: Double?,
-        tokenizer: BPETokenizer, to directory: URL
+        echoInputs: Bool = false, tokenizer: BPETokenizer, to directory: URL
     ) throws {
         let layout = ParameterLayout(config: model)
         guard parameters.count == layout.count else {
@@ -67,6 +86,7 @@ public enum ModelExport {
             extra["id2label"] = Dictionary(uniqueKeysWithValues: names.enumerated().map { ("\($0.offset)", $0.element) })
         }
         if let temperature { extra[temperatureKey] = temperature }
+        if echoInputs { extra[echoInputsKey] = true }
         let configText = try HuggingFaceModel.configJSON(model, extra: extra)
 
         try DirectoryInstall.install(at: directory, replacing: true) { folder in
@@ -98,7 +118,8 @@ public enum ModelExport {
             layout: layout, prefix: "", into: parameters, from: checkpoint.appendingPathComponent("model.safetensors"))
         try writeHuggingFace(
             parameters: UnsafeBufferPointer(parameters), model: state.model, labelNames: state.labelNames,
-            temperature: state.temperature, tokenizer: try tokenizer(checkpoint: checkpoint, state: state),
+            temperature: state.temperature, echoInputs: state.config.classification?.echo ?? false,
+            tokenizer: try tokenizer(checkpoint: checkpoint, state: state),
             to: directory)
         return state
     }

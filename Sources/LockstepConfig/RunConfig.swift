@@ -327,6 +327,10 @@ public struct RunConfig: Codable, Equatable, Sendable {
         public var patience: Int
         /// Fit a softmax temperature on the dev set at each evaluation and store it with the checkpoint.
         public var calibrate: Bool
+        /// "Echo" inputs: the model reads each text twice and the head reads the second copy's last token. A
+        /// causal model's token sees only what precedes it; in the second copy every token has seen the whole
+        /// text, in every layer. Costs twice the tokens (`training.sequence_length` must hold both copies).
+        public var echo: Bool = false
 
         /// How to read the labeled file at `url` under these settings.
         public func fileOptions(for url: URL) throws -> LabeledFileOptions {
@@ -581,7 +585,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
             layerDecay: layerDecay,
             metric: try section.choice("metric", default: .accuracy),
             patience: try section.int("patience", default: 0, minimum: 0),
-            calibrate: try section.bool("calibrate", default: true))
+            calibrate: try section.bool("calibrate", default: true),
+            echo: try section.bool("echo", default: false))
     }
 
     /// Upper limit of each model and batch size: far above anything that fits in memory, and small enough that
@@ -640,6 +645,28 @@ extension RunConfig.DistributedSettings {
             shardOptimizer: try container.decodeIfPresent(Bool.self, forKey: .shardOptimizer) ?? false,
             progressThread: try container.decodeIfPresent(Bool.self, forKey: .progressThread) ?? false,
             sharedMemory: try container.decodeIfPresent(Bool.self, forKey: .sharedMemory) ?? true)
+    }
+}
+
+extension RunConfig.ClassificationSettings {
+    /// `echo` missing in checkpoints written before it existed: they read each text once.
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            format: try container.decodeIfPresent(LabeledFileFormat.self, forKey: .format),
+            textField: try container.decodeIfPresent(FieldSelector.self, forKey: .textField),
+            labelField: try container.decodeIfPresent(FieldSelector.self, forKey: .labelField),
+            header: try container.decode(Bool.self, forKey: .header),
+            invalidUTF8: try container.decode(InvalidUTF8Handling.self, forKey: .invalidUTF8),
+            labels: try container.decodeIfPresent([String].self, forKey: .labels),
+            classWeights: try container.decode(RunConfig.ClassWeights.self, forKey: .classWeights),
+            freezeBackbone: try container.decode(Bool.self, forKey: .freezeBackbone),
+            headLearningRate: try container.decodeIfPresent(Double.self, forKey: .headLearningRate),
+            layerDecay: try container.decode(Double.self, forKey: .layerDecay),
+            metric: try container.decode(SelectionMetric.self, forKey: .metric),
+            patience: try container.decode(Int.self, forKey: .patience),
+            calibrate: try container.decode(Bool.self, forKey: .calibrate),
+            echo: try container.decodeIfPresent(Bool.self, forKey: .echo) ?? false)
     }
 }
 

@@ -78,6 +78,13 @@ public final class LabeledBatchStream {
         order.item(at: position, epoch: epoch)
     }
 
+    /// The text a classifier reads: `text` itself, or with `echo` the text twice, joined by a space unless it
+    /// already ends in whitespace (`classification.echo`: the second copy's tokens have seen the whole text).
+    public static func classifierText(_ text: String, echo: Bool) -> String {
+        guard echo else { return text }
+        return text + (text.last?.isWhitespace == false ? " " : "") + text
+    }
+
     /// Tokenizes `text` into one row of T ids, truncated and right-padded; also for evaluation code that walks
     /// a whole dev set without dropping a last partial batch.
     /// An empty text (no tokens) reads as one pad token, so that every row has a last token to classify.

@@ -9,7 +9,8 @@ import LockstepCheckpoints
 /// A fine-tuned GPT-2 sequence classifier loaded for inference: the weights, label names, softmax temperature
 /// and tokenizer, from a Lockstep checkpoint or a Hugging Face directory.
 ///
-/// Rows are built as training built them (`LabeledBatchStream.encode`): a text's first T tokens, then
+/// Rows are built as training built them (`LabeledBatchStream.classifierText`, then `LabeledBatchStream.encode`):
+/// the text (twice for a model fine-tuned with `classification.echo`), its first T tokens, then
 /// `Tokenizer.padID` up to T; the head reads the last real token. A text that tokenizes to no tokens at all
 /// becomes a single pad token (length 1), since the model needs one token to read; its prediction is the
 /// model's answer for the pad token alone.
@@ -31,6 +32,8 @@ public final class TrainedClassifier {
     public let trainingSequenceLength: Int?
     /// The id filling each row after its tokens (see `Tokenizer.padID`).
     public let padID: Int32
+    /// Whether the model reads each text twice: the checkpoint's `classification.echo`, config.json's `echo_inputs`.
+    public let echo: Bool
 
     /// The model, sized for the last (batch, T) asked for; replaced when a call needs another size.
     private var model: GPT
@@ -72,6 +75,7 @@ public final class TrainedClassifier {
             temperature = state.temperature ?? 1
             fileSettings = state.config.classification
             trainingSequenceLength = state.config.training.sequenceLength
+            echo = state.config.classification?.echo ?? false
             if let override {
                 tokenizer = override
             } else {
@@ -97,6 +101,7 @@ public final class TrainedClassifier {
             temperature = try ModelExport.temperature(directory: directory) ?? 1
             fileSettings = nil
             trainingSequenceLength = nil
+            echo = try ModelExport.echoInputs(directory: directory)
             if let override {
                 tokenizer = override
             } else {
@@ -136,7 +141,8 @@ public final class TrainedClassifier {
     /// Class logits of every text, in order, the last partial batch included.
     ///
     /// - Parameters:
-    ///   - texts: N texts, tokenized with `tokenizer.encode`; each row holds a text's first T tokens, then pad.
+    ///   - texts: N texts, tokenized with `tokenizer.encode` (each twice with `echo`); each row holds the first
+    ///     T tokens, then pad.
     ///     A text with no tokens is read as one pad token (length 1).
     ///   - sequenceLength: T, at most the model's context length; nil: `defaultSequenceLength`.
     ///   - batchSize: rows per forward pass (memory grows with batch × T).
@@ -158,7 +164,9 @@ public final class TrainedClassifier {
         var out = [Float](repeating: 0, count: N * K)
         var tokens = [Int32](repeating: padID, count: B * T)
         var lengths = [Int32](repeating: 1, count: B)
-        let encode: (String) -> [Int32] = tokenizer.encode
+        let encode: (String) -> [Int32] = { [tokenizer, echo] in
+            tokenizer.encode(LabeledBatchStream.classifierText($0, echo: echo))
+        }
         let pad = padID
         for start in stride(from: 0, to: N, by: B) {
             let rows = min(B, N - start)

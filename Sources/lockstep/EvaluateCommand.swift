@@ -9,14 +9,17 @@ import LockstepEvaluation
 
 /// `lockstep evaluate --model DIR --data GLOB|FILE`: for a language model, mean next-token loss and perplexity on
 /// token shards; for a classifier (a model with a classification head), accuracy, F1, confusion matrix,
-/// calibration and loss on a labeled TSV, CSV or JSONL file. Prints JSON either way.
+/// calibration and loss on a labeled TSV, CSV or JSONL file; `--model` given several times evaluates the
+/// classifiers as one ensemble (`ClassifierEnsemble`: the mean of their probabilities). Prints JSON either way.
 struct EvaluateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "evaluate",
         abstract: "Evaluate a model as JSON: loss and perplexity on token shards, or classifier metrics on a labeled file.")
 
-    @Option(help: "A Hugging Face GPT-2 directory (e.g. a run's model/); for a classifier also a Lockstep checkpoint or a run's checkpoints/.")
-    var model: String
+    @Option(help: ArgumentHelp(
+        "A Hugging Face GPT-2 directory (e.g. a run's model/); for a classifier also a Lockstep checkpoint or a run's checkpoints/.",
+        discussion: "Repeat it to evaluate several classifiers as one ensemble: the mean of their class probabilities."))
+    var model: [String] = []
 
     @Option(help: "Language model: glob of token shards, e.g. 'data/shakespeare/val_*.bin'. Classifier: a labeled TSV, CSV or JSONL file.")
     var data: String
@@ -40,6 +43,7 @@ struct EvaluateCommand: ParsableCommand {
     var file: ClassifierFileOptions
 
     func validate() throws {
+        guard !model.isEmpty else { throw ValidationError("--model is required: give a model directory") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, not \(batchSize)") }
         if let sequenceLength, sequenceLength < 1 {
             throw ValidationError("--sequence-length must be at least 1, not \(sequenceLength)")
@@ -51,46 +55,63 @@ struct EvaluateCommand: ParsableCommand {
     func run() throws {
         restartForOpenBLAS(setting: openBLASCoreSetting())
         ComputeThreads.set(threads)
-        let location = try ModelLocation.resolve(URL(fileURLWithPath: model))
-        if try location.hasClassifierHead() {
-            try evaluateClassifier(at: location)
-        } else {
+        let locations = try model.map { try ModelLocation.resolve(URL(fileURLWithPath: $0)) }
+        let classifiers = try locations.map { try $0.hasClassifierHead() }
+        if let languageModel = classifiers.firstIndex(of: false) {
+            guard locations.count == 1 else {
+                throw ValidationError(
+                    "\(model[languageModel]) is a language model: only classifiers can be evaluated as an ensemble")
+            }
             try evaluateLanguageModel()
+        } else {
+            try evaluateClassifiers(at: locations)
         }
     }
 
     /// Metrics of a classifier on a labeled file. `ece` and `loss` are the raw model's (temperature 1),
     /// `*_calibrated` use the model's stored temperature, and `*_fitted` a temperature fitted on this very file
     /// (an optimistic bound on what calibration can do, since it is fitted and measured on the same rows).
-    private func evaluateClassifier(at location: ModelLocation) throws {
-        let classifier = try TrainedClassifier(location: location, tokenizer: try file.tokenizerOverride())
+    /// With several classifiers every metric is that of the ensemble's probabilities (the mean of the members'
+    /// calibrated ones, as `predict` gives), `temperature` is 1 and `members` lists each model with its
+    /// temperature and sequence length.
+    private func evaluateClassifiers(at locations: [ModelLocation]) throws {
+        let tokenizer = try file.tokenizerOverride()
+        let ensemble = try ClassifierEnsemble(
+            members: locations.map { try TrainedClassifier(location: $0, tokenizer: tokenizer) })
+        let first = ensemble.members[0]
         let dataURL = URL(fileURLWithPath: data)
-        let options = try file.fileOptions(for: dataURL, settings: classifier.fileSettings)
-        let dataset = try LabeledDataset.load(file: dataURL, options: options, labels: LabelMap(names: classifier.labelNames))
+        let options = try file.fileOptions(for: dataURL, settings: first.fileSettings)
+        let dataset = try LabeledDataset.load(file: dataURL, options: options, labels: LabelMap(names: ensemble.labelNames))
         guard !dataset.examples.isEmpty else { throw DataError.invalidArgument("\(data): the file has no examples") }
-        let time = sequenceLength ?? classifier.defaultSequenceLength
-        let logits = try classifier.logits(
-            texts: dataset.examples.map(\.text), sequenceLength: time, batchSize: batchSize
-        ).map(Double.init)
+        let memberLogits = try ensemble.memberLogits(
+            texts: dataset.examples.map(\.text), sequenceLength: sequenceLength, batchSize: batchSize)
+        let scores = try ensemble.scores(memberLogits: memberLogits)
         let labels = dataset.examples.map { Int($0.label) }
-        let names = classifier.labelNames
-        let raw = try ClassificationReport.compute(logits: logits, labels: labels, labelNames: names)
+        let names = ensemble.labelNames
+        let raw = try ClassificationReport.compute(logits: scores, labels: labels, labelNames: names)
         let calibrated = try ClassificationReport.compute(
-            logits: logits, labels: labels, labelNames: names, temperature: classifier.temperature)
-        let fittedTemperature = try TemperatureScaling.fit(logits: logits, labels: labels, classCount: names.count)
+            logits: scores, labels: labels, labelNames: names, temperature: ensemble.scoreTemperature)
+        let fittedTemperature = try TemperatureScaling.fit(logits: scores, labels: labels, classCount: names.count)
         let fitted = try ClassificationReport.compute(
-            logits: logits, labels: labels, labelNames: names, temperature: fittedTemperature)
+            logits: scores, labels: labels, labelNames: names, temperature: fittedTemperature)
         var result = raw.asJSON
         result["examples"] = raw.count
         result["loss"] = raw.negativeLogLikelihood
-        result["temperature"] = classifier.temperature
+        result["temperature"] = ensemble.scoreTemperature
         result["ece_calibrated"] = calibrated.expectedCalibrationError
         result["loss_calibrated"] = calibrated.negativeLogLikelihood
         result["temperature_fitted"] = fittedTemperature
         result["ece_fitted"] = fitted.expectedCalibrationError
         result["loss_fitted"] = fitted.negativeLogLikelihood
-        result["sequence_length"] = time
-        result["model"] = location.url.path
+        let lengths = ensemble.members.map { sequenceLength ?? $0.defaultSequenceLength }
+        if ensemble.members.count == 1 {
+            result["sequence_length"] = lengths[0]
+            result["model"] = first.location.url.path
+        } else {
+            result["members"] = zip(ensemble.members, lengths).map { member, length -> [String: Any] in
+                ["model": member.location.url.path, "temperature": member.temperature, "sequence_length": length]
+            }
+        }
         result["data"] = data
         let json = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys, .prettyPrinted])
         print(String(decoding: json, as: UTF8.self))
@@ -98,7 +119,7 @@ struct EvaluateCommand: ParsableCommand {
 
     /// Mean next-token loss and perplexity of a language model on token shards.
     private func evaluateLanguageModel() throws {
-        let directory = URL(fileURLWithPath: model)
+        let directory = URL(fileURLWithPath: model[0])
         let modelConfig = try HuggingFaceModel.loadConfig(directory: directory)
         let time = sequenceLength ?? modelConfig.contextLength
         guard time <= modelConfig.contextLength else {

@@ -9,7 +9,8 @@ import LockstepEvaluation
 
 /// `lockstep predict --model DIR --input FILE`: the label and calibrated class probabilities of every row of a
 /// TSV, CSV or JSONL file, one record per row in input order. Labels in the file are optional; when a row has
-/// one it is echoed as `true_label`.
+/// one it is echoed as `true_label`. `--model` given several times predicts with the classifiers as one ensemble
+/// (`ClassifierEnsemble`: the mean of their calibrated probabilities).
 struct PredictCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "predict", abstract: "Label every text of a TSV, CSV or JSONL file with a fine-tuned classifier.")
@@ -18,8 +19,10 @@ struct PredictCommand: ParsableCommand {
         case jsonl, csv
     }
 
-    @Option(help: "A classifier: a Lockstep checkpoint, a run's checkpoints/, or a Hugging Face GPT-2 directory.")
-    var model: String
+    @Option(help: ArgumentHelp(
+        "A classifier: a Lockstep checkpoint, a run's checkpoints/, or a Hugging Face GPT-2 directory.",
+        discussion: "Repeat it to predict with several classifiers as one ensemble: the mean of their class probabilities."))
+    var model: [String] = []
 
     @Option(help: "The TSV, CSV or JSONL file of texts (a label field is optional).")
     var input: String
@@ -43,6 +46,7 @@ struct PredictCommand: ParsableCommand {
     var file: ClassifierFileOptions
 
     func validate() throws {
+        guard !model.isEmpty else { throw ValidationError("--model is required: give a classifier directory") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, not \(batchSize)") }
         if let sequenceLength, sequenceLength < 1 {
             throw ValidationError("--sequence-length must be at least 1, not \(sequenceLength)")
@@ -65,17 +69,20 @@ struct PredictCommand: ParsableCommand {
     func run() throws {
         restartForOpenBLAS(setting: openBLASCoreSetting())
         ComputeThreads.set(threads)
-        let classifier = try TrainedClassifier(contentsOf: URL(fileURLWithPath: model), tokenizer: try file.tokenizerOverride())
+        let tokenizer = try file.tokenizerOverride()
+        let ensemble = try ClassifierEnsemble(
+            members: model.map { try TrainedClassifier(contentsOf: URL(fileURLWithPath: $0), tokenizer: tokenizer) })
         let inputURL = URL(fileURLWithPath: input)
-        let options = try file.fileOptions(for: inputURL, settings: classifier.fileSettings)
+        let options = try file.fileOptions(for: inputURL, settings: ensemble.members[0].fileSettings)
         let records = try LabeledDataset.loadTexts(file: inputURL, options: options)
-        let logits = try classifier.logits(
+        let logits = try ensemble.memberLogits(
             texts: records.map(\.text), sequenceLength: sequenceLength, batchSize: batchSize)
-        let probabilities = try classifier.probabilities(logits: logits, calibrated: true)
+        let probabilities = try ensemble.probabilities(memberLogits: logits)
+        let names = ensemble.labelNames
         let text: String
         switch try resolvedFormat() {
-        case .jsonl: text = Self.jsonLines(records: records, probabilities: probabilities, names: classifier.labelNames)
-        case .csv: text = Self.csv(records: records, probabilities: probabilities, names: classifier.labelNames)
+        case .jsonl: text = Self.jsonLines(records: records, probabilities: probabilities, names: names)
+        case .csv: text = Self.csv(records: records, probabilities: probabilities, names: names)
         }
         if let output {
             try AtomicFile.write(Data(text.utf8), to: URL(fileURLWithPath: output))

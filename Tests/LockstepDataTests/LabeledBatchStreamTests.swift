@@ -90,4 +90,14 @@ import Testing
         #expect(throws: DataError.self) { try stream(G: 42, N: 1, rank: 0) }
         #expect(throws: DataError.self) { try stream(N: 1, rank: 0, cursor: DataCursor(epoch: -1, position: 0)) }
     }
+
+    /// `classification.echo`: the text twice, one space between unless the text ends in whitespace already (as
+    /// GLUE's SST-2 sentences do), so no word runs into the next; without echo, the text as it is.
+    @Test func echoWritesTheTextTwice() {
+        #expect(LabeledBatchStream.classifierText("a fine film", echo: false) == "a fine film")
+        #expect(LabeledBatchStream.classifierText("a fine film", echo: true) == "a fine film a fine film")
+        #expect(LabeledBatchStream.classifierText("a fine film ", echo: true) == "a fine film a fine film ")
+        #expect(LabeledBatchStream.classifierText("line\n", echo: true) == "line\nline\n")
+        #expect(LabeledBatchStream.classifierText("", echo: true) == "")
+    }
 }

@@ -24,13 +24,19 @@ import LockstepEvaluation
     ]
     static let binary = MPIRun.productsDirectory.appendingPathComponent("lockstep")
 
-    /// Writes the classifier (random weights, seed 7) and the byte tokenizer into `directory`.
+    /// Writes the classifier (random weights from `seed`) and the byte tokenizer into `directory`.
     @discardableResult
-    static func saveClassifier(in directory: URL, temperature: Double? = nil) throws -> GPT {
+    static func saveClassifier(
+        in directory: URL, temperature: Double? = nil, seed: UInt64 = 7, echo: Bool = false,
+        labels: [String] = names
+    ) throws -> GPT {
         let model = GPT(config: config, batchSize: 1, sequenceLength: config.contextLength)
-        model.initializeRandomly(seed: 7)
-        var extra: [String: Any] = ["id2label": ["0": "neg", "1": "neu", "2": "pos"]]
+        model.initializeRandomly(seed: seed)
+        var extra: [String: Any] = [
+            "id2label": Dictionary(uniqueKeysWithValues: labels.enumerated().map { ("\($0.offset)", $0.element) })
+        ]
         if let temperature { extra["calibration_temperature"] = temperature }
+        if echo { extra["echo_inputs"] = true }
         try HuggingFaceModel.save(model: model, directory: directory, extraConfig: extra)
         try BPETokenizer.bytes().save(directory: directory)
         return model
@@ -150,8 +156,8 @@ import LockstepEvaluation
     }
 
     /// A classifier run's checkpoint of `model` at step 5 under `root/checkpoints`: config with T = 12 and a
-    /// header TSV whose fields are `sentence` and `label`, temperature 1.75.
-    static func saveCheckpoint(of model: GPT, in root: URL) throws -> URL {
+    /// header TSV whose fields are `sentence` and `label`, temperature 1.75, `classification.echo` as given.
+    static func saveCheckpoint(of model: GPT, in root: URL, echo: Bool = false) throws -> URL {
         let yaml = """
             task: classification
             model:
@@ -170,6 +176,7 @@ import LockstepEvaluation
               text_field: sentence
               label_field: label
               labels: [neg, neu, pos]
+              echo: \(echo)
             """
         let runConfig = try RunConfig(yaml: yaml)
         let snapshot = WorkerState(count: model.layout.count)
@@ -492,5 +499,162 @@ import LockstepEvaluation
         #expect(predictJSONL.status != 0)
         #expect(predictJSONL.error.contains("\(noText.path):2: missing field 'text'"), "\(predictJSONL.error)")
         #expect(predictJSONL.output.isEmpty)
+    }
+}
+
+// MARK: - Echo inputs and ensembles
+
+extension ClassifierInferenceTests {
+    /// A classifier exported with `echo_inputs` reads each text twice: its logits are those of the same weights
+    /// on the doubled texts, truncated to T as usual.
+    @Test func anEchoClassifierReadsEachTextTwice() throws {
+        let folder = try TemporaryDirectory()
+        defer { withExtendedLifetime(folder) {} }  // removed at the end of the test, not after its last use
+        let plain = folder.url.appendingPathComponent("plain")
+        let echo = folder.url.appendingPathComponent("echo")
+        try Self.saveClassifier(in: plain)
+        try Self.saveClassifier(in: echo, echo: true)
+
+        let plainClassifier = try TrainedClassifier(contentsOf: plain)
+        let echoClassifier = try TrainedClassifier(contentsOf: echo)
+        #expect(!plainClassifier.echo && echoClassifier.echo)
+        let doubled = Self.texts.map { $0.isEmpty ? "" : $0 + " " + $0 }
+        let reference = try Self.referenceLogits(directory: plain, texts: doubled, time: 16, batch: 3)
+        #expect(try echoClassifier.logits(texts: Self.texts, batchSize: 3) == reference)
+        #expect(try plainClassifier.logits(texts: doubled, batchSize: 3) == reference)
+
+        // A value that is not true or false is an error naming config.json.
+        let bad = folder.url.appendingPathComponent("bad")
+        try Self.saveClassifier(in: bad)
+        let configURL = bad.appendingPathComponent("config.json")
+        var json = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as? [String: Any])
+        json["echo_inputs"] = "twice"
+        try JSONSerialization.data(withJSONObject: json).write(to: configURL)
+        #expect {
+            _ = try TrainedClassifier(contentsOf: bad)
+        } throws: { "\($0)".contains(configURL.path) && "\($0)".contains("echo_inputs") }
+    }
+
+    /// `echo` travels with a classifier: checkpoint (`classification.echo`) → export (`echo_inputs`) → import.
+    @Test func echoSurvivesExportAndImport() throws {
+        let folder = try TemporaryDirectory()
+        defer { withExtendedLifetime(folder) {} }  // removed at the end of the test, not after its last use
+        let model = try Self.saveClassifier(in: folder.url.appendingPathComponent("hf"))
+        let checkpoints = try Self.saveCheckpoint(of: model, in: folder.url, echo: true)
+        let checkpoint = checkpoints.appendingPathComponent("step-0000005")
+        #expect(try TrainedClassifier(contentsOf: checkpoints).echo)
+
+        let exported = folder.url.appendingPathComponent("exported")
+        try ModelExport.writeHuggingFace(checkpoint: checkpoint, to: exported)
+        #expect(try ModelExport.echoInputs(directory: exported))
+        #expect(try TrainedClassifier(contentsOf: exported).echo)
+        let imported = folder.url.appendingPathComponent("imported")
+        let state = try TrainingCheckpoint.importHuggingFace(directory: exported, to: imported)
+        #expect(state.config.classification?.echo == true)
+
+        // Without echo, nothing is written and nothing is read.
+        let plainCheckpoints = try Self.saveCheckpoint(of: model, in: folder.url.appendingPathComponent("plain"))
+        let plainExport = folder.url.appendingPathComponent("plain-exported")
+        try ModelExport.writeHuggingFace(
+            checkpoint: plainCheckpoints.appendingPathComponent("step-0000005"), to: plainExport)
+        let json = try #require(JSONSerialization.jsonObject(
+            with: Data(contentsOf: plainExport.appendingPathComponent("config.json"))) as? [String: Any])
+        #expect(json["echo_inputs"] == nil)
+        #expect(try !TrainedClassifier(contentsOf: plainExport).echo)
+    }
+
+    /// An ensemble's probabilities are the mean of its members' calibrated ones; a lone member is the model
+    /// itself; members with other labels are refused, naming both models.
+    @Test func anEnsembleAveragesItsMembersCalibratedProbabilities() throws {
+        let folder = try TemporaryDirectory()
+        defer { withExtendedLifetime(folder) {} }  // removed at the end of the test, not after its last use
+        let paths = (1...3).map { folder.url.appendingPathComponent("member-\($0)") }
+        try Self.saveClassifier(in: paths[0], temperature: 2, seed: 7)
+        try Self.saveClassifier(in: paths[1], temperature: 0.5, seed: 8)
+        try Self.saveClassifier(in: paths[2], seed: 9, echo: true)
+        let members = try paths.map { try TrainedClassifier(contentsOf: $0) }
+        let ensemble = try ClassifierEnsemble(members: members)
+
+        let logits = try ensemble.memberLogits(texts: Self.texts, sequenceLength: nil, batchSize: 3)
+        #expect(logits.count == 3)
+        var expected = [Double](repeating: 0, count: Self.texts.count * 3)
+        for member in members {
+            let p = try member.probabilities(logits: try member.logits(texts: Self.texts, batchSize: 3))
+            for i in expected.indices { expected[i] += p[i] }
+        }
+        let probabilities = try ensemble.probabilities(memberLogits: logits)
+        for i in expected.indices { #expect(abs(probabilities[i] - expected[i] / 3) <= 1e-15) }
+        // Metrics read log(mean) at temperature 1: the same probabilities again.
+        let scores = try ensemble.scores(memberLogits: logits)
+        let fromScores = try TemperatureScaling.apply(logits: scores, classCount: 3, temperature: ensemble.scoreTemperature)
+        for i in expected.indices { #expect(abs(fromScores[i] - expected[i] / 3) <= 1e-12) }
+
+        let alone = try ClassifierEnsemble(members: [members[0]])
+        let aloneLogits = try alone.memberLogits(texts: Self.texts, sequenceLength: nil, batchSize: 3)
+        let own = try members[0].logits(texts: Self.texts, batchSize: 3)
+        #expect(try alone.probabilities(memberLogits: aloneLogits) == members[0].probabilities(logits: own))
+        #expect(try alone.scores(memberLogits: aloneLogits) == own.map(Double.init))
+        #expect(alone.scoreTemperature == 2)
+
+        let other = folder.url.appendingPathComponent("other-labels")
+        try Self.saveClassifier(in: other, labels: ["a", "b", "c"])
+        #expect {
+            _ = try ClassifierEnsemble(members: [members[0], try TrainedClassifier(contentsOf: other)])
+        } throws: { "\($0)".contains(other.path) && "\($0)".contains(paths[0].path) }
+        #expect(throws: ClassifierLoadError.self) { _ = try ClassifierEnsemble(members: []) }
+    }
+
+    /// `evaluate` and `predict` with `--model` repeated score the ensemble, agree with each other and with
+    /// `ClassifierEnsemble`, and list the members; a language model among them is a clear error.
+    @Test func evaluateAndPredictTakeSeveralModelsAsAnEnsemble() throws {
+        try requireBinary()
+        let folder = try TemporaryDirectory()
+        defer { withExtendedLifetime(folder) {} }  // removed at the end of the test, not after its last use
+        let paths = (1...2).map { folder.url.appendingPathComponent("member-\($0)") }
+        try Self.saveClassifier(in: paths[0], temperature: 2, seed: 7)
+        try Self.saveClassifier(in: paths[1], seed: 11, echo: true)
+        let data = folder.url.appendingPathComponent("test.tsv")
+        try Data(Self.tsv().utf8).write(to: data)
+        let ensemble = try ClassifierEnsemble(members: paths.map { try TrainedClassifier(contentsOf: $0) })
+        let probabilities = try ensemble.probabilities(
+            memberLogits: try ensemble.memberLogits(texts: Self.texts, sequenceLength: nil, batchSize: 8))
+        func predicted(_ row: Int) -> Int { (0..<3).max { probabilities[row * 3 + $0] < probabilities[row * 3 + $1] }! }
+        let correct = Self.labels.indices.filter { Self.names[predicted($0)] == Self.labels[$0] }.count
+
+        let models = paths.flatMap { ["--model", $0.path] }
+        let run = try lockstep(["evaluate"] + models + ["--data", data.path])
+        #expect(run.status == 0, "\(run.error)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any])
+        #expect(json["accuracy"] as? Double == Double(correct) / 7)
+        #expect(json["temperature"] as? Double == 1)
+        #expect(json["model"] == nil)
+        let members = try #require(json["members"] as? [[String: Any]])
+        #expect(members.map { $0["model"] as? String } == paths.map(\.path))
+        #expect(members.map { $0["temperature"] as? Double } == [2, 1])
+        #expect(members.map { $0["sequence_length"] as? Int } == [16, 16])
+        let loss = -Self.labels.indices.map { log(probabilities[$0 * 3 + Self.names.firstIndex(of: Self.labels[$0])!]) }
+            .reduce(0, +) / 7
+        #expect(abs((json["loss"] as? Double ?? 0) - loss) < 1e-9)
+
+        let predict = try lockstep(["predict"] + models + ["--input", data.path])
+        #expect(predict.status == 0, "\(predict.error)")
+        let records = predict.output.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        #expect(records.count == 7)
+        for (row, record) in records.enumerated() {
+            #expect(record["label"] as? String == Self.names[predicted(row)])
+            let byName = try #require(record["probabilities"] as? [String: Double])
+            for (k, name) in Self.names.enumerated() { #expect(abs(byName[name]! - probabilities[row * 3 + k]) <= 1e-15) }
+        }
+
+        let languageModel = folder.url.appendingPathComponent("lm")
+        let lm = GPT(config: GPTConfig(vocabularySize: 257, contextLength: 8, layerCount: 1, headCount: 1, channels: 8),
+                     batchSize: 1, sequenceLength: 8)
+        lm.initializeRandomly(seed: 1)
+        try HuggingFaceModel.save(model: lm, directory: languageModel)
+        let mixed = try lockstep(["evaluate"] + models + ["--model", languageModel.path, "--data", data.path])
+        #expect(mixed.status != 0)
+        #expect(mixed.error.contains("\(languageModel.path) is a language model"), "\(mixed.error)")
     }
 }

@@ -93,6 +93,17 @@ struct FineTuningTests {
         #expect(error(Self.configText.replacingOccurrences(of: ", validation: dev.tsv", with: ""),
                       ["classification.patience=2"]).contains("early stopping needs a dev set"))
         #expect(error(Self.configText, ["training.global_batch_tokens=512"]).contains("either global_batch_size"))
+        #expect(error(Self.configText, ["classification.echo=twice"]).contains("classification.echo"))
+        #expect(!settings.echo, "echo is off unless asked for")
+        #expect(try RunConfig(yaml: Self.configText, overrides: ["classification.echo=true"]).classification?.echo == true)
+
+        // A checkpoint's stored config from before `echo` existed reads as off.
+        var stored = try #require(
+            JSONSerialization.jsonObject(with: JSONEncoder().encode(settings)) as? [String: Any])
+        stored["echo"] = nil
+        let decoded = try JSONDecoder().decode(
+            RunConfig.ClassificationSettings.self, from: JSONSerialization.data(withJSONObject: stored))
+        #expect(decoded == settings)
     }
 
     @Test func learningRatesFollowHeadLayerDecayAndFreezing() throws {
@@ -276,6 +287,54 @@ struct FineTuningTests {
         #expect(accumulated.count == 20 && whole.count == 20)
         for (a, b) in zip(accumulated, whole) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b)), "\(accumulated) vs \(whole)") }
         #expect(accumulated.first != accumulated.last)
+    }
+
+    /// `classification.echo` trains exactly as the same run on a file whose texts are written twice, and the
+    /// exported model says so (`echo_inputs`), so that `evaluate` and `predict` read each text twice too.
+    @Test func echoTrainsAsTheTextsWrittenTwice() throws {
+        let directory = try TemporaryDirectory()
+        try Self.setUp(directory.url)
+        for name in ["train", "dev"] {
+            let lines = try String(contentsOf: directory.url.appendingPathComponent("\(name).tsv"), encoding: .utf8)
+                .split(separator: "\n")
+            let doubled = lines.enumerated().map { index, line -> String in
+                guard index > 0, let tab = line.firstIndex(of: "\t") else { return String(line) }
+                return "\(line[..<tab]) \(line[..<tab])\(line[tab...])"
+            }
+            try (doubled.joined(separator: "\n") + "\n").write(
+                to: directory.url.appendingPathComponent("\(name)-doubled.tsv"), atomically: true, encoding: .utf8)
+        }
+        func train(_ name: String, echo: Bool, files: String) throws -> URL {
+            var config = try Self.config(directory.url, [
+                "model.context_length=96", "training.sequence_length=96", "training.max_steps=12",
+                "evaluation.every=6", "classification.echo=\(echo)",
+            ])
+            config.data.train = directory.url.appendingPathComponent("train\(files).tsv").path
+            config.data.validation = directory.url.appendingPathComponent("dev\(files).tsv").path
+            config.output.directory = directory.url.appendingPathComponent("runs/\(name)").path
+            _ = try Self.train(config)
+            return directory.url.appendingPathComponent("runs/\(name)")
+        }
+        let echo = try train("echo", echo: true, files: "")
+        let doubled = try train("doubled", echo: false, files: "-doubled")
+
+        let echoWeights = try SafeTensorsFile.read(echo.appendingPathComponent("model/model.safetensors"))
+        let doubledWeights = try SafeTensorsFile.read(doubled.appendingPathComponent("model/model.safetensors"))
+        #expect(echoWeights.names.sorted() == doubledWeights.names.sorted())
+        for name in echoWeights.names { #expect(try echoWeights.floats(named: name) == doubledWeights.floats(named: name), "\(name)") }
+        func devAccuracies(_ run: URL) throws -> [Double] {
+            try MetricsLog.read(url: run.appendingPathComponent("metrics.jsonl"))
+                .filter { $0["kind"] == .string("eval") }.compactMap { $0["accuracy"]?.doubleValue }
+        }
+        #expect(try devAccuracies(echo) == devAccuracies(doubled) && devAccuracies(echo).count == 2)
+
+        #expect(try ModelExport.echoInputs(directory: echo.appendingPathComponent("model")))
+        #expect(try !ModelExport.echoInputs(directory: doubled.appendingPathComponent("model")))
+        let texts = ["the film was fun", "a dull story"]
+        let echoLogits = try TrainedClassifier(contentsOf: echo.appendingPathComponent("model")).logits(texts: texts)
+        let doubledLogits = try TrainedClassifier(contentsOf: doubled.appendingPathComponent("model"))
+            .logits(texts: texts.map { $0 + " " + $0 })
+        #expect(echoLogits == doubledLogits)
     }
 
     @Test func badLabeledInputIsAClearError() throws {

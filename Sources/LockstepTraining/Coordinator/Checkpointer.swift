@@ -16,6 +16,8 @@ final class Checkpointer: CheckpointSnapshot, @unchecked Sendable {
     let every: Int
     let keepLast: Int
     let keepEvery: Int
+    /// Whether the exported classifier reads each text twice (`classification.echo`).
+    let echoInputs: Bool
     /// Replica 0's state as of the last handoff; what the save queue writes.
     let snapshot: WorkerState
     /// Entered while a save's thread runs.
@@ -33,6 +35,7 @@ final class Checkpointer: CheckpointSnapshot, @unchecked Sendable {
         every = config.checkpoint.every
         keepLast = config.checkpoint.keepLast
         keepEvery = config.checkpoint.keepEvery
+        echoInputs = config.classification?.echo ?? false
         snapshot = WorkerState(count: layout.count)
     }
 
@@ -118,6 +121,6 @@ final class Checkpointer: CheckpointSnapshot, @unchecked Sendable {
         }
         try ModelExport.writeHuggingFace(
             parameters: UnsafeBufferPointer(snapshot.parameters), model: model, labelNames: labelNames,
-            temperature: temperature, tokenizer: tokenizer, to: modelDirectory)
+            temperature: temperature, echoInputs: echoInputs, tokenizer: tokenizer, to: modelDirectory)
     }
 }

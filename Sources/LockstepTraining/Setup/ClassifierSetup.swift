@@ -39,7 +39,8 @@ extension RunSetup {
             try config.labeledSet(pattern: $0, labels: training.labels)
         }
         model.classWeights = try classWeights(settings.classWeights, training: training)
-        let tokenize: (String) -> [Int32] = { tokenizer.encode($0) }
+        let echo = settings.echo
+        let tokenize: (String) -> [Int32] = { tokenizer.encode(LabeledBatchStream.classifierText($0, echo: echo)) }
         let stream = try LabeledBatchStream(
             examples: training.examples, sequenceLength: config.training.sequenceLength, padID: tokenizer.padID,
             globalBatchSize: config.globalBatchWindows, seed: config.data.seed, shuffle: config.data.shuffle,
