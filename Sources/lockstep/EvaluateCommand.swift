@@ -19,7 +19,7 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: ArgumentHelp(
         "A Hugging Face GPT-2 directory (e.g. a run's model/); for a classifier also a Lockstep checkpoint or a run's checkpoints/.",
         discussion: "Repeat it to evaluate several classifiers as one ensemble: the mean of their class probabilities."))
-    var model: [String] = []
+    var model: [String]
 
     @Option(help: "Language model: glob of token shards, e.g. 'data/shakespeare/val_*.bin'. Classifier: a labeled TSV, CSV or JSONL file.")
     var data: String
@@ -43,7 +43,6 @@ struct EvaluateCommand: ParsableCommand {
     var file: ClassifierFileOptions
 
     func validate() throws {
-        guard !model.isEmpty else { throw ValidationError("--model is required: give a model directory") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, not \(batchSize)") }
         if let sequenceLength, sequenceLength < 1 {
             throw ValidationError("--sequence-length must be at least 1, not \(sequenceLength)")

@@ -22,7 +22,7 @@ struct PredictCommand: ParsableCommand {
     @Option(help: ArgumentHelp(
         "A classifier: a Lockstep checkpoint, a run's checkpoints/, or a Hugging Face GPT-2 directory.",
         discussion: "Repeat it to predict with several classifiers as one ensemble: the mean of their class probabilities."))
-    var model: [String] = []
+    var model: [String]
 
     @Option(help: "The TSV, CSV or JSONL file of texts (a label field is optional).")
     var input: String
@@ -46,7 +46,6 @@ struct PredictCommand: ParsableCommand {
     var file: ClassifierFileOptions
 
     func validate() throws {
-        guard !model.isEmpty else { throw ValidationError("--model is required: give a classifier directory") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, not \(batchSize)") }
         if let sequenceLength, sequenceLength < 1 {
             throw ValidationError("--sequence-length must be at least 1, not \(sequenceLength)")
