@@ -354,8 +354,10 @@ struct FineTuningTests {
 
     // MARK: - Distributed
 
-    /// Also with `training.dropout`, whose masks a resumed run must draw again exactly.
-    @Test(arguments: [0, 0.2]) func twoWorkersFineTuneAndResumeBitIdentical(dropout: Double) throws {
+    /// Also with `training.dropout`, whose masks a resumed run must draw again exactly, and with Muon on the
+    /// block matrices (the SST-2 recipe's fine-tuning), whose momentum the checkpoint must carry.
+    @Test(arguments: zip([0, 0.2, 0], ["adamw", "adamw", "muon"]))
+    func twoWorkersFineTuneAndResumeBitIdentical(dropout: Double, optimizer: String) throws {
         let temporary = try TemporaryDirectory()
         let directory = temporary.url
         try Self.setUp(directory)
@@ -365,7 +367,8 @@ struct FineTuningTests {
         func train(_ output: String, resume: Bool = false) throws -> MPIRun.Result {
             try MPIRun.command(
                 [lockstep, "train", "--config", "ft.yaml", "--workers", "2", "--set", "training.max_steps=20",
-                 "--set", "output.directory=\(output)", "--set", "training.dropout=\(dropout)"]
+                 "--set", "output.directory=\(output)", "--set", "training.dropout=\(dropout)",
+                 "--set", "optimizer.kind=\(optimizer)"]
                     + (resume ? ["--resume", "auto"] : []),
                 directory: directory, timeout: 300)
         }
@@ -387,6 +390,15 @@ struct FineTuningTests {
             let a = try Data(contentsOf: directory.appendingPathComponent("runs/full/\(file)"))
             let b = try Data(contentsOf: directory.appendingPathComponent("runs/resumed/\(file)"))
             #expect(a == b, "\(file) differs after resuming")
+        }
+        if optimizer == "muon" {
+            // Muon keeps only a momentum for the block matrices; the head and the rest stay with AdamW.
+            let moments = try SafeTensorsFile.parse(
+                ShardedOptimizerTests.checkpointFile(directory, "runs/full", step: 20, "optimizer.safetensors"))
+            let matrix = "transformer.h.0.mlp.c_fc.weight"
+            #expect(try moments.floats(named: "v." + matrix).allSatisfy { $0 == 0 })
+            #expect(try moments.floats(named: "m." + matrix).contains { $0 != 0 })
+            #expect(try moments.floats(named: "v.score.weight").contains { $0 != 0 })
         }
     }
 
