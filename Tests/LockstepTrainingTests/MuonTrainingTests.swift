@@ -19,6 +19,17 @@ struct MuonTrainingTests {
     typealias Runs = InProcessRanksTests
     static let muon = "optimizer.kind=muon"
 
+    /// A Muon run's checkpoint at `step` under `output`: a block matrix holds only Muon's momentum (`m`, its `v`
+    /// stays 0), while `adamWTensor`, which AdamW updates, has second moments.
+    static func expectMuonState(_ directory: URL, _ output: String, step: Int, adamWTensor: String) throws {
+        let moments = try SafeTensorsFile.parse(
+            ShardedOptimizerTests.checkpointFile(directory, output, step: step, "optimizer.safetensors"))
+        let matrix = "transformer.h.0.mlp.c_fc.weight"
+        #expect(try moments.floats(named: "v." + matrix).allSatisfy { $0 == 0 })
+        #expect(try moments.floats(named: "m." + matrix).contains { $0 != 0 })
+        #expect(try moments.floats(named: "v." + adamWTensor).contains { $0 != 0 })
+    }
+
     /// One rank of an in-process group as the optimizer's exchange, with the all-gather `MPIReplicaGroup` uses.
     final class GroupExchange: UpdateExchange {
         let communicator: InProcessCommunicator
@@ -94,12 +105,7 @@ struct MuonTrainingTests {
         let difference = try ShardedOptimizerTests.difference(directory, "runs/one", "runs/full")
         #expect(difference.absolute <= 1e-4 * difference.scale, "1 worker against 2: \(difference)")
 
-        let moments = try SafeTensorsFile.parse(
-            ShardedOptimizerTests.checkpointFile(directory, "runs/full", step: 6, "optimizer.safetensors"))
-        let matrix = "transformer.h.0.mlp.c_fc.weight"
-        #expect(try moments.floats(named: "v." + matrix).allSatisfy { $0 == 0 })
-        #expect(try moments.floats(named: "m." + matrix).contains { $0 != 0 })
-        #expect(try moments.floats(named: "v.transformer.h.0.mlp.c_fc.bias").contains { $0 != 0 })
+        try Self.expectMuonState(directory, "runs/full", step: 6, adamWTensor: "transformer.h.0.mlp.c_fc.bias")
 
         try ShardedOptimizerTests.interrupt(directory, "runs/full", step: 6, into: "runs/resumed")
         let resumed = try Runs.train(directory, workers: 2, output: "runs/resumed", resume: "auto", overrides: [Self.muon])
